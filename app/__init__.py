@@ -1,0 +1,62 @@
+"""Opsflow: an orchestration service that puts Ansible behind one REST API."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from app.config import Settings
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """The application factory."""
+    # Imported here so that `python -m app.execution.watchdog` stays light.
+    from flask import Flask
+    from sqlalchemy import event
+
+    from app.api import accounts, groups, health, hosts, jobs, projects
+    from app.api.errors import register
+    from app.config import ROOT, Settings
+    from app.extensions import api, db, migrate, redis
+    from app.secrets import Cipher, load_key
+
+    settings = settings or Settings.from_env()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = Flask(__name__)
+    app.config.update(
+        OPSFLOW=settings,
+        SQLALCHEMY_DATABASE_URI=settings.database_url,
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        MAX_CONTENT_LENGTH=settings.request_max_bytes,
+        API_TITLE="Opsflow",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api/v1",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+    )
+    Cipher.configure(load_key(settings.secret_key, settings.secret_key_file))
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
+    redis.init_app(settings.redis_url)
+    api.init_app(app)
+    for module in (health, projects, hosts, groups, accounts, jobs):
+        api.register_blueprint(module.blp)
+    register(app)
+
+    if settings.database_url.startswith("sqlite"):
+        with app.app_context():
+            event.listen(db.engine, "connect", _sqlite_pragmas)
+    return app
+
+
+def _sqlite_pragmas(connection, _record) -> None:
+    # WAL lets the API read while the ingester writes; the busy timeout queues writers instead of failing.
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()

@@ -1,0 +1,1 @@
+"""The REST API: one blueprint per resource, all under /api/v1."""

@@ -1,0 +1,14 @@
+"""/projects/{pid}/accounts"""
+
+from __future__ import annotations
+
+from flask_smorest import Blueprint
+
+from app.api.crud import project_resource
+from app.models import Account
+from app.schemas.account import AccountSchema
+
+blp = Blueprint(
+    "accounts", __name__, url_prefix="/api/v1/projects", description="Accounts (secrets are write-only)"
+)
+project_resource(blp, "accounts", Account, AccountSchema)

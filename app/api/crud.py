@@ -1,0 +1,66 @@
+"""The five routes every project resource has: list, create, read, update, delete."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema
+from sqlalchemy import select
+
+from app.api.paging import SelectPage
+from app.models import Project
+from app.services import records
+
+
+def project_resource(
+    blp: Blueprint,
+    path: str,
+    model: type,
+    schema: type[Schema],
+    create: Callable[[int, dict[str, Any]], Any] | None = None,
+    update: Callable[[Any, dict[str, Any]], Any] | None = None,
+) -> None:
+    """Register the CRUD routes of `model` under /projects/<pid>/<path>."""
+
+    def create_row(project_id: int, data: dict[str, Any]) -> Any:
+        return records.save(model(project_id=project_id, **data))
+
+    create = create or create_row
+    update = update or records.update
+
+    @blp.route(f"/<int:pid>/{path}")
+    class Collection(MethodView):
+        @blp.response(200, schema(many=True))
+        @blp.paginate(SelectPage)
+        def get(self, pid: int):
+            """List them, paged."""
+            records.get(Project, pid)
+            return select(model).where(model.project_id == pid).order_by(model.id)
+
+        @blp.arguments(schema)
+        @blp.response(201, schema)
+        def post(self, data: dict[str, Any], pid: int):
+            """Create one."""
+            records.get(Project, pid)
+            return create(pid, data)
+
+    @blp.route(f"/<int:pid>/{path}/<int:item_id>")
+    class Item(MethodView):
+        @blp.response(200, schema)
+        def get(self, pid: int, item_id: int):
+            """Read one."""
+            return records.get(model, item_id, pid)
+
+        @blp.arguments(schema(partial=True))
+        @blp.response(200, schema)
+        def patch(self, data: dict[str, Any], pid: int, item_id: int):
+            """Change some fields."""
+            return update(records.get(model, item_id, pid), data)
+
+        @blp.response(204)
+        def delete(self, pid: int, item_id: int):
+            """Delete one."""
+            records.delete(records.get(model, item_id, pid))

@@ -1,0 +1,54 @@
+"""One JSON error shape for every failure: {"error": {"code", "message", "field"?, "details"?}}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, jsonify
+
+from app.services.errors import ServiceError
+
+CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+def error_response(status: int, message: str, field: str | None = None, details: Any = None, headers=None):
+    body: dict[str, Any] = {"code": CODES.get(status, "error"), "message": message}
+    if field:
+        body["field"] = field
+    if details:
+        body["details"] = details
+    response = jsonify(error=body)
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
+
+
+def first_error(messages: Any, path: tuple[str, ...] = ()) -> tuple[str | None, str]:
+    """The dotted path and text of the first validation message in webargs' nested errors."""
+    if isinstance(messages, dict):
+        key, value = next(iter(messages.items()))
+        return first_error(value, (*path, str(key)))
+    if isinstance(messages, list) and messages:
+        if isinstance(messages[0], str):
+            return (".".join(path) or None), messages[0]
+        return first_error(messages[0], path)
+    return (".".join(path) or None), str(messages)
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(ServiceError)
+    def service_error(error: ServiceError):
+        return error_response(error.status, error.message, error.field, error.details)

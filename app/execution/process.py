@@ -1,0 +1,48 @@
+"""Finding and ending every process of one run.
+
+ansible-playbook runs in its own session (ansible-runner spawns it under a pty),
+its forks and their ssh children may start sessions of their own, and ssh
+ControlPersist masters detach from the tree entirely. What they all keep is the
+environment, so each run carries a marker variable, and ending a run means
+killing every process that carries its marker.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import psutil
+
+MARKER_VAR = "OPSFLOW_RUN_MARKER"
+
+
+def marked(marker: str) -> list[psutil.Process]:
+    """The live processes whose environment carries this run's marker."""
+    found = []
+    for process in psutil.process_iter():
+        if process.pid == os.getpid():
+            continue
+        try:
+            if process.environ().get(MARKER_VAR) == marker:
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def kill_marked(marker: str, attempts: int = 5) -> int:
+    """SIGKILL every process of the run, until none is left; returns how many were killed."""
+    killed = 0
+    for _ in range(attempts):
+        processes = marked(marker)
+        if not processes:
+            break
+        for process in processes:
+            try:
+                process.send_signal(signal.SIGKILL)
+                killed += 1
+            except psutil.NoSuchProcess:
+                continue
+        psutil.wait_procs(processes, timeout=2)
+    return killed

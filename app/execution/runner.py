@@ -1,0 +1,203 @@
+"""Runs one compiled slice with ansible-runner, in a private data dir of its own.
+
+The runner writes the playbook and inventory, starts ansible-playbook through
+ansible-runner with the Opsflow callback plugin enabled, keeps the slice's
+heartbeat alive, polls for a cancel, and on every way out (success, failure,
+cancel, timeout, a dying worker) leaves no process of the run behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ansible_runner
+from redis import Redis
+
+from app.config import ROOT, Settings
+from app.execution.compiler import CompiledStep, to_yaml
+from app.execution.keys import cancel_key, heartbeat_key
+from app.execution.process import MARKER_VAR, kill_marked
+from app.models.status import RunStatus
+from app.secrets import mask
+
+PLAYBOOK = "main.yml"
+CALLBACK_DIR = ROOT / "plugins" / "callback"
+HEARTBEAT_EVERY = 5.0
+# ansible-runner checks for a cancel once per pexpect timeout.
+CANCEL_POLL_SECONDS = 0.5
+
+RUNNER_STATUS = {
+    "successful": RunStatus.SUCCESS,
+    "failed": RunStatus.FAILED,
+    "canceled": RunStatus.TERMINATED,
+    "timeout": RunStatus.TIMEOUT,
+}
+
+
+@dataclass
+class RunRequest:
+    """One slice, compiled, with the secrets it needs."""
+
+    slice_id: int
+    job_id: int
+    compiled: CompiledStep
+    forks: int
+    timeout: int
+    private_key: str | None = None
+    password: str | None = None
+    become_password: str | None = None
+    secrets: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunOutcome:
+    status: RunStatus
+    error: str | None = None
+
+
+class Runner:
+    """Runs slices; one instance per worker process."""
+
+    def __init__(self, settings: Settings, redis: Redis) -> None:
+        self.settings = settings
+        self.redis = redis
+
+    def run(self, request: RunRequest) -> RunOutcome:
+        data_dir = self._prepare(request)
+        marker = secrets.token_hex(12)
+        watchdog = subprocess.Popen(
+            [sys.executable, "-m", "app.execution.watchdog", marker],
+            stdin=subprocess.PIPE,
+            cwd=ROOT,
+            start_new_session=True,
+        )
+        try:
+            result = ansible_runner.run(
+                private_data_dir=str(data_dir),
+                playbook=PLAYBOOK,
+                inventory=str(data_dir / "inventory" / "hosts.yml"),
+                ident="run",
+                envvars=self._environment(request, data_dir, marker),
+                forks=request.forks,
+                cmdline=self._cmdline(request),
+                passwords=self._passwords(request),
+                ssh_key=request.private_key,
+                timeout=request.timeout,
+                cancel_callback=self._cancel_callback(request),
+                event_handler=lambda event: False,
+                settings={"pexpect_timeout": CANCEL_POLL_SECONDS, "suppress_ansible_output": True},
+                quiet=True,
+            )
+            outcome = self._outcome(result, data_dir, request)
+        except Exception as exc:
+            outcome = RunOutcome(RunStatus.ABNORMAL, f"the run could not start: {exc}")
+        finally:
+            kill_marked(marker)
+            watchdog.stdin.close()
+            watchdog.wait()
+            self._clean(data_dir, request)
+        return outcome
+
+    def _prepare(self, request: RunRequest) -> Path:
+        data_dir = self.settings.runs_dir / f"{request.slice_id}-{secrets.token_hex(4)}"
+        for sub in ("project", "inventory", "env", "cp"):
+            (data_dir / sub).mkdir(parents=True, mode=0o700)
+        (data_dir / "project" / PLAYBOOK).write_text(to_yaml(request.compiled.playbook))
+        (data_dir / "inventory" / "hosts.yml").write_text(to_yaml(request.compiled.inventory))
+        for name, content in request.compiled.files.items():
+            (data_dir / "project" / name).write_bytes(content)
+        if request.secrets:
+            fd = os.open(data_dir / "mask.json", os.O_WRONLY | os.O_CREAT, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                json.dump(request.secrets, handle)
+        return data_dir
+
+    def _environment(self, request: RunRequest, data_dir: Path, marker: str) -> dict[str, str]:
+        settings = self.settings
+        ssh_args = "-o ControlMaster=auto -o ControlPersist=60s -o ServerAliveInterval=15"
+        if not settings.ssh_host_key_checking:
+            ssh_args += " -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
+        env = {
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            "ANSIBLE_CALLBACK_PLUGINS": str(CALLBACK_DIR),
+            "ANSIBLE_CALLBACKS_ENABLED": "opsflow",
+            "ANSIBLE_SSH_ARGS": ssh_args,
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(data_dir / "cp"),
+            "ANSIBLE_HOST_KEY_CHECKING": str(settings.ssh_host_key_checking),
+            "ANSIBLE_TIMEOUT": "10",
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_DEPRECATION_WARNINGS": "False",
+            "ANSIBLE_LOCALHOST_WARNING": "False",
+            "ANSIBLE_PYTHON_INTERPRETER": "auto_silent",
+            "OPSFLOW_REDIS_URL": settings.redis_url,
+            "OPSFLOW_EVENT_STREAM": settings.event_stream,
+            "OPSFLOW_SLICE_ID": str(request.slice_id),
+            "OPSFLOW_OUTPUT_CAP_BYTES": str(settings.output_cap_bytes),
+            MARKER_VAR: marker,
+        }
+        if request.secrets:
+            env["OPSFLOW_MASK_FILE"] = str(data_dir / "mask.json")
+        return env
+
+    @staticmethod
+    def _cmdline(request: RunRequest) -> str | None:
+        flags = []
+        if request.password:
+            flags.append("--ask-pass")
+        if request.become_password:
+            flags.append("--ask-become-pass")
+        return " ".join(flags) or None
+
+    @staticmethod
+    def _passwords(request: RunRequest) -> dict[str, str]:
+        prompts = {}
+        if request.password:
+            prompts[r"SSH password:\s*?$"] = request.password
+        if request.become_password:
+            prompts[r"BECOME password.*:\s*?$"] = request.become_password
+        return prompts
+
+    def _cancel_callback(self, request: RunRequest) -> Callable[[], bool]:
+        beat = heartbeat_key(request.slice_id)
+        cancel = cancel_key(request.job_id)
+        last_beat = 0.0
+
+        def cancelled() -> bool:
+            nonlocal last_beat
+            now = time.monotonic()
+            if now - last_beat >= HEARTBEAT_EVERY:
+                self.redis.set(beat, "1", ex=self.settings.heartbeat_ttl)
+                last_beat = now
+            return bool(self.redis.exists(cancel))
+
+        return cancelled
+
+    @staticmethod
+    def _outcome(result, data_dir: Path, request: RunRequest) -> RunOutcome:
+        status = RUNNER_STATUS.get(result.status, RunStatus.ABNORMAL)
+        if status is not RunStatus.ABNORMAL:
+            return RunOutcome(status)
+        stdout = data_dir / "artifacts" / "run" / "stdout"
+        tail = stdout.read_text(errors="replace")[-4000:] if stdout.exists() else ""
+        return RunOutcome(
+            status, mask(f"ansible-runner ended {result.status}: {tail}".strip(), request.secrets)
+        )
+
+    def _clean(self, data_dir: Path, request: RunRequest) -> None:
+        if not self.settings.keep_run_dirs:
+            shutil.rmtree(data_dir, ignore_errors=True)
+            return
+        (data_dir / "mask.json").unlink(missing_ok=True)
+        if request.secrets:
+            for path in (data_dir / "artifacts").rglob("*"):
+                if path.is_file():
+                    path.write_text(mask(path.read_text(errors="replace"), request.secrets))

@@ -1,0 +1,22 @@
+"""The SQLAlchemy models, one module per aggregate."""
+
+from app.models.account import Account
+from app.models.inventory import Connection, Group, Host
+from app.models.job import HostResult, JobInstance, Slice, StepInstance, TaskResult
+from app.models.project import Project
+from app.models.status import HostStatus, RunStatus
+
+__all__ = [
+    "Account",
+    "Connection",
+    "Group",
+    "Host",
+    "HostResult",
+    "HostStatus",
+    "JobInstance",
+    "Project",
+    "RunStatus",
+    "Slice",
+    "StepInstance",
+    "TaskResult",
+]

@@ -1,0 +1,135 @@
+"""Job instances (one launch each), their steps, slices, and per-host results."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+from app.models.base import EncryptedText, UTCDateTime, utcnow
+from app.models.status import HostStatus, RunStatus
+
+
+class JobInstance(db.Model):
+    __tablename__ = "job_instance"
+    __table_args__ = (Index("ix_job_instance_project_created", "project_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.WAITING, index=True)
+    host_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    steps: Mapped[list[StepInstance]] = relationship(
+        back_populates="job", order_by="StepInstance.seq", cascade="all, delete-orphan"
+    )
+
+
+class StepInstance(db.Model):
+    __tablename__ = "step_instance"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_instance_id: Mapped[int] = mapped_column(
+        ForeignKey("job_instance.id", ondelete="CASCADE"), index=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, default=1)
+    name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.WAITING)
+    # What the compiler needs, minus secrets: language, content, params, timeout, forks, account id.
+    spec: Mapped[dict] = mapped_column(JSON, default=dict)
+    # Sensitive parameters, as encrypted JSON.
+    secret_params: Mapped[str | None] = mapped_column(EncryptedText)
+    # How many tasks the compiled playbook runs per host: with one, a host's first result is final.
+    task_count: Mapped[int] = mapped_column(Integer, default=1)
+    host_count: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    job: Mapped[JobInstance] = relationship(back_populates="steps")
+    slices: Mapped[list[Slice]] = relationship(order_by="Slice.index", cascade="all, delete-orphan")
+
+
+class Slice(db.Model):
+    """A part of a step's hosts, run by one RQ job on one worker."""
+
+    __tablename__ = "step_slice"
+    __table_args__ = (Index("ix_step_slice_status", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    step_instance_id: Mapped[int] = mapped_column(
+        ForeignKey("step_instance.id", ondelete="CASCADE"), index=True
+    )
+    index: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.WAITING)
+    host_count: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(255))
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    step: Mapped[StepInstance] = relationship(back_populates="slices")
+
+    @property
+    def rq_job_id(self) -> str:
+        return f"opsflow-slice-{self.id}"
+
+
+class HostResult(db.Model):
+    __tablename__ = "host_result"
+    __table_args__ = (
+        UniqueConstraint("step_instance_id", "host_name"),
+        Index("ix_host_result_step_status", "step_instance_id", "status"),
+        Index("ix_host_result_job_status", "job_instance_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_instance_id: Mapped[int] = mapped_column(ForeignKey("job_instance.id", ondelete="CASCADE"))
+    step_instance_id: Mapped[int] = mapped_column(ForeignKey("step_instance.id", ondelete="CASCADE"))
+    slice_id: Mapped[int] = mapped_column(ForeignKey("step_slice.id", ondelete="CASCADE"), index=True)
+    host_id: Mapped[int | None] = mapped_column(ForeignKey("host.id", ondelete="SET NULL"), index=True)
+    host_name: Mapped[str] = mapped_column(String(255))
+    address: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default=HostStatus.WAITING)
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    stdout: Mapped[str] = mapped_column(Text, default="")
+    stderr: Mapped[str] = mapped_column(Text, default="")
+    stdout_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+    stderr_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    tasks: Mapped[list[TaskResult]] = relationship(order_by="TaskResult.seq", cascade="all, delete-orphan")
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at and self.ended_at:
+            return round((self.ended_at - self.started_at).total_seconds(), 3)
+        return None
+
+
+class TaskResult(db.Model):
+    """One task's result on one host, for playbooks of several tasks."""
+
+    __tablename__ = "task_result"
+    __table_args__ = (UniqueConstraint("host_result_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host_result_id: Mapped[int] = mapped_column(ForeignKey("host_result.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    task: Mapped[str] = mapped_column(String(255), default="")
+    action: Mapped[str] = mapped_column(String(128), default="")
+    outcome: Mapped[str] = mapped_column(String(16))
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    stdout: Mapped[str] = mapped_column(Text, default="")
+    stderr: Mapped[str] = mapped_column(Text, default="")
+    msg: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

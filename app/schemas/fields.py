@@ -1,0 +1,42 @@
+"""Fields and validators shared by the schemas."""
+
+from __future__ import annotations
+
+from marshmallow import ValidationError, fields, validate
+
+NAME = validate.Regexp(
+    r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+    error="use letters, digits, '.', '_' and '-', starting with a letter or digit",
+)
+IDENTIFIER = validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]*$", error="not a valid variable name")
+
+# Host variables that reach Ansible as they are; other ansible_* names could redirect
+# connections or run commands on the controller (ProxyCommand), so they are refused.
+ALLOWED_ANSIBLE_VARIABLES = frozenset(
+    {
+        "ansible_python_interpreter",
+        "ansible_shell_type",
+        "ansible_shell_executable",
+        "ansible_become_method",
+        "ansible_become_user",
+        "ansible_winrm_transport",
+        "ansible_winrm_scheme",
+        "ansible_winrm_server_cert_validation",
+    }
+)
+
+
+def validate_variables(variables: dict) -> None:
+    for name in variables:
+        if name.startswith("ansible_") and name not in ALLOWED_ANSIBLE_VARIABLES:
+            raise ValidationError(f"{name} is set by Opsflow itself or not allowed", field_name=name)
+
+
+class IdList(fields.List):
+    """Ids on input; on output, the ids of the related rows."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(fields.Integer(strict=True, validate=validate.Range(min=1)), **kwargs)
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else [row.id for row in value]

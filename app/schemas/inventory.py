@@ -1,0 +1,41 @@
+"""Host and group schemas."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from app.models import Connection
+from app.schemas.fields import IDENTIFIER, NAME, IdList, validate_variables
+
+ADDRESS = validate.Regexp(r"^[A-Za-z0-9:._%\[\]-]+$", error="not a host name or an IP address")
+
+
+class HostSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    name = fields.String(required=True, validate=[validate.Length(min=1, max=255), NAME])
+    address = fields.String(required=True, validate=[validate.Length(min=1, max=255), ADDRESS])
+    port = fields.Integer(strict=True, allow_none=True, load_default=None, validate=validate.Range(1, 65535))
+    connection = fields.String(load_default=Connection.SSH, validate=validate.OneOf(list(Connection)))
+    labels = fields.Dict(
+        keys=fields.String(validate=validate.Length(min=1, max=63)),
+        values=fields.String(validate=validate.Length(max=255)),
+        load_default=dict,
+    )
+    variables = fields.Dict(
+        keys=fields.String(validate=IDENTIFIER), load_default=dict, validate=validate_variables
+    )
+    created_at = fields.DateTime(dump_only=True)
+    updated_at = fields.DateTime(dump_only=True)
+
+
+class GroupSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    name = fields.String(required=True, validate=[validate.Length(min=1, max=255), NAME])
+    description = fields.String(load_default="", validate=validate.Length(max=4000))
+    hosts = IdList(load_default=list)
+    children = IdList(load_default=list)
+    variables = fields.Dict(
+        keys=fields.String(validate=IDENTIFIER), load_default=dict, validate=validate_variables
+    )
+    created_at = fields.DateTime(dump_only=True)
+    updated_at = fields.DateTime(dump_only=True)

@@ -1,0 +1,1 @@
+"""The domain operations the API, the CLI and the scheduler share."""

@@ -1,0 +1,33 @@
+"""Errors of the domain operations; the API turns each into one JSON error shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ServiceError(Exception):
+    """A refused operation: what went wrong, and which input field it concerns."""
+
+    status = 400
+
+    def __init__(self, message: str, field: str | None = None, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.details = details
+
+
+class NotFound(ServiceError):
+    status = 404
+
+
+class Conflict(ServiceError):
+    status = 409
+
+
+class TooLarge(ServiceError):
+    status = 413
+
+
+class Invalid(ServiceError):
+    status = 422

@@ -1,0 +1,213 @@
+"""Launching script executions, starting their slices on workers, and cancelling them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import current_app
+from rq import Queue
+from sqlalchemy import insert, select, update
+
+from app.config import TIMEOUT_MAX, Settings
+from app.execution import events
+from app.execution.compiler import Account as LoginAccount
+from app.execution.compiler import ScriptStep, Target, compile_script
+from app.execution.keys import cancel_key, heartbeat_key
+from app.execution.runner import RunRequest
+from app.extensions import db, redis
+from app.models import (
+    Account,
+    Connection,
+    Group,
+    Host,
+    HostResult,
+    HostStatus,
+    JobInstance,
+    RunStatus,
+    Slice,
+    StepInstance,
+)
+from app.models.base import utcnow
+from app.services import records
+from app.services.errors import Conflict, Invalid, TooLarge
+from app.services.inventory import group_hosts
+from app.services.progress import finish_slice, mark_started
+
+RQ_TIMEOUT_MARGIN = 600
+# A cancel request outlives any run it can concern.
+CANCEL_KEY_TTL = TIMEOUT_MAX + RQ_TIMEOUT_MARGIN
+
+
+def settings() -> Settings:
+    return current_app.config["OPSFLOW"]
+
+
+def queue() -> Queue:
+    return Queue(settings().queue_name, connection=redis.client)
+
+
+def resolve_targets(project_id: int, targets: dict[str, list[int]]) -> list[Host]:
+    """The hosts named directly and through groups, each once."""
+    hosts = records.get_many(Host, targets.get("hosts", []), project_id, "targets.hosts")
+    groups = records.get_many(Group, targets.get("groups", []), project_id, "targets.groups")
+    chosen = {host.id: host for host in hosts}
+    for host in group_hosts(groups):
+        chosen.setdefault(host.id, host)
+    if not chosen:
+        raise Invalid("targets resolve to no host: name at least one host or a group with hosts", "targets")
+    return list(chosen.values())
+
+
+def launch_script(project_id: int, data: dict[str, Any]) -> JobInstance:
+    """Create the job instance of a script run and queue its slices; returns at once."""
+    limits = settings()
+    script = data["script"]
+    if len(script["content"].encode()) > limits.script_max_bytes:
+        raise TooLarge(f"the script is larger than {limits.script_max_bytes} bytes", "script.content")
+    hosts = resolve_targets(project_id, data["targets"])
+    account_id = data.get("account_id")
+    if account_id is not None:
+        records.get_many(Account, [account_id], project_id, "account_id")
+    elif any(host.connection != Connection.LOCAL for host in hosts):
+        raise Invalid("an account is required to reach ssh and winrm hosts", "account_id")
+    if script["language"] != "powershell" and any(host.connection == Connection.WINRM for host in hosts):
+        raise Invalid("winrm hosts run powershell scripts only", "script.language")
+
+    params = data.get("params", [])
+    sensitive = data.get("sensitive", False)
+    job = JobInstance(
+        project_id=project_id,
+        name=data.get("name") or "script execution",
+        kind="script_execution",
+        host_count=len(hosts),
+    )
+    step = StepInstance(
+        name=job.name,
+        kind="script",
+        host_count=len(hosts),
+        spec={
+            "language": script["language"],
+            "content": script["content"],
+            "params": None if sensitive else params,
+            "sensitive": sensitive,
+            "account_id": account_id,
+            "timeout": data["timeout"],
+            "forks": data.get("forks"),
+        },
+        secret_params=json.dumps(params) if sensitive else None,
+    )
+    job.steps.append(step)
+    size = limits.slice_size
+    chunks = [hosts[start : start + size] for start in range(0, len(hosts), size)]
+    for index, chunk in enumerate(chunks):
+        step.slices.append(Slice(index=index, host_count=len(chunk)))
+    db.session.add(job)
+    db.session.flush()
+    rows = [
+        {
+            "job_instance_id": job.id,
+            "step_instance_id": step.id,
+            "slice_id": piece.id,
+            "host_id": host.id,
+            "host_name": host.name,
+            "address": host.address,
+            "status": HostStatus.WAITING,
+        }
+        for piece, chunk in zip(step.slices, chunks, strict=True)
+        for host in chunk
+    ]
+    db.session.execute(insert(HostResult), rows)
+    db.session.commit()
+    dispatch(step, data["timeout"])
+    return job
+
+
+def dispatch(step: StepInstance, timeout: int) -> None:
+    """Queue one RQ job per slice of the step."""
+    jobs = queue()
+    for piece in step.slices:
+        jobs.enqueue_call(
+            "app.execution.tasks.run_slice",
+            args=(piece.id,),
+            job_id=piece.rq_job_id,
+            timeout=timeout + RQ_TIMEOUT_MARGIN,
+            result_ttl=3600,
+            failure_ttl=86400,
+        )
+
+
+def claim(slice_id: int, worker: str) -> RunRequest | None:
+    """Mark a waiting slice running on this worker and compile it; None when it is not waiting."""
+    claimed = db.session.execute(
+        update(Slice)
+        .where(Slice.id == slice_id, Slice.status == RunStatus.WAITING)
+        .values(status=RunStatus.RUNNING, worker=worker, started_at=utcnow())
+    ).rowcount
+    if not claimed:
+        db.session.rollback()
+        return None
+    piece = db.session.get(Slice, slice_id)
+    mark_started(piece)
+    db.session.commit()
+    redis.client.set(heartbeat_key(slice_id), "1", ex=settings().heartbeat_ttl)
+    return compile_slice(piece)
+
+
+def compile_slice(piece: Slice) -> RunRequest:
+    step = piece.step
+    spec = step.spec
+    results = db.session.scalars(select(HostResult).where(HostResult.slice_id == piece.id)).all()
+    host_ids = [result.host_id for result in results if result.host_id is not None]
+    hosts = {host.id: host for host in db.session.scalars(select(Host).where(Host.id.in_(host_ids)))}
+    targets = [
+        Target(host.name, host.address, host.port, host.connection, host.variables or {})
+        for host in (hosts.get(result.host_id) for result in results)
+        if host is not None
+    ]
+    account = db.session.get(Account, spec["account_id"]) if spec.get("account_id") else None
+    params = json.loads(step.secret_params) if spec.get("sensitive") else spec.get("params") or []
+    login = (
+        LoginAccount(account.username, account.become, account.become_method, account.become_user)
+        if account
+        else None
+    )
+    compiled = compile_script(ScriptStep(spec["language"], spec["content"], params), targets, login)
+    forks = min(spec.get("forks") or settings().forks_max, settings().forks_max, max(len(targets), 1))
+    secrets = [account.password, account.become_password] if account else []
+    if spec.get("sensitive"):
+        secrets.extend(params)
+    return RunRequest(
+        slice_id=piece.id,
+        job_id=step.job_instance_id,
+        compiled=compiled,
+        forks=forks,
+        timeout=spec["timeout"],
+        private_key=account.private_key if account else None,
+        password=account.password if account else None,
+        become_password=account.become_password if account else None,
+        secrets=[secret for secret in secrets if secret],
+    )
+
+
+def cancel(job: JobInstance) -> JobInstance:
+    """Stop a job: slices not started end at once, running ones are stopped by their runner."""
+    if RunStatus(job.status).final:
+        raise Conflict(f"job instance {job.id} has already ended ({job.status})", "status")
+    redis.client.set(cancel_key(job.id), "1", ex=CANCEL_KEY_TTL)
+    db.session.execute(
+        update(JobInstance)
+        .where(JobInstance.id == job.id, JobInstance.status.in_([RunStatus.WAITING, RunStatus.RUNNING]))
+        .values(status=RunStatus.STOPPING)
+    )
+    db.session.commit()
+    for step in job.steps:
+        for piece in step.slices:
+            if piece.status == RunStatus.WAITING:
+                finish_slice(piece.id, RunStatus.TERMINATED, "cancelled before it started")
+    db.session.commit()
+    return job
+
+
+def publish_slice_done(slice_id: int, status: RunStatus, error: str | None = None) -> None:
+    events.publish(redis.client, settings().event_stream, [events.slice_done(slice_id, status, error)])

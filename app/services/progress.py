@@ -1,0 +1,100 @@
+"""How slices, steps and job instances reach their final status.
+
+A slice ends once (a `slice_done` event, or a cancel before it started); its
+hosts still pending then get a final status from the way it ended. A step ends
+when its last slice does, and the job instance when its last step does.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from sqlalchemy import func, select, update
+
+from app.extensions import db
+from app.models import HostResult, HostStatus, JobInstance, RunStatus, Slice, StepInstance
+from app.models.base import utcnow
+from app.models.status import HOST_PENDING, HOST_STATUS_FOR_UNFINISHED, RUN_FINAL
+
+
+def host_counts(*where) -> dict[str, int]:
+    """Hosts per status among the host results matching `where`."""
+    rows = db.session.execute(
+        select(HostResult.status, func.count()).where(*where).group_by(HostResult.status)
+    ).all()
+    return {status: count for status, count in rows}
+
+
+def finish_slice(slice_id: int, status: RunStatus, error: str | None = None) -> bool:
+    """End a slice and settle what depends on it; False when it had already ended."""
+    piece = db.session.get(Slice, slice_id, with_for_update=True)
+    if piece is None or RunStatus(piece.status).final:
+        return False
+    now = utcnow()
+    leftover = HOST_STATUS_FOR_UNFINISHED[status]
+    reason = error or f"the run ended {status} before this host reported"
+    db.session.execute(
+        update(HostResult)
+        .where(HostResult.slice_id == slice_id, HostResult.status.in_(HOST_PENDING))
+        .values(status=leftover, ended_at=now, error=reason)
+    )
+    piece.status = status
+    piece.error = error
+    piece.ended_at = now
+    settle_step(piece.step)
+    return True
+
+
+def step_status(counts: dict[str, int]) -> RunStatus:
+    """The status a finished step takes from its hosts' statuses."""
+    present = {status for status, count in counts.items() if count}
+    if present <= {HostStatus.SUCCESS}:
+        return RunStatus.SUCCESS
+    for host_status, run_status in (
+        (HostStatus.CANCELLED, RunStatus.TERMINATED),
+        (HostStatus.TIMEOUT, RunStatus.TIMEOUT),
+        (HostStatus.ABNORMAL, RunStatus.ABNORMAL),
+    ):
+        if host_status in present:
+            return run_status
+    return RunStatus.FAILED
+
+
+def settle_step(step: StepInstance) -> None:
+    if any(not RunStatus(piece.status).final for piece in step.slices):
+        return
+    step.status = step_status(host_counts(HostResult.step_instance_id == step.id))
+    step.ended_at = utcnow()
+    settle_job(step.job)
+
+
+def settle_job(job: JobInstance) -> None:
+    statuses = [RunStatus(step.status) for step in job.steps]
+    if not all(status in RUN_FINAL for status in statuses):
+        return
+    failed = [status for status in statuses if status is not RunStatus.SUCCESS]
+    job.status = failed[0] if failed else RunStatus.SUCCESS
+    job.ended_at = utcnow()
+
+
+def mark_started(piece: Slice) -> None:
+    """The first slice to start starts its step and job."""
+    now = utcnow()
+    step = piece.step
+    for row in (step, step.job):
+        if row.status == RunStatus.WAITING:
+            row.status = RunStatus.RUNNING
+        if row.started_at is None:
+            row.started_at = now
+
+
+def counts_by_step(job_id: int) -> dict[int, Counter]:
+    rows = db.session.execute(
+        select(HostResult.step_instance_id, HostResult.status, func.count())
+        .where(HostResult.job_instance_id == job_id)
+        .group_by(HostResult.step_instance_id, HostResult.status)
+    ).all()
+    counts: dict[int, Counter] = {}
+    for step_id, status, count in rows:
+        counts.setdefault(step_id, Counter())[status] = count
+    return counts

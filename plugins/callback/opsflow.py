@@ -1,0 +1,193 @@
+"""Streams per-host task results of a run to a Redis Stream, in batches.
+
+Runs inside ansible-playbook next to ansible-runner's display callback and
+imports nothing from the Opsflow service. Events are buffered in memory and
+pushed by a background thread, so Ansible never waits on Redis, let alone on a
+database; the service's ingester writes them to the database.
+
+Settings come from the environment:
+  OPSFLOW_REDIS_URL          where to push
+  OPSFLOW_EVENT_STREAM       the stream's key
+  OPSFLOW_SLICE_ID           which slice of which step this run is
+  OPSFLOW_OUTPUT_CAP_BYTES   per-result cap on stdout and stderr
+  OPSFLOW_MASK_FILE          optional JSON list of secrets to mask in output
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+
+from ansible.plugins.callback import CallbackBase
+
+try:
+    import redis
+except ImportError:  # pragma: no cover - the service's virtualenv always has it
+    redis = None
+
+DOCUMENTATION = """
+    name: opsflow
+    type: notification
+    short_description: stream per-host results to the Opsflow ingester
+    description:
+      - Pushes task start and result events, and the play recap, to a Redis Stream in batches.
+    requirements:
+      - the redis Python package
+"""
+
+MASK = "******"
+BATCH_SIZE = 500
+FLUSH_INTERVAL = 0.2
+FINAL_FLUSH_SECONDS = 10.0
+
+
+def cap(text, limit: int) -> tuple[str, bool]:
+    """Text cut to at most `limit` bytes of UTF-8, and whether it was cut."""
+    if not isinstance(text, str):
+        text = "" if text is None else str(text)
+    if len(text) * 4 <= limit:
+        return text, False
+    encoded = text.encode("utf-8", "replace")
+    if len(encoded) <= limit:
+        return text, False
+    return encoded[:limit].decode("utf-8", "ignore"), True
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "notification"
+    CALLBACK_NAME = "opsflow"
+    CALLBACK_NEEDS_ENABLED = True
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.slice_id = int(os.environ.get("OPSFLOW_SLICE_ID", "0"))
+        self.stream = os.environ.get("OPSFLOW_EVENT_STREAM", "opsflow:events")
+        self.output_cap = int(os.environ.get("OPSFLOW_OUTPUT_CAP_BYTES", str(5 * 1024 * 1024)))
+        self.secrets = self._read_secrets(os.environ.get("OPSFLOW_MASK_FILE"))
+        url = os.environ.get("OPSFLOW_REDIS_URL")
+        self.redis = redis.Redis.from_url(url) if url and redis else None
+        self.task_seq: dict[str, int] = {}
+        self.started: dict[tuple[str, str], float] = {}
+        self.buffer: list[dict] = []
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.closed = False
+        self.flusher = threading.Thread(target=self._flush_loop, name="opsflow-events", daemon=True)
+        if self.redis is not None:
+            self.flusher.start()
+
+    @staticmethod
+    def _read_secrets(path: str | None) -> list[str]:
+        if not path:
+            return []
+        with open(path, encoding="utf-8") as handle:
+            secrets = json.load(handle)
+        return sorted((s for s in secrets if s), key=len, reverse=True)
+
+    def _mask(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, MASK)
+        return text
+
+    def _emit(self, event: dict) -> None:
+        event["slice"] = self.slice_id
+        with self.lock:
+            self.buffer.append(event)
+            full = len(self.buffer) >= BATCH_SIZE
+        if full:
+            self.wake.set()
+
+    def _push(self) -> bool:
+        with self.lock:
+            batch, self.buffer = self.buffer, []
+        if not batch:
+            return True
+        try:
+            self.redis.xadd(self.stream, {"events": json.dumps(batch)})
+            return True
+        except Exception as exc:
+            with self.lock:
+                self.buffer[:0] = batch
+            self._display.warning(f"opsflow: events not delivered yet: {exc}")
+            return False
+
+    def _flush_loop(self) -> None:
+        while not self.closed:
+            self.wake.wait(FLUSH_INTERVAL)
+            self.wake.clear()
+            if not self.closed:
+                self._push()
+
+    def _close(self) -> None:
+        self.closed = True
+        self.wake.set()
+        if self.flusher.is_alive():
+            self.flusher.join()
+        if self.redis is None:
+            return
+        deadline = time.monotonic() + FINAL_FLUSH_SECONDS
+        while not self._push() and time.monotonic() < deadline:
+            time.sleep(0.5)
+
+    def _on_task_start(self, task) -> None:
+        self.task_seq[task._uuid] = len(self.task_seq) + 1
+
+    def v2_playbook_on_task_start(self, task, is_conditional) -> None:
+        self._on_task_start(task)
+
+    def v2_playbook_on_handler_task_start(self, task) -> None:
+        self._on_task_start(task)
+
+    def v2_runner_on_start(self, host, task) -> None:
+        name = host.get_name()
+        now = time.time()
+        self.started[(name, task._uuid)] = now
+        self._emit({"type": "task_start", "host": name, "ts": now})
+
+    def _result(self, result, outcome: str) -> None:
+        task = result._task
+        name = result._host.get_name()
+        data = result._result
+        end = time.time()
+        stdout, stdout_cut = cap(self._mask(str(data.get("stdout") or "")), self.output_cap)
+        stderr, stderr_cut = cap(self._mask(str(data.get("stderr") or "")), self.output_cap)
+        msg, _ = cap(self._mask(str(data.get("msg") or "")), self.output_cap)
+        rc = data.get("rc")
+        self._emit(
+            {
+                "type": "task_result",
+                "host": name,
+                "seq": self.task_seq.get(task._uuid, 0),
+                "task": task.get_name(),
+                "action": task.action,
+                "outcome": outcome,
+                "rc": rc if isinstance(rc, int) else None,
+                "stdout": stdout,
+                "stderr": stderr,
+                "stdout_truncated": stdout_cut,
+                "stderr_truncated": stderr_cut,
+                "msg": msg,
+                "start": self.started.pop((name, task._uuid), end),
+                "end": end,
+            }
+        )
+
+    def v2_runner_on_ok(self, result) -> None:
+        self._result(result, "changed" if result._result.get("changed") else "ok")
+
+    def v2_runner_on_failed(self, result, ignore_errors=False) -> None:
+        self._result(result, "ignored" if ignore_errors else "failed")
+
+    def v2_runner_on_unreachable(self, result) -> None:
+        self._result(result, "unreachable")
+
+    def v2_runner_on_skipped(self, result) -> None:
+        self._result(result, "skipped")
+
+    def v2_playbook_on_stats(self, stats) -> None:
+        hosts = {name: stats.summarize(name) for name in sorted(stats.processed)}
+        self._emit({"type": "stats", "hosts": hosts, "ts": time.time()})
+        self._close()
