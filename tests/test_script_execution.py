@@ -1,0 +1,215 @@
+"""Script executions over real SSH to loopback hosts, and on the local connection."""
+
+from __future__ import annotations
+
+import time
+
+import psutil
+
+from tests.conftest import add_hosts, run_script
+
+INJECTION = "{{ lookup('pipe', 'id') }}"
+
+
+def test_success_on_several_hosts(service, project, account, lab):
+    hosts = add_hosts(service, project, lab, 3)
+    job = run_script(
+        service,
+        project,
+        hosts,
+        'echo "out:$1:$2"; echo "err:$(hostname -I 2>/dev/null | wc -c)" >&2',
+        params=["a b", "c"],
+        account_id=account["id"],
+    )
+    assert job["status"] in ("waiting", "running")
+    assert job["host_count"] == 3
+    done = service.wait_job(project["id"], job["id"])
+    assert done["status"] == "success", done
+    assert done["counts"]["success"] == 3
+    results = service.host_results(project["id"], job["id"])
+    assert sorted(r["host_name"] for r in results) == [h["name"] for h in hosts]
+    for result in results:
+        assert result["status"] == "success"
+        assert result["exit_code"] == 0
+        assert result["stdout"] == "out:a b:c\n"
+        assert result["stderr"].startswith("err:")
+        assert "out:" not in result["stderr"]
+        assert result["started_at"] and result["ended_at"] and result["duration"] >= 0
+
+
+def test_non_zero_exit_keeps_streams_apart(service, project, account, lab):
+    hosts = add_hosts(service, project, lab, 2, first=10)
+    job = run_script(
+        service, project, hosts, "echo to-out; echo to-err >&2; exit 7", account_id=account["id"]
+    )
+    done = service.wait_job(project["id"], job["id"])
+    assert done["status"] == "failed"
+    assert done["counts"]["failed"] == 2
+    for result in service.host_results(project["id"], job["id"], status="failed"):
+        assert (result["exit_code"], result["stdout"], result["stderr"]) == (7, "to-out\n", "to-err\n")
+
+
+def test_unreachable_host_fails_alone(service, project, account, lab):
+    good = add_hosts(service, project, lab, 1, first=20)
+    # Nothing listens on port 1 of this address: the connection is refused.
+    bad = service.post(
+        f"/projects/{project['id']}/hosts",
+        {"name": "nowhere", "address": "127.0.0.254", "port": 1},
+        expect=201,
+    ).get_json()
+    job = run_script(service, project, [*good, bad], "echo hi", account_id=account["id"])
+    done = service.wait_job(project["id"], job["id"])
+    assert done["status"] == "failed"
+    assert done["counts"]["success"] == 1
+    assert done["counts"]["unreachable"] == 1
+    [result] = service.host_results(project["id"], job["id"], status="unreachable")
+    assert result["host_name"] == "nowhere"
+    assert result["error"]
+
+
+def test_wrong_credentials(service, project, lab, tmp_path):
+    import subprocess
+
+    key = tmp_path / "stranger"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    stranger = service.post(
+        f"/projects/{project['id']}/accounts",
+        {"name": "stranger", "username": lab.user, "private_key": key.read_text()},
+        expect=201,
+    ).get_json()
+    hosts = add_hosts(service, project, lab, 1, first=30)
+    job = run_script(service, project, hosts, "echo hi", account_id=stranger["id"])
+    done = service.wait_job(project["id"], job["id"])
+    assert done["status"] == "failed"
+    [result] = service.host_results(project["id"], job["id"])
+    assert result["status"] == "auth_failed", result
+
+
+def test_injection_reaches_the_host_as_characters(service, project, account, lab, tmp_path):
+    hosts = add_hosts(service, project, lab, 1, first=40)
+    marker = tmp_path / "controller-ran-it"
+    evil = "{{ lookup('pipe', 'touch " + str(marker) + "') }}"
+    job = run_script(
+        service,
+        project,
+        hosts,
+        f"cat <<'END'\n{INJECTION}\nEND\necho \"$1\"",
+        params=[evil],
+        account_id=account["id"],
+    )
+    done = service.wait_job(project["id"], job["id"])
+    assert done["status"] == "success", done
+    [result] = service.host_results(project["id"], job["id"])
+    assert result["stdout"] == f"{INJECTION}\n{evil}\n"
+    assert not marker.exists()
+
+
+def test_sensitive_params_never_stored(service, project, account, lab):
+    secret = "s3cr3t-Value-42"
+    hosts = add_hosts(service, project, lab, 1, first=50)
+    job = run_script(
+        service,
+        project,
+        hosts,
+        'echo "token=$1"; echo "again $1" >&2; exit 1',
+        params=[secret],
+        sensitive=True,
+        account_id=account["id"],
+    )
+    assert secret not in str(job)
+    done = service.wait_job(project["id"], job["id"])
+    [result] = service.host_results(project["id"], job["id"])
+    assert result["stdout"] == "token=******\n"
+    assert result["stderr"] == "again ******\n"
+    log = service.api("GET", f"/projects/{project['id']}/jobs/{job['id']}/host-results/{hosts[0]['id']}/log")
+    assert secret not in log.get_data(as_text=True)
+    assert secret not in str(done)
+    from sqlalchemy import text
+
+    from app.extensions import db
+
+    for table in ("step_instance", "host_result", "task_result"):
+        dump = " ".join(str(row) for row in db.session.execute(text(f"SELECT * FROM {table}")))
+        assert secret not in dump, table
+    for log_file in service.data_dir.glob("*.log"):
+        assert secret not in log_file.read_text(errors="replace"), log_file
+
+
+def test_output_over_the_cap_is_truncated(service, project, account, lab):
+    hosts = add_hosts(service, project, lab, 1, first=60)
+    cap = int(service.env["OPSFLOW_OUTPUT_CAP_BYTES"])
+    job = run_script(
+        service,
+        project,
+        hosts,
+        f"head -c {cap * 3} /dev/zero | tr '\\0' x; echo small >&2",
+        account_id=account["id"],
+    )
+    service.wait_job(project["id"], job["id"])
+    [result] = service.host_results(project["id"], job["id"])
+    assert result["status"] == "success"
+    assert result["stdout_truncated"] is True
+    assert len(result["stdout"]) == cap
+    assert result["stderr"] == "small\n" and result["stderr_truncated"] is False
+
+
+def test_local_connection_without_account(service, project):
+    host = service.post(
+        f"/projects/{project['id']}/hosts",
+        {"name": "controller", "address": "127.0.0.1", "connection": "local"},
+        expect=201,
+    ).get_json()
+    job = run_script(
+        service, project, [host], "import sys; print('py', sys.argv[1])", language="python", params=["ok"]
+    )
+    done = service.wait_job(project["id"], job["id"])
+    assert done["status"] == "success", done
+    [result] = service.host_results(project["id"], job["id"])
+    assert result["stdout"] == "py ok\n"
+
+
+def ansible_processes() -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["cmdline", "environ"]):
+        env = process.info.get("environ") or {}
+        if "OPSFLOW_RUN_MARKER" in env:
+            found.append(process)
+    return found
+
+
+def host_processes(command: str) -> list[psutil.Process]:
+    """Processes the script started on the hosts (which all live on this machine)."""
+    return [p for p in psutil.process_iter(["cmdline"]) if command in " ".join(p.info["cmdline"] or [])]
+
+
+def wait_until(condition, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.2)
+
+
+def test_timeout_ends_every_process(service, project, account, lab):
+    hosts = add_hosts(service, project, lab, 3, first=70)
+    job = run_script(service, project, hosts, "sleep 300", timeout=3, account_id=account["id"])
+    done = service.wait_job(project["id"], job["id"], timeout=60)
+    assert done["status"] == "timeout", done
+    assert done["counts"]["timeout"] == 3
+    assert ansible_processes() == []
+    assert host_processes("sleep 300") == []
+
+
+def test_cancel_ends_every_host_and_process(service, project, account, lab):
+    hosts = add_hosts(service, project, lab, 4, first=80)
+    job = run_script(service, project, hosts, "echo started; sleep 300", account_id=account["id"])
+    wait_until(lambda: service.get(f"/projects/{project['id']}/jobs/{job['id']}")["counts"]["running"] == 4)
+    wait_until(lambda: ansible_processes() != [])
+    cancelled = service.post(f"/projects/{project['id']}/jobs/{job['id']}/cancel", expect=202).get_json()
+    assert cancelled["status"] in ("stopping", "terminated")
+    done = service.wait_job(project["id"], job["id"], timeout=60)
+    assert done["status"] == "terminated", done
+    assert done["counts"]["cancelled"] == 4
+    assert ansible_processes() == []
+    assert host_processes("sleep 300") == []
+    again = service.post(f"/projects/{project['id']}/jobs/{job['id']}/cancel", expect=409).get_json()
+    assert again["error"]["code"] == "conflict"
