@@ -23,6 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from app.extensions import db
 from app.models import HostResult, HostStatus, RunStatus, Slice, StepInstance, TaskResult
+from app.models.base import UTCDateTime
 from app.models.status import HOST_PENDING
 from app.services.progress import finish_slice
 
@@ -71,7 +72,7 @@ _by_id = _hosts.id == bindparam("hid")
 START = (
     update(HostResult.__table__)
     .where(_by_id, _hosts.status == HostStatus.WAITING)
-    .values(status=HostStatus.RUNNING, started_at=func.coalesce(_hosts.started_at, bindparam("ts")))
+    .values(status=HostStatus.RUNNING, started_at=func.coalesce(_hosts.started_at, bindparam("ts", type_=UTCDateTime)))
 )
 RESULT = (
     update(HostResult.__table__)
@@ -84,14 +85,14 @@ RESULT = (
         stdout_truncated=bindparam("stdout_truncated"),
         stderr_truncated=bindparam("stderr_truncated"),
         error=bindparam("msg"),
-        started_at=func.coalesce(_hosts.started_at, bindparam("start")),
-        ended_at=bindparam("ended"),
+        started_at=func.coalesce(_hosts.started_at, bindparam("start", type_=UTCDateTime)),
+        ended_at=bindparam("ended", type_=UTCDateTime),
     )
 )
 RECAP = (
     update(HostResult.__table__)
     .where(_by_id, _pending)
-    .values(status=bindparam("status"), ended_at=bindparam("ended"))
+    .values(status=bindparam("status"), ended_at=bindparam("ended", type_=UTCDateTime))
 )
 
 

@@ -1,0 +1,139 @@
+"""Big steps split into slices; events delivered twice; workers that die mid-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import psutil
+from sqlalchemy import func, select
+
+from app.execution.ingest import GROUP, Ingester, apply_events
+from app.extensions import db, redis
+from app.models import HostResult, HostStatus, JobInstance, RunStatus, Slice, StepInstance, TaskResult
+from tests.conftest import add_hosts, run_script
+from tests.test_script_execution import ansible_processes, wait_until
+
+
+def test_500_hosts_split_into_slices_recorded_once(service, project, account, lab):
+    hosts = add_hosts(service, project, lab, 500, first=1000)
+    job = run_script(service, project, hosts, 'echo "$(hostname) ok"', account_id=account["id"])
+    slices = job["steps"][0]["slices"]
+    assert len(slices) == 3 and sum(piece["host_count"] for piece in slices) == 500
+    done = service.wait_job(project["id"], job["id"], timeout=600)
+    assert done["status"] == "success", done["counts"]
+    assert done["counts"]["success"] == 500
+    assert all(piece["status"] == "success" for piece in done["steps"][0]["slices"])
+    results = service.host_results(project["id"], job["id"])
+    assert len(results) == 500
+    assert sorted(r["host_id"] for r in results) == sorted(h["id"] for h in hosts)
+    assert all(r["stdout"].endswith(" ok\n") and r["exit_code"] == 0 for r in results)
+
+
+def make_job(project_id: int, hosts: list[str], task_count: int) -> Slice:
+    """A job instance with one slice, written directly: its events are fed by hand."""
+    job = JobInstance(project_id=project_id, name="hand-made", kind="script_execution", host_count=len(hosts))
+    step = StepInstance(name="hand-made", kind="script", task_count=task_count, host_count=len(hosts))
+    piece = Slice(index=0, host_count=len(hosts), status=RunStatus.RUNNING)
+    step.slices.append(piece)
+    job.steps.append(step)
+    db.session.add(job)
+    db.session.flush()
+    for name in hosts:
+        db.session.add(
+            HostResult(
+                job_instance_id=job.id,
+                step_instance_id=step.id,
+                slice_id=piece.id,
+                host_name=name,
+                address=name,
+            )
+        )
+    db.session.commit()
+    return piece
+
+
+def events_for(piece: Slice, hosts: list[str]) -> list[dict]:
+    now = time.time()
+    events = []
+    for seq in (1, 2):
+        for name in hosts:
+            events.append({"type": "task_start", "slice": piece.id, "host": name, "ts": now})
+            events.append(
+                {
+                    "type": "task_result", "slice": piece.id, "host": name, "seq": seq, "task": f"t{seq}",
+                    "action": "raw", "outcome": "changed", "rc": 0, "stdout": f"{name} {seq}\n", "stderr": "",
+                    "stdout_truncated": False, "stderr_truncated": False, "msg": "", "start": now, "end": now,
+                }
+            )  # fmt: skip
+    summary = {"ok": 2, "failures": 0, "unreachable": 0}
+    events.append({"type": "stats", "slice": piece.id, "hosts": dict.fromkeys(hosts, summary), "ts": now})
+    events.append({"type": "slice_done", "slice": piece.id, "status": "success", "error": None})
+    return events
+
+
+def test_redelivered_batch_creates_no_duplicates(service, project):
+    hosts = ["alpha", "beta", "gamma"]
+    piece = make_job(project["id"], hosts, task_count=2)
+    stream = f"test:events:{piece.id}"
+    client = redis.client
+    first = Ingester(client, stream, "crashing")
+    first.ensure_group()
+    client.xadd(stream, {"events": json.dumps(events_for(piece, hosts)[:8])})
+    client.xadd(stream, {"events": json.dumps(events_for(piece, hosts)[8:])})
+    # Read and applied, then the ingester dies before acknowledging.
+    [[_, entries]] = client.xreadgroup(GROUP, "crashing", {stream: ">"}, count=10)
+    apply_events([event for _, fields in entries for event in json.loads(fields[b"events"])])
+    db.session.commit()
+    # Another consumer claims what was never acknowledged and applies it again.
+    second = Ingester(client, stream, "crashing")
+    while second.consume():
+        pass
+    assert client.xpending(stream, GROUP)["pending"] == 0
+    host_rows = db.session.scalars(select(HostResult).where(HostResult.slice_id == piece.id)).all()
+    assert sorted(row.status for row in host_rows) == [HostStatus.SUCCESS] * 3
+    task_rows = db.session.scalar(
+        select(func.count())
+        .select_from(TaskResult)
+        .where(TaskResult.host_result_id.in_([r.id for r in host_rows]))
+    )
+    assert task_rows == 6
+    db.session.refresh(piece)
+    assert piece.status == RunStatus.SUCCESS
+    job = db.session.get(JobInstance, piece.step.job_instance_id)
+    db.session.refresh(job)
+    assert job.status == RunStatus.SUCCESS
+    log = service.api("GET", f"/projects/{project['id']}/jobs/{job.id}/host-results/0/log", 404)
+    assert log.get_json()["error"]["code"] == "not_found"
+
+
+def worker_tree(service, name: str) -> list[psutil.Process]:
+    main = psutil.Process(service.processes[name].pid)
+    return [main, *main.children(recursive=True)]
+
+
+def test_worker_killed_mid_run_is_reaped(service, project, account, lab):
+    hosts = add_hosts(service, project, lab, 2, first=3000)
+    job = run_script(service, project, hosts, "sleep 120", account_id=account["id"])
+    wait_until(lambda: service.get(f"/projects/{project['id']}/jobs/{job['id']}")["counts"]["running"] == 2)
+    [piece] = service.get(f"/projects/{project['id']}/jobs/{job['id']}")["steps"][0]["slices"]
+    owner = next(
+        name for name in ("worker-1", "worker-2")
+        if any(p.pid == int(piece["worker"].rsplit(":", 1)[1]) for p in worker_tree(service, name))
+    )  # fmt: skip
+    killed_at = time.monotonic()
+    for process in worker_tree(service, owner):
+        os.kill(process.pid, signal.SIGKILL)
+    try:
+        done = service.wait_job(project["id"], job["id"], timeout=60)
+        elapsed = time.monotonic() - killed_at
+        assert done["status"] == "abnormal", done
+        assert done["counts"]["abnormal"] == 2
+        assert "stopped answering" in done["steps"][0]["slices"][0]["error"]
+        assert elapsed < 30
+        wait_until(lambda: ansible_processes() == [], timeout=15)
+    finally:
+        service.stop(owner)
+        service.start(owner, "worker")
