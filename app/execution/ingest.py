@@ -72,7 +72,10 @@ _by_id = _hosts.id == bindparam("hid")
 START = (
     update(HostResult.__table__)
     .where(_by_id, _hosts.status == HostStatus.WAITING)
-    .values(status=HostStatus.RUNNING, started_at=func.coalesce(_hosts.started_at, bindparam("ts", type_=UTCDateTime)))
+    .values(
+        status=HostStatus.RUNNING,
+        started_at=func.coalesce(_hosts.started_at, bindparam("ts", type_=UTCDateTime)),
+    )
 )
 RESULT = (
     update(HostResult.__table__)
