@@ -22,9 +22,9 @@ import yaml
 
 from app.models.inventory import Connection
 
-# Linux refuses a single argument longer than 128 KiB (MAX_ARG_STRLEN), and the
-# remote shell receives the whole raw command as one argument.
-RAW_COMMAND_MAX_BYTES = 120 * 1024
+# Linux refuses a single argument of 128 KiB or more (MAX_ARG_STRLEN), and ssh receives
+# the whole raw command, quoted once more for a shell (twice with become), as one argument.
+RAW_COMMAND_MAX_BYTES = 96 * 1024
 
 # One play per way of reaching hosts: the command that runs a script differs between them.
 GROUPS = {Connection.SSH: "opsflow_ssh", Connection.LOCAL: "opsflow_local", Connection.WINRM: "opsflow_winrm"}
