@@ -106,6 +106,7 @@ class Supervisor:
         self.stopping = True
 
     def start(self) -> None:
+        refuse_busy_port(self.settings.host, self.settings.port)
         if self.settings.embedded_redis:
             self.redis = start_embedded_redis(self.settings)
         subprocess.run([sys.executable, "-m", "app.cli", "migrate"], cwd=ROOT, check=True)
@@ -155,6 +156,14 @@ class Supervisor:
         if self.redis is not None:
             self.redis.terminate()
             self.redis.wait()
+
+
+def refuse_busy_port(host: str, port: int) -> None:
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise click.ClickException(f"cannot listen on {host}:{port} ({exc.strerror}); set PORT") from exc
 
 
 def terminate(process: subprocess.Popen, sig: int) -> None:
