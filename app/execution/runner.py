@@ -26,6 +26,7 @@ from app.config import ROOT, Settings
 from app.execution.compiler import CompiledStep, to_yaml
 from app.execution.keys import cancel_key, heartbeat_key
 from app.execution.process import MARKER_VAR, kill_marked
+from app.execution.watchdog import DONE
 from app.models.status import RunStatus
 from app.secrets import mask
 
@@ -102,8 +103,7 @@ class Runner:
             outcome = RunOutcome(RunStatus.ABNORMAL, f"the run could not start: {exc}")
         finally:
             kill_marked(marker)
-            watchdog.stdin.close()
-            watchdog.wait()
+            watchdog.communicate(DONE)
             self._clean(data_dir, request)
         return outcome
 
