@@ -57,7 +57,7 @@ class Settings:
     # Ansible forks per run: the host count of a slice, capped by this ceiling.
     forks_max: int = 50
     # A step on more hosts than this is split into slices, one RQ job each.
-    slice_size: int = 250
+    slice_size: int = 500
     output_cap_bytes: int = 5 * 1024 * 1024
     script_max_bytes: int = 1024 * 1024
     request_max_bytes: int = 16 * 1024 * 1024
@@ -92,7 +92,7 @@ class Settings:
             port=_int("PORT", 8000),
             workers=_int("OPSFLOW_WORKERS", 2),
             forks_max=_int("OPSFLOW_FORKS_MAX", 50),
-            slice_size=_int("OPSFLOW_SLICE_SIZE", 250),
+            slice_size=_int("OPSFLOW_SLICE_SIZE", 500),
             output_cap_bytes=_int("OPSFLOW_OUTPUT_CAP_BYTES", 5 * 1024 * 1024),
             script_max_bytes=_int("OPSFLOW_SCRIPT_MAX_BYTES", 1024 * 1024),
             keep_run_dirs=_bool("OPSFLOW_KEEP_RUN_DIRS", False),

@@ -31,6 +31,8 @@ from app.models.status import RunStatus
 from app.secrets import mask
 
 PLAYBOOK = "main.yml"
+KEY_FILE = "ssh_key"
+MASK_FILE = "mask.json"
 CALLBACK_DIR = ROOT / "plugins" / "callback"
 HEARTBEAT_EVERY = 5.0
 # ansible-runner checks for a cancel once per pexpect timeout.
@@ -65,6 +67,13 @@ class RunOutcome:
     error: str | None = None
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write a file only the service's user can read."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
 class Runner:
     """Runs slices; one instance per worker process."""
 
@@ -76,7 +85,7 @@ class Runner:
         data_dir = self._prepare(request)
         marker = secrets.token_hex(12)
         watchdog = subprocess.Popen(
-            [sys.executable, "-m", "app.execution.watchdog", marker],
+            [sys.executable, "-m", "app.execution.watchdog", marker, *map(str, self._secret_files(data_dir))],
             stdin=subprocess.PIPE,
             cwd=ROOT,
             start_new_session=True,
@@ -91,7 +100,6 @@ class Runner:
                 forks=request.forks,
                 cmdline=self._cmdline(request),
                 passwords=self._passwords(request),
-                ssh_key=request.private_key,
                 timeout=request.timeout,
                 cancel_callback=self._cancel_callback(request),
                 event_handler=lambda event: False,
@@ -115,11 +123,17 @@ class Runner:
         (data_dir / "inventory" / "hosts.yml").write_text(to_yaml(request.compiled.inventory))
         for name, content in request.compiled.files.items():
             (data_dir / "project" / name).write_bytes(content)
+        if request.private_key:
+            # A key file rather than ansible-runner's ssh-agent, which measured seconds slower
+            # at 500 hosts (docs/performance.md). It lives only as long as the run.
+            write_private(data_dir / KEY_FILE, request.private_key.rstrip("\n") + "\n")
         if request.secrets:
-            fd = os.open(data_dir / "mask.json", os.O_WRONLY | os.O_CREAT, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                json.dump(request.secrets, handle)
+            write_private(data_dir / MASK_FILE, json.dumps(request.secrets))
         return data_dir
+
+    @staticmethod
+    def _secret_files(data_dir: Path) -> list[Path]:
+        return [data_dir / KEY_FILE, data_dir / MASK_FILE]
 
     def _environment(self, request: RunRequest, data_dir: Path, marker: str) -> dict[str, str]:
         settings = self.settings
@@ -145,7 +159,9 @@ class Runner:
             MARKER_VAR: marker,
         }
         if request.secrets:
-            env["OPSFLOW_MASK_FILE"] = str(data_dir / "mask.json")
+            env["OPSFLOW_MASK_FILE"] = str(data_dir / MASK_FILE)
+        if request.private_key:
+            env["ANSIBLE_PRIVATE_KEY_FILE"] = str(data_dir / KEY_FILE)
         return env
 
     @staticmethod
@@ -196,7 +212,8 @@ class Runner:
         if not self.settings.keep_run_dirs:
             shutil.rmtree(data_dir, ignore_errors=True)
             return
-        (data_dir / "mask.json").unlink(missing_ok=True)
+        for path in self._secret_files(data_dir):
+            path.unlink(missing_ok=True)
         if request.secrets:
             for path in (data_dir / "artifacts").rglob("*"):
                 if path.is_file():

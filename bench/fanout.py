@@ -1,0 +1,522 @@
+"""Benchmark: one script on N hosts, plain ``ansible-playbook`` vs the Opsflow service end to end.
+
+Run it from the repository root, with the project's virtualenv::
+
+    .venv/bin/python -m bench.fanout                                   # 100 and 500 hosts
+    .venv/bin/python -m bench.fanout --hosts 100 --hosts 500 --hosts 1000
+    .venv/bin/python -m bench.fanout --hosts 500 --slice-size 1000     # one slice
+
+It starts a private sshd (``tests.sshd.SshLab``; every host is its own 127.x.y.z address) and the
+service itself (``python -m app.cli run``: embedded Redis unless REDIS_URL is set, SQLite in a
+temporary data dir, gunicorn, RQ workers, the ingester). For each host count N it creates N hosts
+and an account in a fresh project (not timed), then times, twice each and interleaved:
+
+  plain    ``ansible-playbook`` from the virtualenv running the same task the service runs (the
+           compiler's one ``raw`` command around ``echo hello``), gather_facts false, the same
+           forks and the service's ssh args; a fresh ControlPath dir per run (the
+           ControlPersist masters are closed after the run, outside the timing). Wall time of the
+           subprocess.
+  service  from just before POST /script-executions until GET /jobs/{id} shows a final status
+           (polled every 0.1 s), i.e. until the ingester has written every host result. The job's
+           counts are checked: every host should be ``success``.
+
+A warm-up (two 1-host jobs, so both RQ workers have run once) comes before any timing. The figures
+are printed; nothing passes or fails. Per service run it also prints a timeline taken from the
+API's timestamps (slice claimed, first host start, last host end, slice ended, job ended), which
+shows where the service's time goes. ``--trace`` adds, per slice, the RQ job's timestamps and the
+mtimes of ansible-runner's artifacts (``command`` just before ansible-playbook starts, ``rc`` just
+after it exits); it sets OPSFLOW_KEEP_RUN_DIRS=1 for that, so run dirs are kept, not removed.
+
+The service caps forks at OPSFLOW_FORKS_MAX (default 50); with ``--forks`` above that, the
+benchmark raises the cap for its service so both sides really run with the same forks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from app.config import ROOT, Settings
+from app.execution.compiler import ScriptStep, Unsafe, posix_command, to_yaml
+from tests.sshd import SshLab
+
+FINAL = {"success", "failed", "timeout", "terminated", "abnormal"}
+POLL_SECONDS = 0.1
+SCRIPT = "echo hello"
+SSH_ARGS = (
+    "-o ControlMaster=auto -o ControlPersist=60s -o ServerAliveInterval=15 "
+    "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
+)
+SETUP_THREADS = 8
+DEFAULT_SLICE_SIZE = Settings.__dataclass_fields__["slice_size"].default
+DEFAULT_FORKS_MAX = Settings.__dataclass_fields__["forks_max"].default
+# The same task the service runs: the script in the compiler's one raw command.
+PLAYBOOK = to_yaml(
+    [
+        {
+            "name": "fanout",
+            "hosts": "all",
+            "gather_facts": False,
+            "tasks": [
+                {
+                    "name": "run script",
+                    "raw": Unsafe(posix_command(ScriptStep("shell", SCRIPT), over_ssh=True)),
+                }
+            ],
+        }
+    ]
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def parse_ts(value: str | None) -> float | None:
+    return None if not value else datetime.fromisoformat(value).timestamp()
+
+
+class Api:
+    """A tiny JSON client of the service's API (loopback only)."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+
+    def call(self, method: str, path: str, body: Any = None, retries: int = 5) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        for attempt in range(retries + 1):
+            request = urllib.request.Request(
+                self.base + path, data=data, method=method, headers={"Content-Type": "application/json"}
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    return response.status, json.loads(response.read() or b"null")
+            except urllib.error.HTTPError as exc:
+                payload = exc.read()
+                # SQLite may answer "database is locked" under concurrent setup writes: try again.
+                if exc.code >= 500 and attempt < retries:
+                    time.sleep(0.2 * (attempt + 1))
+                    continue
+                raise RuntimeError(f"{method} {path}: HTTP {exc.code}: {payload[:500]!r}") from None
+        raise AssertionError("unreachable")
+
+    def get(self, path: str) -> Any:
+        return self.call("GET", path)[1]
+
+    def post(self, path: str, body: Any) -> Any:
+        return self.call("POST", path, body)[1]
+
+
+@dataclass
+class ServiceRun:
+    seconds: float
+    status: str
+    counts: dict[str, int]
+    slices: list[dict]
+    timeline: dict[str, float | None] = field(default_factory=dict)
+
+
+class Service:
+    """The service under test, as a subprocess of this benchmark."""
+
+    def __init__(self, workdir: Path, slice_size: int | None, forks: int, trace: bool = False) -> None:
+        self.workdir = workdir
+        self.data_dir = workdir / "data"
+        self.port = free_port()
+        self.log_path = workdir / "service.log"
+        self.trace = trace
+        env = {**os.environ, "OPSFLOW_DATA_DIR": str(self.data_dir), "PORT": str(self.port)}
+        env.pop("HOST", None)
+        if trace:
+            env["OPSFLOW_KEEP_RUN_DIRS"] = "1"
+        if slice_size is not None:
+            env["OPSFLOW_SLICE_SIZE"] = str(slice_size)
+        if forks > int(env.get("OPSFLOW_FORKS_MAX") or DEFAULT_FORKS_MAX):
+            env["OPSFLOW_FORKS_MAX"] = str(forks)
+        self.env = env
+        self.api = Api(f"http://127.0.0.1:{self.port}/api/v1")
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 120.0) -> float:
+        started = time.monotonic()
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "app.cli", "run"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = started + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the service exited with {self.process.returncode}; see {self.log_path}")
+            with contextlib.suppress(Exception):
+                if self.api.call("GET", "/health", retries=0)[0] == 200:
+                    return time.monotonic() - started
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the service did not answer /health in {timeout}s; see {self.log_path}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def setup_project(self, name: str, lab: SshLab, hosts: int) -> tuple[int, list[int], int]:
+        """A fresh project with `hosts` hosts and the lab's account: (project id, host ids, account id)."""
+        pid = self.api.post("/projects", {"name": name})["id"]
+
+        def create(n: int) -> int:
+            body = {"name": f"h{n:05d}", "address": lab.address(n), "port": lab.port}
+            return self.api.post(f"/projects/{pid}/hosts", body)["id"]
+
+        with ThreadPoolExecutor(SETUP_THREADS) as pool:
+            host_ids = list(pool.map(create, range(hosts)))
+        account = {"name": "lab", "username": lab.user, "private_key": lab.private_key}
+        account_id = self.api.post(f"/projects/{pid}/accounts", account)["id"]
+        return pid, host_ids, account_id
+
+    def launch(self, pid: int, host_ids: list[int], account_id: int, forks: int) -> dict:
+        body = {
+            "script": {"content": SCRIPT, "language": "shell"},
+            "targets": {"hosts": host_ids},
+            "account_id": account_id,
+            "forks": forks,
+        }
+        # No retry here: a retried POST could start a second job.
+        return self.api.call("POST", f"/projects/{pid}/script-executions", body, retries=0)[1]
+
+    def wait(self, pid: int, jid: int, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.api.get(f"/projects/{pid}/jobs/{jid}")
+            if job["status"] in FINAL or time.monotonic() > deadline:
+                return job
+            time.sleep(POLL_SECONDS)
+
+    def host_results(self, pid: int, jid: int) -> list[dict]:
+        results, page = [], 1
+        while True:
+            chunk = self.api.get(f"/projects/{pid}/jobs/{jid}/host-results?page={page}&page_size=100")
+            results.extend(chunk)
+            if len(chunk) < 100:
+                return results
+            page += 1
+
+    def redis(self):
+        from redis import Redis
+
+        return Redis.from_url(os.environ.get("REDIS_URL") or f"unix://{self.data_dir / 'redis.sock'}")
+
+    def rq_jobs(self) -> set[str]:
+        from rq.registry import FinishedJobRegistry
+
+        queue = Settings.__dataclass_fields__["queue_name"].default
+        return set(FinishedJobRegistry(queue, connection=self.redis()).get_job_ids())
+
+    def slice_trace(self, before: set[str], t0: float) -> list[dict[str, float | None]]:
+        """Per slice of the last run: RQ timestamps and ansible-runner artifact mtimes, relative to t0."""
+        from rq.job import Job
+
+        connection = self.redis()
+        traces = []
+        for job_id in sorted(self.rq_jobs() - before, key=lambda name: int(name.rsplit("-", 1)[1])):
+            job = Job.fetch(job_id, connection=connection)
+            slice_id = job.args[0]
+            moments = {
+                "enqueued": job.enqueued_at,
+                "rq_start": job.started_at,
+                "rq_end": job.ended_at,
+            }
+            row: dict[str, float | None] = {
+                name: None if moment is None else aware(moment).timestamp() - t0
+                for name, moment in moments.items()
+            }
+            artifacts = next(iter(self.data_dir.glob(f"runs/{slice_id}-*/artifacts/run")), None)
+            for name in ("command", "rc"):
+                path = artifacts / name if artifacts else None
+                row[name] = path.stat().st_mtime - t0 if path and path.exists() else None
+            traces.append(row)
+        return traces
+
+    def run(self, pid: int, host_ids: list[int], account_id: int, forks: int) -> ServiceRun:
+        before = self.rq_jobs() if self.trace else set()
+        t0 = time.time()
+        start = time.monotonic()
+        job = self.launch(pid, host_ids, account_id, forks)
+        posted = time.monotonic()
+        job = self.wait(pid, job["id"], timeout=300 + len(host_ids))
+        seconds = time.monotonic() - start
+        slices = job["steps"][0]["slices"] if job.get("steps") else []
+        results = self.host_results(pid, job["id"])
+        starts = [t for t in (parse_ts(r["started_at"]) for r in results) if t is not None]
+        ends = [t for t in (parse_ts(r["ended_at"]) for r in results) if t is not None]
+
+        def rel(value: float | None) -> float | None:
+            return None if value is None else value - t0
+
+        timeline = {
+            "post": posted - start,
+            "claim": rel(min((parse_ts(s["started_at"]) or 1e20 for s in slices), default=None)),
+            "first_host": rel(min(starts, default=None)),
+            "last_host": rel(max(ends, default=None)),
+            "slice_end": rel(max((parse_ts(s["ended_at"]) or 0 for s in slices), default=None)),
+            "job_end": rel(parse_ts(job.get("ended_at"))),
+            "seen": seconds,
+        }
+        for piece in slices:
+            piece["rel"] = (rel(parse_ts(piece["started_at"])), rel(parse_ts(piece["ended_at"])))
+        counts = {k: v for k, v in job["counts"].items() if v}
+        run = ServiceRun(seconds, job["status"], counts, slices, timeline)
+        if self.trace:
+            # RQ writes a job's end after run_slice returns: give it a moment.
+            time.sleep(1.0)
+            for piece, row in zip(slices, self.slice_trace(before, t0), strict=False):
+                piece["trace"] = row
+        return run
+
+
+class Plain:
+    """Plain ansible-playbook runs against the lab, each in a directory of its own."""
+
+    def __init__(self, lab: SshLab, workdir: Path) -> None:
+        self.lab = lab
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True)
+        self.ansible_playbook = str(Path(sys.executable).with_name("ansible-playbook"))
+        self.runs = 0
+        (workdir / "play.yml").write_text(PLAYBOOK)
+
+    def version(self) -> str:
+        out = subprocess.run([self.ansible_playbook, "--version"], capture_output=True, text=True)
+        first = (out.stdout or out.stderr).splitlines()[0] if (out.stdout or out.stderr) else "?"
+        return first.replace("ansible-playbook ", "ansible-core ").replace("[core ", "").rstrip("]")
+
+    def inventory(self, hosts: int) -> Path:
+        path = self.workdir / f"inventory-{hosts}.json"
+        if not path.exists():
+            data = {
+                "all": {
+                    "hosts": {f"h{n:05d}": {"ansible_host": self.lab.address(n)} for n in range(hosts)},
+                    "vars": {
+                        "ansible_port": self.lab.port,
+                        "ansible_user": self.lab.user,
+                        "ansible_ssh_private_key_file": str(self.lab.private_key_path),
+                        "ansible_ssh_use_tty": False,
+                    },
+                }
+            }
+            path.write_text(json.dumps(data))
+        return path
+
+    def run(self, hosts: int, forks: int) -> tuple[float, int, Path, float]:
+        """(wall seconds, rc, log, seconds spent closing the ControlPersist masters afterwards)."""
+        self.runs += 1
+        rundir = self.workdir / f"run-{self.runs:03d}"
+        control_dir = rundir / "cp"
+        control_dir.mkdir(parents=True)
+        env = {
+            **os.environ,
+            "ANSIBLE_HOST_KEY_CHECKING": "False",
+            "ANSIBLE_SSH_ARGS": SSH_ARGS,
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir),
+            "ANSIBLE_NOCOLOR": "1",
+        }
+        command = [self.ansible_playbook, "-i", str(self.inventory(hosts)), "-f", str(forks), "../play.yml"]
+        log = rundir / "ansible.log"
+        with log.open("wb") as out:
+            start = time.monotonic()
+            proc = subprocess.run(command, cwd=rundir, env=env, stdout=out, stderr=subprocess.STDOUT)
+            seconds = time.monotonic() - start
+        start = time.monotonic()
+        close_masters(control_dir)
+        return seconds, proc.returncode, log, time.monotonic() - start
+
+
+def close_masters(control_dir: Path) -> None:
+    """End the ControlPersist masters of one plain run, so runs never share connections."""
+    mark = str(control_dir)
+    masters = []
+    for proc in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if mark in " ".join(proc.info["cmdline"] or []):
+                masters.append(proc)
+    for proc in masters:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.terminate()
+    psutil.wait_procs(masters, timeout=5)
+
+
+def aware(moment: datetime) -> datetime:
+    """RQ's datetimes are UTC, with or without a zone depending on the version."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def describe(run: ServiceRun, hosts: int) -> str:
+    t = run.timeline
+    ok = run.counts.get("success", 0) == hosts and run.status == "success"
+    check = "all success" if ok else f"CHECK: status={run.status} counts={run.counts}"
+    parts = [
+        f"post {fmt(t['post'])}",
+        f"claim {fmt(t['claim'])}",
+        f"1st host {fmt(t['first_host'])}",
+        f"last host {fmt(t['last_host'])}",
+        f"slice end {fmt(t['slice_end'])}",
+        f"job end {fmt(t['job_end'])}",
+        f"seen {fmt(t['seen'])}",
+    ]
+    slices = "; ".join(
+        f"#{s['index']} {s['host_count']}h {fmt(s['rel'][0])}->{fmt(s['rel'][1])} {s.get('worker', '')}"
+        for s in run.slices
+    )
+    text = (
+        f"{run.seconds:6.2f}s {check}\n"
+        f"        timeline (s after POST): {', '.join(parts)}\n"
+        f"        slices: {slices}"
+    )
+    for piece in run.slices:
+        row = piece.get("trace")
+        if row:
+            steps = ", ".join(f"{name} {fmt(value)}" for name, value in row.items())
+            text += f"\n        trace #{piece['index']} (s after POST): {steps}"
+    return text
+
+
+def machine() -> dict[str, str]:
+    mem_kib = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )
+    return {
+        "nproc": str(len(os.sched_getaffinity(0))),
+        "memory": f"{mem_kib / 1024 / 1024:.1f} GiB",
+        "python": platform.python_version(),
+        "cpu": next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.machine(),
+        ),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--hosts", type=int, action="append", help="host count, repeatable (default 100 and 500)"
+    )
+    parser.add_argument("--forks", type=int, default=50, help="forks of both sides (default 50)")
+    parser.add_argument(
+        "--slice-size",
+        type=int,
+        default=None,
+        help=f"OPSFLOW_SLICE_SIZE of the service (default: the service's, {DEFAULT_SLICE_SIZE})",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=2, help="timed runs per side and host count (default 2)"
+    )
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="also print per-slice RQ and ansible-runner timestamps (sets OPSFLOW_KEEP_RUN_DIRS=1)",
+    )
+    options = parser.parse_args()
+    counts = options.hosts or [100, 500]
+    slice_size = options.slice_size or int(os.environ.get("OPSFLOW_SLICE_SIZE") or DEFAULT_SLICE_SIZE)
+    load = os.getloadavg()
+    info = machine()
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="opsflow-fanout-") as tmp, SshLab(Path(tmp) / "lab") as lab:
+        plain = Plain(lab, Path(tmp) / "plain")
+        service = Service(Path(tmp), options.slice_size, options.forks, options.trace)
+        print(
+            f"nproc={info['nproc']}  memory={info['memory']}  cpu={info['cpu']}\n"
+            f"python {info['python']}  {plain.version()}\n"
+            f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n"
+            f"redis: {'REDIS_URL from the environment' if os.environ.get('REDIS_URL') else 'embedded'}; "
+            f"sshd port {lab.port}; forks {options.forks}; slice size {slice_size}",
+            flush=True,
+        )
+        try:
+            print(f"service up in {service.start():.1f}s on port {service.port}", flush=True)
+            pid, hids, aid = service.setup_project("fanout-warmup", lab, 2)
+            start = time.monotonic()
+            jobs = [service.launch(pid, [hid], aid, 1) for hid in hids]
+            warm = [service.wait(pid, job["id"], 120)["status"] for job in jobs]
+            print(f"warm-up: two 1-host jobs {warm} in {time.monotonic() - start:.2f}s", flush=True)
+            plain.run(1, options.forks)
+
+            for hosts in counts:
+                pid, hids, aid = service.setup_project(f"fanout-{hosts}", lab, hosts)
+                print(f"\n== {hosts} hosts ==", flush=True)
+                plains, services = [], []
+                for attempt in range(1, options.repeat + 1):
+                    seconds, rc, log, closing = plain.run(hosts, options.forks)
+                    plains.append(seconds)
+                    print(
+                        f"  plain   #{attempt}: {seconds:6.2f}s  rc={rc}  (then {closing:.2f}s, not timed, "
+                        f"to close its ControlPersist masters; log {log})",
+                        flush=True,
+                    )
+                    run = service.run(pid, hids, aid, options.forks)
+                    services.append(run)
+                    print(f"  service #{attempt}: {describe(run, hosts)}", flush=True)
+                rows.append((hosts, len(services[0].slices), plains, [run.seconds for run in services]))
+        finally:
+            service.stop()
+
+    print(
+        f"\nfan-out of `{SCRIPT}` (nproc {info['nproc']}, python {info['python']}, {plain.version()}, "
+        f"load average at start {load[0]:.2f})"
+    )
+    header = (
+        f"{'N':>5} {'forks':>5} {'slice':>5} {'slices':>6} {'plain s':>8} {'service s':>9} {'ratio':>6}"
+        "   raw plain / raw service"
+    )
+    print(header)
+    for hosts, slices, plains, services in rows:
+        best_plain, best_service = min(plains), min(services)
+        raw = f"{' '.join(f'{s:.2f}' for s in plains)} / {' '.join(f'{s:.2f}' for s in services)}"
+        print(
+            f"{hosts:>5} {options.forks:>5} {slice_size:>5} {slices:>6} {best_plain:>8.2f} "
+            f"{best_service:>9.2f} {best_service / best_plain:>6.2f}   {raw}"
+        )
+
+
+if __name__ == "__main__":
+    main()
