@@ -322,18 +322,7 @@ class Plain:
     def inventory(self, hosts: int) -> Path:
         path = self.workdir / f"inventory-{hosts}.json"
         if not path.exists():
-            data = {
-                "all": {
-                    "hosts": {f"h{n:05d}": {"ansible_host": self.lab.address(n)} for n in range(hosts)},
-                    "vars": {
-                        "ansible_port": self.lab.port,
-                        "ansible_user": self.lab.user,
-                        "ansible_ssh_private_key_file": str(self.lab.private_key_path),
-                        "ansible_ssh_use_tty": False,
-                    },
-                }
-            }
-            path.write_text(json.dumps(data))
+            path.write_text(json.dumps(self.lab.inventory(hosts)))
         return path
 
     def run(self, hosts: int, forks: int) -> tuple[float, int, Path, float]:

@@ -187,19 +187,7 @@ class Bench:
         """Write (once) and return an inventory of hosts loopback hosts."""
         path = self.workdir / f"inventory-{hosts}.json"
         if not path.exists():
-            inventory = {
-                "all": {
-                    "hosts": {f"h{n:05d}": {"ansible_host": self.lab.address(n)} for n in range(hosts)},
-                    "vars": {
-                        "ansible_connection": "ssh",
-                        "ansible_port": self.lab.port,
-                        "ansible_user": self.lab.user,
-                        "ansible_ssh_private_key_file": str(self.lab.private_key_path),
-                        "ansible_ssh_use_tty": False,
-                    },
-                }
-            }
-            path.write_text(json.dumps(inventory))
+            path.write_text(json.dumps(self.lab.inventory(hosts)))
         return path
 
     def run_raw(self, hosts: int, script: bytes) -> Run:

@@ -55,6 +55,21 @@ class SshLab:
         """The client private key (OpenSSH format), for ``ansible_ssh_private_key_file`` or an API."""
         return self.private_key_path.read_text()
 
+    def inventory(self, hosts: int) -> dict:
+        """Ansible inventory data for hosts 0 .. hosts-1, logging in with the lab's key."""
+        return {
+            "all": {
+                "hosts": {f"h{n:05d}": {"ansible_host": self.address(n)} for n in range(hosts)},
+                "vars": {
+                    "ansible_connection": "ssh",
+                    "ansible_port": self.port,
+                    "ansible_user": self.user,
+                    "ansible_ssh_private_key_file": str(self.private_key_path),
+                    "ansible_ssh_use_tty": False,
+                },
+            }
+        }
+
     @staticmethod
     def address(n: int) -> str:
         """Return the loopback address of host number n (0 -> 127.0.0.2, never 127.0.0.1)."""
