@@ -16,8 +16,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from flask import Flask
     from sqlalchemy import event
 
-    from app.api import accounts, groups, health, hosts, jobs, projects
-    from app.api.errors import register
+    from app.api import accounts, auth, errors, groups, health, hosts, jobs, projects, users
     from app.config import ROOT, Settings
     from app.extensions import api, db, migrate, redis
     from app.secrets import Cipher, load_key
@@ -43,9 +42,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     redis.init_app(settings.redis_url)
     api.init_app(app)
-    for module in (health, projects, hosts, groups, accounts, jobs):
+    api.spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
+    api.spec.options["security"] = [{"bearer": []}]
+    for module in (health, users, projects, hosts, groups, accounts, jobs):
         api.register_blueprint(module.blp)
-    register(app)
+    errors.register(app)
+    auth.register(app)
 
     if settings.database_url.startswith("sqlite"):
         with app.app_context():

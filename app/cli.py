@@ -33,9 +33,15 @@ def migrate() -> None:
     from flask_migrate import upgrade
 
     from app import create_app
+    from app.services.identity import bootstrap_admin
 
-    with create_app().app_context():
+    app = create_app()
+    settings: Settings = app.config["OPSFLOW"]
+    with app.app_context():
         upgrade()
+        token_file = bootstrap_admin(settings.data_dir, settings.admin_token)
+    if token_file:
+        click.echo(f"Created the user 'admin'; its API token is in {token_file} (readable by you only).")
 
 
 @cli.command()

@@ -51,6 +51,8 @@ class Settings:
     embedded_redis: bool
     secret_key_file: Path
     secret_key: str | None
+    # The first start's admin token; a random one when unset.
+    admin_token: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 2
@@ -88,6 +90,7 @@ class Settings:
             embedded_redis=not redis_url,
             secret_key_file=data_dir / "secret.key",
             secret_key=os.environ.get("OPSFLOW_SECRET_KEY") or None,
+            admin_token=os.environ.get("OPSFLOW_ADMIN_TOKEN") or None,
             host=os.environ.get("HOST") or "127.0.0.1",
             port=_int("PORT", 8000),
             workers=_int("OPSFLOW_WORKERS", 2),

@@ -28,6 +28,7 @@ from tests.sshd import SshLab
 
 POSTGRES_ADMIN_URL = os.environ.get("OPSFLOW_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("OPSFLOW_TEST_REDIS", "redis://127.0.0.1:6379/15")
+ADMIN_TOKEN = "opf_test-admin-token"
 
 # Settings the service processes of the test run share.
 SERVICE_ENV = {
@@ -111,8 +112,14 @@ class Service:
             os.killpg(process.pid, 9)
             process.wait()
 
-    def api(self, method: str, path: str, expect: int | None = None, **kwargs) -> Any:
-        response = self.client.open(f"/api/v1{path}", method=method, **kwargs)
+    def api(
+        self, method: str, path: str, expect: int | None = None, token: str | None = ADMIN_TOKEN, **kwargs
+    ) -> Any:
+        """Call the API as the holder of `token` (the admin unless told otherwise; None sends no token)."""
+        headers = dict(kwargs.pop("headers", {}))
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        response = self.client.open(f"/api/v1{path}", method=method, headers=headers, **kwargs)
         if expect is not None:
             assert response.status_code == expect, (response.status_code, response.get_data(as_text=True))
         return response
@@ -168,10 +175,12 @@ def service(request, tmp_path_factory, redis_url) -> Iterator[Service]:
 
     from app import create_app
     from app.extensions import db, redis
+    from app.services.identity import bootstrap_admin
 
     app = create_app()
     with app.app_context():
         upgrade()
+        bootstrap_admin(data_dir, ADMIN_TOKEN)
         redis.client.flushdb()
     service = Service(app, env, data_dir)
     service.start("ingester", "ingest")

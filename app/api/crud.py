@@ -10,9 +10,10 @@ from flask_smorest import Blueprint
 from marshmallow import Schema
 from sqlalchemy import select
 
+from app.api.auth import current_actor
 from app.api.paging import SelectPage
-from app.models import Project
 from app.services import records
+from app.services.access import Action, require
 
 
 def project_resource(
@@ -22,8 +23,9 @@ def project_resource(
     schema: type[Schema],
     create: Callable[[int, dict[str, Any]], Any] | None = None,
     update: Callable[[Any, dict[str, Any]], Any] | None = None,
+    write: Action = Action.OPERATE,
 ) -> None:
-    """Register the CRUD routes of `model` under /projects/<pid>/<path>."""
+    """Register the CRUD routes of `model` under /projects/<pid>/<path>; changes need `write`."""
 
     def create_row(project_id: int, data: dict[str, Any]) -> Any:
         return records.save(model(project_id=project_id, **data))
@@ -37,14 +39,14 @@ def project_resource(
         @blp.paginate(SelectPage)
         def get(self, pid: int):
             """List them, paged."""
-            records.get(Project, pid)
+            require(current_actor(), pid, Action.READ)
             return select(model).where(model.project_id == pid).order_by(model.id)
 
         @blp.arguments(schema)
         @blp.response(201, schema)
         def post(self, data: dict[str, Any], pid: int):
             """Create one."""
-            records.get(Project, pid)
+            require(current_actor(), pid, write)
             return create(pid, data)
 
     @blp.route(f"/<int:pid>/{path}/<int:item_id>")
@@ -52,15 +54,18 @@ def project_resource(
         @blp.response(200, schema)
         def get(self, pid: int, item_id: int):
             """Read one."""
+            require(current_actor(), pid, Action.READ)
             return records.get(model, item_id, pid)
 
         @blp.arguments(schema(partial=True))
         @blp.response(200, schema)
         def patch(self, data: dict[str, Any], pid: int, item_id: int):
             """Change some fields."""
+            require(current_actor(), pid, write)
             return update(records.get(model, item_id, pid), data)
 
         @blp.response(204)
         def delete(self, pid: int, item_id: int):
             """Delete one."""
+            require(current_actor(), pid, write)
             records.delete(records.get(model, item_id, pid))

@@ -8,10 +8,12 @@ from flask import Response, stream_with_context
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from app.api.auth import current_actor
 from app.api.paging import SelectPage
-from app.models import JobInstance, Project
+from app.models import JobInstance
 from app.schemas.job import HostResultArgs, HostResultSchema, JobListArgs, JobSchema, ScriptExecutionSchema
 from app.services import executions, jobs, records
+from app.services.access import Action, require
 
 blp = Blueprint(
     "jobs", __name__, url_prefix="/api/v1/projects", description="Script executions and job instances"
@@ -24,8 +26,7 @@ class ScriptExecutions(MethodView):
     @blp.response(202, JobSchema)
     def post(self, data: dict[str, Any], pid: int):
         """Run a script on hosts; answers at once with the job instance."""
-        records.get(Project, pid)
-        job = executions.launch_script(pid, data)
+        job = executions.launch_script(current_actor(), pid, data)
         return jobs.job_with_counts(pid, job.id)
 
 
@@ -36,7 +37,7 @@ class Jobs(MethodView):
     @blp.paginate(SelectPage)
     def get(self, filters: dict[str, Any], pid: int):
         """Job instances, newest first, paged."""
-        records.get(Project, pid)
+        require(current_actor(), pid, Action.READ)
         return jobs.jobs_query(pid, filters)
 
 
@@ -45,6 +46,7 @@ class Job(MethodView):
     @blp.response(200, JobSchema)
     def get(self, pid: int, jid: int):
         """A job instance: status, host counts per status, steps and their slices."""
+        require(current_actor(), pid, Action.READ)
         return jobs.job_with_counts(pid, jid)
 
 
@@ -53,7 +55,7 @@ class JobCancel(MethodView):
     @blp.response(202, JobSchema)
     def post(self, pid: int, jid: int):
         """Stop a job: every host ends in a final status."""
-        executions.cancel(records.get(JobInstance, jid, pid))
+        executions.cancel(current_actor(), pid, jid)
         return jobs.job_with_counts(pid, jid)
 
 
@@ -64,6 +66,7 @@ class HostResults(MethodView):
     @blp.paginate(SelectPage)
     def get(self, filters: dict[str, Any], pid: int, jid: int):
         """Per-host results, paged, filtered by step and status."""
+        require(current_actor(), pid, Action.READ)
         return jobs.host_results_query(records.get(JobInstance, jid, pid), filters)
 
 
@@ -73,5 +76,6 @@ class HostLog(MethodView):
     @blp.response(200, content_type="text/plain")
     def get(self, filters: dict[str, Any], pid: int, jid: int, host_id: int):
         """One host's whole log in the job, as text."""
+        require(current_actor(), pid, Action.READ)
         lines = jobs.host_log(records.get(JobInstance, jid, pid), host_id, filters.get("step"))
         return Response(stream_with_context(lines), mimetype="text/plain")

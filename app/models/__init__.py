@@ -1,6 +1,7 @@
 """The SQLAlchemy models, one module per aggregate."""
 
 from app.models.account import Account
+from app.models.identity import ApiToken, User
 from app.models.inventory import Connection, Group, Host
 from app.models.job import HostResult, JobInstance, Slice, StepInstance, TaskResult
 from app.models.project import Project
@@ -8,6 +9,7 @@ from app.models.status import HostStatus, RunStatus
 
 __all__ = [
     "Account",
+    "ApiToken",
     "Connection",
     "Group",
     "Host",
@@ -19,4 +21,5 @@ __all__ = [
     "Slice",
     "StepInstance",
     "TaskResult",
+    "User",
 ]

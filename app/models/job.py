@@ -22,6 +22,8 @@ class JobInstance(db.Model):
     kind: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), default=RunStatus.WAITING, index=True)
     host_count: Mapped[int] = mapped_column(Integer, default=0)
+    launched_by: Mapped[str] = mapped_column(String(64), default="")
+    cancelled_by: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

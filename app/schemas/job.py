@@ -90,6 +90,8 @@ class JobSchema(Schema):
     status = fields.String(metadata={"enum": RUN_STATUSES})
     host_count = fields.Integer()
     counts = fields.Dict(keys=fields.String(), values=fields.Integer())
+    launched_by = fields.String()
+    cancelled_by = fields.String(allow_none=True)
     created_at = fields.DateTime()
     started_at = fields.DateTime()
     ended_at = fields.DateTime()

@@ -31,3 +31,11 @@ class TooLarge(ServiceError):
 
 class Invalid(ServiceError):
     status = 422
+
+
+class Unauthorized(ServiceError):
+    status = 401
+
+
+class Forbidden(ServiceError):
+    status = 403

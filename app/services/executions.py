@@ -30,6 +30,7 @@ from app.models import (
 )
 from app.models.base import utcnow
 from app.services import records
+from app.services.access import Action, Actor, require
 from app.services.errors import Conflict, Invalid, TooLarge
 from app.services.inventory import group_hosts
 from app.services.progress import finish_slice, mark_started
@@ -59,8 +60,9 @@ def resolve_targets(project_id: int, targets: dict[str, list[int]]) -> list[Host
     return list(chosen.values())
 
 
-def launch_script(project_id: int, data: dict[str, Any]) -> JobInstance:
+def launch_script(actor: Actor, project_id: int, data: dict[str, Any]) -> JobInstance:
     """Create the job instance of a script run and queue its slices; returns at once."""
+    require(actor, project_id, Action.OPERATE)
     limits = settings()
     script = data["script"]
     if len(script["content"].encode()) > limits.script_max_bytes:
@@ -81,6 +83,7 @@ def launch_script(project_id: int, data: dict[str, Any]) -> JobInstance:
         name=data.get("name") or "script execution",
         kind="script_execution",
         host_count=len(hosts),
+        launched_by=actor.username,
     )
     step = StepInstance(
         name=job.name,
@@ -190,15 +193,17 @@ def compile_slice(piece: Slice) -> RunRequest:
     )
 
 
-def cancel(job: JobInstance) -> JobInstance:
+def cancel(actor: Actor, project_id: int, job_id: int) -> JobInstance:
     """Stop a job: slices not started end at once, running ones are stopped by their runner."""
+    require(actor, project_id, Action.OPERATE)
+    job = records.get(JobInstance, job_id, project_id)
     if RunStatus(job.status).final:
         raise Conflict(f"job instance {job.id} has already ended ({job.status})", "status")
     redis.client.set(cancel_key(job.id), "1", ex=CANCEL_KEY_TTL)
     db.session.execute(
         update(JobInstance)
         .where(JobInstance.id == job.id, JobInstance.status.in_([RunStatus.WAITING, RunStatus.RUNNING]))
-        .values(status=RunStatus.STOPPING)
+        .values(status=RunStatus.STOPPING, cancelled_by=actor.username)
     )
     db.session.commit()
     for step in job.steps:

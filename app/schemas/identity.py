@@ -1,0 +1,30 @@
+"""User and API token schemas."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+USERNAME = validate.Regexp(r"^[a-z][a-z0-9._-]*$", error="lower-case letters, digits, '.', '_', '-'")
+
+
+class UserSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    username = fields.String(required=True, validate=[validate.Length(min=2, max=64), USERNAME])
+    display_name = fields.String(load_default="", validate=validate.Length(max=128))
+    email = fields.Email(load_default="")
+    password = fields.String(required=True, load_only=True, validate=validate.Length(max=1024))
+    is_admin = fields.Boolean(load_default=False)
+    created_at = fields.DateTime(dump_only=True)
+
+
+class TokenSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    name = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    expires_at = fields.AwareDateTime(load_default=None, allow_none=True, default_timezone=None)
+    read_only = fields.Boolean(load_default=False)
+    revoked_at = fields.DateTime(dump_only=True)
+    created_at = fields.DateTime(dump_only=True)
+
+
+class NewTokenSchema(TokenSchema):
+    token = fields.String(dump_only=True, metadata={"description": "the token's value, shown this once"})
