@@ -1,7 +1,7 @@
 """The SQLAlchemy models, one module per aggregate."""
 
 from app.models.account import Account
-from app.models.identity import ApiToken, User
+from app.models.identity import ApiToken, Membership, Role, User
 from app.models.inventory import Connection, Group, Host
 from app.models.job import HostResult, JobInstance, Slice, StepInstance, TaskResult
 from app.models.project import Project
@@ -16,7 +16,9 @@ __all__ = [
     "HostResult",
     "HostStatus",
     "JobInstance",
+    "Membership",
     "Project",
+    "Role",
     "RunStatus",
     "Slice",
     "StepInstance",

@@ -1,14 +1,20 @@
-"""Who is acting, and whether they may: the one check every entry point goes through."""
+"""Who is acting, and whether they may: the one check every entry point goes through.
+
+A system administrator may do everything. Everyone else acts in a project through
+their role there: a viewer reads, an operator also launches and operates jobs and
+manages hosts, groups and (later) scripts and files, and an admin also manages the
+project itself, its accounts and its members.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import Select, false
+from sqlalchemy import Select, select
 
 from app.extensions import db
-from app.models import Project
+from app.models import Membership, Project, Role
 from app.services.errors import Forbidden, NotFound
 
 
@@ -16,6 +22,13 @@ class Action(StrEnum):
     READ = "read"
     OPERATE = "operate"
     ADMIN = "admin"
+
+
+ALLOWED = {
+    Role.VIEWER: {Action.READ},
+    Role.OPERATOR: {Action.READ, Action.OPERATE},
+    Role.ADMIN: {Action.READ, Action.OPERATE, Action.ADMIN},
+}
 
 
 @dataclass(frozen=True)
@@ -40,9 +53,21 @@ def require_writable(actor: Actor, action: Action) -> None:
         raise Forbidden("this token is read-only")
 
 
+def role_in(actor: Actor, project_id: int) -> Role | None:
+    role = db.session.scalar(
+        select(Membership.role).where(
+            Membership.project_id == project_id, Membership.user_id == actor.user_id
+        )
+    )
+    return Role(role) if role else None
+
+
 def visible_projects(actor: Actor, query: Select) -> Select:
     """The query narrowed to the projects the actor can see."""
-    return query if actor.is_admin else query.where(false())
+    if actor.is_admin:
+        return query
+    mine = select(Membership.project_id).where(Membership.user_id == actor.user_id)
+    return query.where(Project.id.in_(mine))
 
 
 def require(actor: Actor, project_id: int, action: Action) -> Project:
@@ -51,7 +76,10 @@ def require(actor: Actor, project_id: int, action: Action) -> Project:
     A project the actor cannot see answers as missing, so its existence does not leak.
     """
     project = db.session.get(Project, project_id)
-    if project is None or not actor.is_admin:
+    role = None if project is None or actor.is_admin else role_in(actor, project_id)
+    if project is None or not (actor.is_admin or role):
         raise NotFound(f"project {project_id} does not exist")
+    if role is not None and action not in ALLOWED[role]:
+        raise Forbidden(f"your role in project {project_id} ({role}) does not allow this ({action})")
     require_writable(actor, action)
     return project
