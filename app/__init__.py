@@ -16,7 +16,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from flask import Flask
     from sqlalchemy import event
 
-    from app.api import accounts, auth, errors, groups, health, hosts, jobs, members, projects, users
+    from app.api import accounts, audit, auth, errors, groups, health, hosts, jobs, members, projects, users
     from app.config import ROOT, Settings
     from app.extensions import api, db, migrate, redis
     from app.secrets import Cipher, load_key
@@ -44,10 +44,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     api.init_app(app)
     api.spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     api.spec.options["security"] = [{"bearer": []}]
-    for module in (health, users, projects, members, hosts, groups, accounts, jobs):
+    for module in (health, users, projects, members, hosts, groups, accounts, jobs, audit):
         api.register_blueprint(module.blp)
     errors.register(app)
     auth.register(app)
+    audit.register(app)
 
     if settings.database_url.startswith("sqlite"):
         with app.app_context():

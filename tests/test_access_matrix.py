@@ -65,6 +65,7 @@ def fresh_member(w: World) -> int:
 
 MATRIX: dict[tuple[str, str], tuple[str, Request]] = {
     ("GET", "/api/v1/health"): ("public", lambda w: ("/health", None)),
+    ("GET", "/api/v1/audit-events"): ("user", lambda w: ("/audit-events", None)),
     ("GET", "/api/v1/openapi.json"): ("public", lambda w: ("/openapi.json", None)),
     ("GET", "/api/v1/docs"): ("public", lambda w: ("/docs", None)),
     ("GET", "/api/v1/users"): ("sysadmin", lambda w: ("/users", None)),

@@ -1,6 +1,7 @@
 """The SQLAlchemy models, one module per aggregate."""
 
 from app.models.account import Account
+from app.models.audit import AuditEvent
 from app.models.identity import ApiToken, Membership, Role, User
 from app.models.inventory import Connection, Group, Host
 from app.models.job import HostResult, JobInstance, Slice, StepInstance, TaskResult
@@ -10,6 +11,7 @@ from app.models.status import HostStatus, RunStatus
 __all__ = [
     "Account",
     "ApiToken",
+    "AuditEvent",
     "Connection",
     "Group",
     "Host",

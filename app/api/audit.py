@@ -1,0 +1,100 @@
+"""/audit-events, and the hook that records every change, launch, operation and refusal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, g, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from app.api.auth import current_actor
+from app.api.paging import SelectPage
+from app.services import audit
+
+blp = Blueprint("audit", __name__, url_prefix="/api/v1", description="The audit log (read-only)")
+
+# What an endpoint's call is, where the method alone does not say it.
+ACTIONS = {
+    ("jobs.ScriptExecutions", "POST"): ("job", "launch"),
+    ("jobs.JobCancel", "POST"): ("job", "cancel"),
+    ("members.Members", "POST"): ("member", "grant"),
+    ("members.Member", "PATCH"): ("member", "change_role"),
+    ("members.Member", "DELETE"): ("member", "revoke"),
+    ("users.Tokens", "POST"): ("token", "create"),
+    ("users.Token", "DELETE"): ("token", "revoke"),
+}
+VERBS = {"POST": "create", "PATCH": "update", "PUT": "update", "DELETE": "delete"}
+ID_ARGS = ("item_id", "jid", "user_id", "token_id")
+
+
+class AuditEventSchema(Schema):
+    id = fields.Integer()
+    at = fields.DateTime()
+    username = fields.String()
+    project_id = fields.Integer(allow_none=True)
+    resource = fields.String()
+    resource_id = fields.String(allow_none=True)
+    action = fields.String()
+    outcome = fields.String(metadata={"enum": ["success", "failed", "denied"]})
+    status_code = fields.Integer()
+    client_address = fields.String(allow_none=True)
+
+
+class AuditArgs(Schema):
+    since = fields.AwareDateTime(default_timezone=None)
+    until = fields.AwareDateTime(default_timezone=None)
+    username = fields.String()
+    project_id = fields.Integer()
+    action = fields.String()
+    outcome = fields.String(validate=validate.OneOf(["success", "failed", "denied"]))
+
+    @validates_schema(pass_original=True)
+    def known_filters_only(self, data, original, **kwargs) -> None:
+        # The pager reads page and page_size from the same query string.
+        unknown = sorted(set(original) - set(self.fields) - {"page", "page_size"})
+        if unknown:
+            raise ValidationError("unknown filter", field_name=unknown[0])
+
+
+@blp.route("/audit-events")
+class AuditEvents(MethodView):
+    @blp.arguments(AuditArgs, location="query")
+    @blp.response(200, AuditEventSchema(many=True))
+    @blp.paginate(SelectPage)
+    def get(self, filters: dict[str, Any]):
+        """Audit entries you may read, newest first, filtered and paged."""
+        return audit.query(current_actor(), filters)
+
+
+def describe(endpoint: str, method: str) -> tuple[str, str]:
+    if (endpoint, method) in ACTIONS:
+        return ACTIONS[endpoint, method]
+    resource = endpoint.split(".", 1)[0].removesuffix("s")
+    return resource, VERBS.get(method, method.lower())
+
+
+def register(app: Flask) -> None:
+    @app.after_request
+    def record(response: Response) -> Response:
+        if not request.path.startswith("/api/v1") or request.endpoint is None:
+            return response
+        refused = response.status_code in (401, 403)
+        if request.method in ("GET", "HEAD", "OPTIONS") and not refused:
+            return response
+        resource, action = describe(request.endpoint, request.method)
+        view_args = request.view_args or {}
+        resource_id = next((str(view_args[name]) for name in ID_ARGS if name in view_args), None)
+        if resource_id is None and response.status_code in (201, 202) and response.is_json:
+            resource_id = str((response.get_json(silent=True) or {}).get("id", "")) or None
+        audit.record(
+            g.get("actor"),
+            resource=resource,
+            action=action,
+            status_code=response.status_code,
+            project_id=view_args.get("pid"),
+            resource_id=resource_id,
+            client_address=request.remote_addr,
+        )
+        return response
