@@ -31,6 +31,13 @@ def _bool(name: str, default: bool) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
 
 
+def _choice(name: str, choices: tuple[str, ...]) -> str:
+    value = os.environ.get(name) or choices[0]
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
 def database_url(configured: str | None, data_dir: Path) -> str:
     """The SQLAlchemy URL: PostgreSQL URLs use psycopg 3; none means SQLite under the data dir."""
     if not configured:
@@ -65,6 +72,10 @@ class Settings:
     request_max_bytes: int = 16 * 1024 * 1024
     keep_run_dirs: bool = False
     ssh_host_key_checking: bool = False
+    # Job instances one project may run at once (0: no limit), and what a launch over it does:
+    # "queue" holds it until a running one ends, "refuse" answers 429 with Retry-After.
+    project_running_limit: int = 20
+    over_limit: str = "queue"
     # A running slice whose worker has not been heard from for this long is declared lost.
     heartbeat_ttl: int = 30
     reaper_interval: int = 5
@@ -101,5 +112,7 @@ class Settings:
             keep_run_dirs=_bool("OPSFLOW_KEEP_RUN_DIRS", False),
             ssh_host_key_checking=_bool("OPSFLOW_SSH_HOST_KEY_CHECKING", False),
             heartbeat_ttl=_int("OPSFLOW_HEARTBEAT_TTL", 30),
+            project_running_limit=_int("OPSFLOW_PROJECT_RUNNING_LIMIT", 20),
+            over_limit=_choice("OPSFLOW_OVER_LIMIT", ("queue", "refuse")),
             reaper_interval=_int("OPSFLOW_REAPER_INTERVAL", 5),
         )

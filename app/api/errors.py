@@ -51,4 +51,4 @@ def first_error(messages: Any, path: tuple[str, ...] = ()) -> tuple[str | None, 
 def register(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def service_error(error: ServiceError):
-        return error_response(error.status, error.message, error.field, error.details)
+        return error_response(error.status, error.message, error.field, error.details, error.headers)

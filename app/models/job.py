@@ -23,6 +23,8 @@ class JobInstance(db.Model):
     status: Mapped[str] = mapped_column(String(16), default=RunStatus.WAITING, index=True)
     host_count: Mapped[int] = mapped_column(Integer, default=0)
     launched_by: Mapped[str] = mapped_column(String(64), default="")
+    # When its slices went on the queue; None while the project's running limit holds it back.
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancelled_by: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

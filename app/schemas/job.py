@@ -91,6 +91,9 @@ class JobSchema(Schema):
     host_count = fields.Integer()
     counts = fields.Dict(keys=fields.String(), values=fields.Integer())
     launched_by = fields.String()
+    dispatched_at = fields.DateTime(
+        allow_none=True, metadata={"description": "null while the project's running limit holds the job back"}
+    )
     cancelled_by = fields.String(allow_none=True)
     created_at = fields.DateTime()
     started_at = fields.DateTime()

@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 from flask import current_app
-from rq import Queue
 from sqlalchemy import insert, select, update
 
 from app.config import TIMEOUT_MAX, Settings
@@ -29,23 +28,19 @@ from app.models import (
     StepInstance,
 )
 from app.models.base import utcnow
-from app.services import records
+from app.services import dispatch, records
 from app.services.access import Action, Actor, require
-from app.services.errors import Conflict, Invalid, TooLarge
+from app.services.errors import Conflict, Invalid, TooLarge, TooManyRequests
 from app.services.inventory import group_hosts
 from app.services.progress import finish_slice, mark_started
 
-RQ_TIMEOUT_MARGIN = 600
 # A cancel request outlives any run it can concern.
-CANCEL_KEY_TTL = TIMEOUT_MAX + RQ_TIMEOUT_MARGIN
+CANCEL_KEY_TTL = TIMEOUT_MAX + dispatch.RQ_TIMEOUT_MARGIN
+RETRY_AFTER_SECONDS = 30
 
 
 def settings() -> Settings:
     return current_app.config["OPSFLOW"]
-
-
-def queue() -> Queue:
-    return Queue(settings().queue_name, connection=redis.client)
 
 
 def resolve_targets(project_id: int, targets: dict[str, list[int]]) -> list[Host]:
@@ -64,6 +59,11 @@ def launch_script(actor: Actor, project_id: int, data: dict[str, Any]) -> JobIns
     """Create the job instance of a script run and queue its slices; returns at once."""
     require(actor, project_id, Action.OPERATE)
     limits = settings()
+    if limits.over_limit == "refuse" and not dispatch.has_room(project_id):
+        raise TooManyRequests(
+            f"project {project_id} runs {limits.project_running_limit} job instances already; retry later",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     script = data["script"]
     if len(script["content"].encode()) > limits.script_max_bytes:
         raise TooLarge(f"the script is larger than {limits.script_max_bytes} bytes", "script.content")
@@ -122,22 +122,9 @@ def launch_script(actor: Actor, project_id: int, data: dict[str, Any]) -> JobIns
     ]
     db.session.execute(insert(HostResult), rows)
     db.session.commit()
-    dispatch(step, data["timeout"])
+    if dispatch.has_room(project_id):
+        dispatch.dispatch(job)
     return job
-
-
-def dispatch(step: StepInstance, timeout: int) -> None:
-    """Queue one RQ job per slice of the step."""
-    jobs = queue()
-    for piece in step.slices:
-        jobs.enqueue_call(
-            "app.execution.tasks.run_slice",
-            args=(piece.id,),
-            job_id=piece.rq_job_id,
-            timeout=timeout + RQ_TIMEOUT_MARGIN,
-            result_ttl=3600,
-            failure_ttl=86400,
-        )
 
 
 def claim(slice_id: int, worker: str) -> RunRequest | None:

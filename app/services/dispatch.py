@@ -1,0 +1,78 @@
+"""Putting job instances on the queue, within each project's limit of running jobs.
+
+A project may run at most OPSFLOW_PROJECT_RUNNING_LIMIT job instances at once, so
+one project cannot starve the others. Over the limit a launch is either held
+(queued in the database, dispatched when a running job of the project ends) or
+refused with 429, as OPSFLOW_OVER_LIMIT says.
+"""
+
+from __future__ import annotations
+
+from flask import current_app
+from rq import Queue
+from sqlalchemy import func, select
+
+from app.config import Settings
+from app.extensions import db, redis
+from app.models import JobInstance, RunStatus
+from app.models.base import utcnow
+from app.models.status import RUN_FINAL
+
+RQ_TIMEOUT_MARGIN = 600
+
+
+def settings() -> Settings:
+    return current_app.config["OPSFLOW"]
+
+
+def running(project_id: int) -> int:
+    """Job instances of the project on the queue or running."""
+    return db.session.scalar(
+        select(func.count())
+        .select_from(JobInstance)
+        .where(
+            JobInstance.project_id == project_id,
+            JobInstance.dispatched_at.is_not(None),
+            JobInstance.status.not_in(RUN_FINAL),
+        )
+    )
+
+
+def has_room(project_id: int) -> bool:
+    limit = settings().project_running_limit
+    return not limit or running(project_id) < limit
+
+
+def dispatch(job: JobInstance) -> None:
+    """Queue one RQ job per slice of the job's steps."""
+    queue = Queue(settings().queue_name, connection=redis.client)
+    job.dispatched_at = utcnow()
+    db.session.commit()
+    for step in job.steps:
+        for piece in step.slices:
+            queue.enqueue_call(
+                "app.execution.tasks.run_slice",
+                args=(piece.id,),
+                job_id=piece.rq_job_id,
+                timeout=step.spec["timeout"] + RQ_TIMEOUT_MARGIN,
+                result_ttl=3600,
+                failure_ttl=86400,
+            )
+
+
+def release_held(project_id: int) -> None:
+    """Dispatch the project's oldest held job instances while it has room."""
+    while has_room(project_id):
+        held = db.session.scalar(
+            select(JobInstance)
+            .where(
+                JobInstance.project_id == project_id,
+                JobInstance.dispatched_at.is_(None),
+                JobInstance.status == RunStatus.WAITING,
+            )
+            .order_by(JobInstance.id)
+            .limit(1)
+        )
+        if held is None:
+            return
+        dispatch(held)

@@ -1,0 +1,53 @@
+"""One project cannot starve the others: a limit of running job instances per project."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+
+@pytest.fixture
+def local_host(service, project):
+    body = {"name": "controller", "address": "127.0.0.1", "connection": "local"}
+    return service.post(f"/projects/{project['id']}/hosts", body, expect=201).get_json()
+
+
+def launch(service, project, host, expect=202, seconds=3):
+    body = {"script": {"content": f"sleep {seconds}"}, "targets": {"hosts": [host["id"]]}}
+    return service.post(f"/projects/{project['id']}/script-executions", body, expect=expect)
+
+
+def test_launches_over_the_limit_wait_their_turn(service, project, local_host):
+    limit = service.app.config["OPSFLOW"].project_running_limit
+    jobs = [launch(service, project, local_host).get_json() for _ in range(limit + 1)]
+    assert all(job["dispatched_at"] for job in jobs[:limit])
+    held = jobs[limit]
+    assert held["dispatched_at"] is None and held["status"] == "waiting"
+    other = service.post("/projects", {"name": f"{project['name']}-other"}, expect=201).get_json()
+    other_host = service.post(
+        f"/projects/{other['id']}/hosts",
+        {"name": "c", "address": "127.0.0.1", "connection": "local"},
+        expect=201,
+    ).get_json()
+    assert launch(service, other, other_host, seconds=0).get_json()["dispatched_at"], "other projects go on"
+    done = [service.wait_job(project["id"], job["id"], timeout=60) for job in jobs]
+    assert [job["status"] for job in done] == ["success"] * (limit + 1)
+    assert done[limit]["started_at"] >= min(job["ended_at"] for job in done[:limit])
+
+
+def test_refusing_mode_answers_429_with_retry_after(service, project, local_host):
+    settings = service.app.config["OPSFLOW"]
+    service.app.config["OPSFLOW"] = dataclasses.replace(settings, over_limit="refuse")
+    try:
+        running = [
+            launch(service, project, local_host).get_json() for _ in range(settings.project_running_limit)
+        ]
+        refused = launch(service, project, local_host, expect=429)
+        assert refused.headers["Retry-After"].isdigit()
+        assert refused.get_json()["error"]["code"] == "too_many_requests"
+        assert len(service.get(f"/projects/{project['id']}/jobs")) == len(running)
+    finally:
+        service.app.config["OPSFLOW"] = settings
+    for job in running:
+        service.wait_job(project["id"], job["id"], timeout=60)
