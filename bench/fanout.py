@@ -38,6 +38,7 @@ import contextlib
 import json
 import os
 import platform
+import secrets
 import signal
 import socket
 import subprocess
@@ -66,6 +67,8 @@ SSH_ARGS = (
     "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
 )
 SETUP_THREADS = 8
+# The service's first start makes the admin with this token (its data dir is the benchmark's own).
+ADMIN_TOKEN = "opf_bench-" + secrets.token_urlsafe(16)
 DEFAULT_SLICE_SIZE = Settings.__dataclass_fields__["slice_size"].default
 DEFAULT_FORKS_MAX = Settings.__dataclass_fields__["forks_max"].default
 # The same task the service runs: the script in the compiler's one raw command.
@@ -99,14 +102,18 @@ def parse_ts(value: str | None) -> float | None:
 class Api:
     """A tiny JSON client of the service's API (loopback only)."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, token: str) -> None:
         self.base = base
+        self.token = token
 
     def call(self, method: str, path: str, body: Any = None, retries: int = 5) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()
         for attempt in range(retries + 1):
             request = urllib.request.Request(
-                self.base + path, data=data, method=method, headers={"Content-Type": "application/json"}
+                self.base + path,
+                data=data,
+                method=method,
+                headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"},
             )
             try:
                 with urllib.request.urlopen(request, timeout=60) as response:
@@ -145,7 +152,14 @@ class Service:
         self.port = free_port()
         self.log_path = workdir / "service.log"
         self.trace = trace
-        env = {**os.environ, "OPSFLOW_DATA_DIR": str(self.data_dir), "PORT": str(self.port)}
+        env = {
+            **os.environ,
+            "OPSFLOW_DATA_DIR": str(self.data_dir),
+            "PORT": str(self.port),
+            "OPSFLOW_ADMIN_TOKEN": ADMIN_TOKEN,
+            # The benchmark measures one launch at a time; never hold one back.
+            "OPSFLOW_PROJECT_RUNNING_LIMIT": "0",
+        }
         env.pop("HOST", None)
         if trace:
             env["OPSFLOW_KEEP_RUN_DIRS"] = "1"
@@ -154,7 +168,7 @@ class Service:
         if forks > int(env.get("OPSFLOW_FORKS_MAX") or DEFAULT_FORKS_MAX):
             env["OPSFLOW_FORKS_MAX"] = str(forks)
         self.env = env
-        self.api = Api(f"http://127.0.0.1:{self.port}/api/v1")
+        self.api = Api(f"http://127.0.0.1:{self.port}/api/v1", ADMIN_TOKEN)
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 120.0) -> float:
