@@ -8,6 +8,7 @@ to the API through Flask's test client.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import os
 import socket
@@ -235,3 +236,14 @@ def run_script(
     body = {"script": {"content": content, "language": extra.pop("language", "bash")}, **extra}
     body.setdefault("targets", {"hosts": [host["id"] for host in hosts]})
     return service.post(f"/projects/{project['id']}/script-executions", body, expect=expect).get_json()
+
+
+def add_local_host(service: Service, project: dict, name: str = "controller") -> dict:
+    """A host reached through the local connection: the controller itself."""
+    body = {"name": name, "address": "127.0.0.1", "connection": "local"}
+    return service.post(f"/projects/{project['id']}/hosts", body, expect=201).get_json()
+
+
+def basic_auth(username: str, password: str) -> dict[str, str]:
+    """Headers for the one call that takes a password: making a token."""
+    return {"Authorization": "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()}

@@ -6,14 +6,13 @@ row; the completeness test fails while one is missing.
 
 from __future__ import annotations
 
-import base64
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 
-from tests.conftest import ADMIN_TOKEN
+from tests.conftest import ADMIN_TOKEN, add_local_host, basic_auth
 
 PASSWORD = "matrix-Password-2026"
 CALLERS = ("anonymous", "nobody", "viewer", "operator", "other_admin", "admin", "sysadmin")
@@ -222,13 +221,9 @@ def world(service) -> World:
             )
         tokens[caller] = service.api(
             "POST", "/users/me/tokens", 201, token=None, json={"name": "m"},
-            headers={"Authorization": "Basic " + base64.b64encode(f"{name}:{PASSWORD}".encode()).decode()},
+            headers=basic_auth(name, PASSWORD),
         ).get_json()["token"]  # fmt: skip
-    host = service.post(
-        f"/projects/{project}/hosts",
-        {"name": "local", "address": "127.0.0.1", "connection": "local"},
-        expect=201,
-    ).get_json()["id"]
+    host = add_local_host(service, {"id": project})["id"]
     group = service.post(f"/projects/{project}/groups", {"name": "g0"}, expect=201).get_json()["id"]
     account = service.post(
         f"/projects/{project}/accounts", {"name": "a0", "username": "u"}, expect=201

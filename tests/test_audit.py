@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
-import base64
 import uuid
+
+from tests.conftest import add_local_host, basic_auth
 
 PASSWORD = "audit-Password-2026"
 
 
 def test_launch_cancel_and_refusal_are_recorded(service, project):
     pid = project["id"]
-    host = service.post(
-        f"/projects/{pid}/hosts", {"name": "c", "address": "127.0.0.1", "connection": "local"}, expect=201
-    ).get_json()
+    host = add_local_host(service, project)
     body = {"script": {"content": "sleep 20"}, "targets": {"hosts": [host["id"]]}, "params": ["s3cret-param"]}
     job = service.post(f"/projects/{pid}/script-executions", body, expect=202).get_json()
     service.post(f"/projects/{pid}/jobs/{job['id']}/cancel", expect=202)
     name = f"viewer{uuid.uuid4().hex[:8]}"
     viewer = service.post("/users", {"username": name, "password": PASSWORD}, expect=201).get_json()
     service.post(f"/projects/{pid}/members", {"user_id": viewer["id"], "role": "viewer"}, expect=201)
-    basic = {"Authorization": "Basic " + base64.b64encode(f"{name}:{PASSWORD}".encode()).decode()}
+    headers = basic_auth(name, PASSWORD)
     token = service.api(
-        "POST", "/users/me/tokens", 201, token=None, headers=basic, json={"name": "t"}
+        "POST", "/users/me/tokens", 201, token=None, headers=headers, json={"name": "t"}
     ).get_json()
     service.api("POST", f"/projects/{pid}/jobs/{job['id']}/cancel", 403, token=token["token"])
 

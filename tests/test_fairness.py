@@ -6,11 +6,12 @@ import dataclasses
 
 import pytest
 
+from tests.conftest import add_local_host
+
 
 @pytest.fixture
 def local_host(service, project):
-    body = {"name": "controller", "address": "127.0.0.1", "connection": "local"}
-    return service.post(f"/projects/{project['id']}/hosts", body, expect=201).get_json()
+    return add_local_host(service, project)
 
 
 def launch(service, project, host, expect=202, seconds=3):
@@ -25,11 +26,7 @@ def test_launches_over_the_limit_wait_their_turn(service, project, local_host):
     held = jobs[limit]
     assert held["dispatched_at"] is None and held["status"] == "waiting"
     other = service.post("/projects", {"name": f"{project['name']}-other"}, expect=201).get_json()
-    other_host = service.post(
-        f"/projects/{other['id']}/hosts",
-        {"name": "c", "address": "127.0.0.1", "connection": "local"},
-        expect=201,
-    ).get_json()
+    other_host = add_local_host(service, other)
     assert launch(service, other, other_host, seconds=0).get_json()["dispatched_at"], "other projects go on"
     done = [service.wait_job(project["id"], job["id"], timeout=60) for job in jobs]
     assert [job["status"] for job in done] == ["success"] * (limit + 1)

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import base64
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.conftest import ADMIN_TOKEN
+from tests.conftest import ADMIN_TOKEN, add_local_host, basic_auth
 
 PASSWORD = "correct-Horse-7-battery"
-
-
-def basic(username: str, password: str) -> dict:
-    return {"Authorization": "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()}
 
 
 @pytest.fixture
@@ -31,7 +26,7 @@ def user(service):
 
 def token_for(service, user, **body) -> str:
     response = service.api(
-        "POST", "/users/me/tokens", 201, token=None, headers=basic(user["username"], PASSWORD),
+        "POST", "/users/me/tokens", 201, token=None, headers=basic_auth(user["username"], PASSWORD),
         json={"name": "cli", **body},
     )  # fmt: skip
     return response.get_json()["token"]
@@ -54,7 +49,7 @@ def test_missing_or_bad_token_is_401(service):
 
 def test_user_makes_tokens_with_password_only_once_shown(service, user):
     service.api(
-        "POST", "/users/me/tokens", 401, token=None, headers=basic(user["username"], "wrong-password-1")
+        "POST", "/users/me/tokens", 401, token=None, headers=basic_auth(user["username"], "wrong-password-1")
     )
     value = token_for(service, user)
     assert value.startswith("opf_")
@@ -111,11 +106,7 @@ def test_bad_user_input(service, user):
 
 
 def test_launches_and_cancels_record_who(service, project):
-    host = service.post(
-        f"/projects/{project['id']}/hosts",
-        {"name": "c", "address": "127.0.0.1", "connection": "local"},
-        expect=201,
-    ).get_json()
+    host = add_local_host(service, project)
     body = {"script": {"content": "sleep 30"}, "targets": {"hosts": [host["id"]]}}
     job = service.post(f"/projects/{project['id']}/script-executions", body, expect=202).get_json()
     assert job["launched_by"] == "admin"

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import add_local_host
+
 
 @pytest.fixture
 def host(service, project):
-    return service.post(
-        f"/projects/{project['id']}/hosts",
-        {"name": "local", "address": "127.0.0.1", "connection": "local"},
-        expect=201,
-    ).get_json()
+    return add_local_host(service, project)
 
 
 def launch(service, project, body, expect):

@@ -6,7 +6,7 @@ import time
 
 import psutil
 
-from tests.conftest import add_hosts, run_script
+from tests.conftest import add_hosts, add_local_host, run_script
 
 INJECTION = "{{ lookup('pipe', 'id') }}"
 
@@ -154,11 +154,7 @@ def test_output_over_the_cap_is_truncated(service, project, account, lab):
 
 
 def test_local_connection_without_account(service, project):
-    host = service.post(
-        f"/projects/{project['id']}/hosts",
-        {"name": "controller", "address": "127.0.0.1", "connection": "local"},
-        expect=201,
-    ).get_json()
+    host = add_local_host(service, project)
     job = run_script(
         service, project, [host], "import sys; print('py', sys.argv[1])", language="python", params=["ok"]
     )
