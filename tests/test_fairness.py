@@ -48,3 +48,13 @@ def test_refusing_mode_answers_429_with_retry_after(service, project, local_host
         service.app.config["OPSFLOW"] = settings
     for job in running:
         service.wait_job(project["id"], job["id"], timeout=60)
+
+
+def test_held_jobs_outlive_the_reaper(service, project, local_host):
+    # Held longer than a lost slice is given: the reaper must not take a held job for a lost one.
+    held_for = int(service.env["OPSFLOW_HEARTBEAT_TTL"]) + 3
+    limit = service.app.config["OPSFLOW"].project_running_limit
+    jobs = [launch(service, project, local_host, seconds=held_for).get_json() for _ in range(limit + 1)]
+    assert jobs[limit]["dispatched_at"] is None
+    done = [service.wait_job(project["id"], job["id"], timeout=90) for job in jobs]
+    assert [job["status"] for job in done] == ["success"] * (limit + 1)

@@ -76,7 +76,6 @@ def settle_job(job: JobInstance) -> None:
     failed = [status for status in statuses if status is not RunStatus.SUCCESS]
     job.status = failed[0] if failed else RunStatus.SUCCESS
     job.ended_at = utcnow()
-    db.session.commit()
     release_held(job.project_id)
 
 
