@@ -116,3 +116,10 @@ class Settings:
             over_limit=_choice("OPSFLOW_OVER_LIMIT", ("queue", "refuse")),
             reaper_interval=_int("OPSFLOW_REAPER_INTERVAL", 5),
         )
+
+
+def current() -> Settings:
+    """The settings of the running app (inside an app context)."""
+    from flask import current_app
+
+    return current_app.config["OPSFLOW"]

@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 import socket
 
-from flask import current_app
-
+from app.config import current as settings
 from app.execution.keys import cancel_key
 from app.execution.runner import Runner
 from app.extensions import db, redis
@@ -30,6 +29,6 @@ def run_slice(slice_id: int) -> str:
     if redis.client.exists(cancel_key(request.job_id)):
         executions.publish_slice_done(slice_id, RunStatus.TERMINATED, "cancelled before it started")
         return str(RunStatus.TERMINATED)
-    outcome = Runner(current_app.config["OPSFLOW"], redis.client).run(request)
+    outcome = Runner(settings(), redis.client).run(request)
     executions.publish_slice_done(slice_id, outcome.status, outcome.error)
     return str(outcome.status)

@@ -8,21 +8,16 @@ refused with 429, as OPSFLOW_OVER_LIMIT says.
 
 from __future__ import annotations
 
-from flask import current_app
 from rq import Queue
 from sqlalchemy import func, select
 
-from app.config import Settings
+from app.config import current as settings
 from app.extensions import db, redis
 from app.models import JobInstance, RunStatus
 from app.models.base import utcnow
 from app.models.status import RUN_FINAL
 
 RQ_TIMEOUT_MARGIN = 600
-
-
-def settings() -> Settings:
-    return current_app.config["OPSFLOW"]
 
 
 def running(project_id: int) -> int:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import current_app
 from sqlalchemy import insert, select, update
 
-from app.config import TIMEOUT_MAX, Settings
+from app.config import TIMEOUT_MAX
+from app.config import current as settings
 from app.execution import events
 from app.execution.compiler import Account as LoginAccount
 from app.execution.compiler import ScriptStep, Target, compile_script
@@ -37,10 +37,6 @@ from app.services.progress import finish_slice, mark_started
 # A cancel request outlives any run it can concern.
 CANCEL_KEY_TTL = TIMEOUT_MAX + dispatch.RQ_TIMEOUT_MARGIN
 RETRY_AFTER_SECONDS = 30
-
-
-def settings() -> Settings:
-    return current_app.config["OPSFLOW"]
 
 
 def resolve_targets(project_id: int, targets: dict[str, list[int]]) -> list[Host]:

@@ -50,25 +50,30 @@ def create_user(actor: Actor, data: dict[str, Any]) -> User:
     return records.save(User(password_hash=_hasher.hash(password), **data), unique_field="username")
 
 
-def issue_token(user: User, name: str, expires_at: datetime | None = None, read_only: bool = False) -> str:
-    """Create a token for the user and return its value, which is never stored."""
+def issue_token(
+    user: User,
+    name: str,
+    expires_at: datetime | None = None,
+    read_only: bool = False,
+    value: str | None = None,
+) -> tuple[ApiToken, str]:
+    """A new token for the user (added, not committed) and its value, which is never stored."""
     if expires_at is not None and expires_at <= utcnow():
         raise Invalid("the expiry is in the past", "expires_at")
-    value = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    db.session.add(
-        ApiToken(
-            user=user, name=name, token_hash=hash_token(value), expires_at=expires_at, read_only=read_only
-        )
+    value = value or TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(
+        user=user, name=name, token_hash=hash_token(value), expires_at=expires_at, read_only=read_only
     )
-    db.session.commit()
-    return value
+    db.session.add(token)
+    return token, value
 
 
 def create_own_token(actor: Actor, data: dict[str, Any]) -> tuple[ApiToken, str]:
     require_writable(actor, Action.ADMIN)
     user = db.session.get(User, actor.user_id)
-    value = issue_token(user, data["name"], data.get("expires_at"), data.get("read_only", False))
-    return db.session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(value))), value
+    token, value = issue_token(user, data["name"], data.get("expires_at"), data.get("read_only", False))
+    db.session.commit()
+    return token, value
 
 
 def revoke_own_token(actor: Actor, token_id: int) -> None:
@@ -115,8 +120,7 @@ def bootstrap_admin(data_dir: Path, chosen_token: str | None) -> Path | None:
         is_admin=True,
     )
     db.session.add(admin)
-    value = chosen_token or TOKEN_PREFIX + secrets.token_urlsafe(32)
-    db.session.add(ApiToken(user=admin, name="first start", token_hash=hash_token(value)))
+    _, value = issue_token(admin, "first start", value=chosen_token)
     path = data_dir / "admin.token"
     path.unlink(missing_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
