@@ -23,28 +23,20 @@ def register(app: Flask) -> None:
     def authenticate():
         if not request.path.startswith("/api/v1") or request.endpoint in PUBLIC_ENDPOINTS:
             return None
-        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
         credentials = request.authorization
-        if (
-            (request.endpoint, request.method) == PASSWORD_ENDPOINT
-            and credentials
-            and credentials.type == "basic"
-        ):
-            try:
+        try:
+            if credentials and credentials.type == "bearer" and credentials.token:
+                g.actor = identity.authenticate(credentials.token, request.remote_addr)
+            elif (
+                credentials
+                and credentials.type == "basic"
+                and (request.endpoint, request.method) == PASSWORD_ENDPOINT
+            ):
                 g.actor = identity.login(
                     credentials.username or "", credentials.password or "", request.remote_addr
                 )
-            except Unauthorized as exc:
-                return error_response(401, exc.message, headers={"WWW-Authenticate": "Basic"})
-            return None
-        if scheme.lower() != "bearer" or not value.strip():
-            return error_response(
-                401,
-                "send an API token: Authorization: Bearer <token>",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        try:
-            g.actor = identity.authenticate(value.strip(), request.remote_addr)
+            else:
+                raise Unauthorized("send an API token: Authorization: Bearer <token>")
         except Unauthorized as exc:
             return error_response(401, exc.message, headers={"WWW-Authenticate": "Bearer"})
         return None
