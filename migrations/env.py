@@ -68,6 +68,15 @@ def run_migrations_offline():
         context.run_migrations()
 
 
+# Indexes that only some databases have (made by a migration when the database can): not in the models,
+# and not to be dropped by autogenerate.
+DATABASE_SPECIFIC_INDEXES = {"ix_job_instance_name_trgm"}
+
+
+def include_object(object, name, type_, reflected, compare_to):
+    return not (type_ == "index" and name in DATABASE_SPECIFIC_INDEXES)
+
+
 def run_migrations_online():
     """Run migrations in 'online' mode.
 
@@ -89,6 +98,7 @@ def run_migrations_online():
     conf_args = current_app.extensions["migrate"].configure_args
     if conf_args.get("process_revision_directives") is None:
         conf_args["process_revision_directives"] = process_revision_directives
+    conf_args.setdefault("include_object", include_object)
 
     connectable = get_engine()
 

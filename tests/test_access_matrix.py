@@ -56,6 +56,10 @@ def fresh_account(w: World) -> int:
     return w.make(f"/projects/{w.project}/accounts", {"name": w.unique("a"), "username": "u"})
 
 
+def job_step(w: World) -> int:
+    return w.service.get(f"/projects/{w.project}/jobs/{w.job}")["steps"][0]["id"]
+
+
 def fresh_member(w: World) -> int:
     user = w.make("/users", {"username": w.unique("member"), "password": PASSWORD})
     w.service.post(f"/projects/{w.project}/members", {"user_id": user, "role": "viewer"}, expect=201)
@@ -180,6 +184,18 @@ MATRIX: dict[tuple[str, str], tuple[str, Request]] = {
     ("GET", "/api/v1/projects/<int:pid>/jobs/<int:jid>/host-results/<int:host_id>/log"): (
         "read",
         lambda w: (f"/projects/{w.project}/jobs/{w.job}/host-results/{w.host}/log", None),
+    ),
+    ("POST", "/api/v1/projects/<int:pid>/jobs/<int:jid>/relaunch"): (
+        "operate",
+        lambda w: (f"/projects/{w.project}/jobs/{w.job}/relaunch", {}),
+    ),
+    ("GET", "/api/v1/projects/<int:pid>/jobs/<int:jid>/steps/<int:sid>/output-groups"): (
+        "read",
+        lambda w: (f"/projects/{w.project}/jobs/{w.job}/steps/{job_step(w)}/output-groups", None),
+    ),
+    ("GET", "/api/v1/projects/<int:pid>/jobs/<int:jid>/steps/<int:sid>/logs"): (
+        "read",
+        lambda w: (f"/projects/{w.project}/jobs/{w.job}/steps/{job_step(w)}/logs", None),
     ),
 }
 

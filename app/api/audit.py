@@ -7,10 +7,11 @@ from typing import Any
 from flask import Flask, Response, g, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, fields, validate
 
 from app.api.auth import current_actor
-from app.api.paging import SelectPage
+from app.api.paging import SelectPage, filter_arguments
+from app.schemas.query import FilterArgs
 from app.services import audit
 
 blp = Blueprint("audit", __name__, url_prefix="/api/v1", description="The audit log (read-only)")
@@ -19,6 +20,7 @@ blp = Blueprint("audit", __name__, url_prefix="/api/v1", description="The audit 
 ACTIONS = {
     ("jobs.ScriptExecutions", "POST"): ("job", "launch"),
     ("jobs.JobCancel", "POST"): ("job", "cancel"),
+    ("jobs.JobRelaunch", "POST"): ("job", "relaunch"),
     ("members.Members", "POST"): ("member", "grant"),
     ("members.Member", "PATCH"): ("member", "change_role"),
     ("members.Member", "DELETE"): ("member", "revoke"),
@@ -42,7 +44,7 @@ class AuditEventSchema(Schema):
     client_address = fields.String(allow_none=True)
 
 
-class AuditArgs(Schema):
+class AuditArgs(FilterArgs):
     since = fields.AwareDateTime(default_timezone=None)
     until = fields.AwareDateTime(default_timezone=None)
     username = fields.String()
@@ -50,17 +52,10 @@ class AuditArgs(Schema):
     action = fields.String()
     outcome = fields.String(validate=validate.OneOf(["success", "failed", "denied"]))
 
-    @validates_schema(pass_original=True)
-    def known_filters_only(self, data, original, **kwargs) -> None:
-        # The pager reads page and page_size from the same query string.
-        unknown = sorted(set(original) - set(self.fields) - {"page", "page_size"})
-        if unknown:
-            raise ValidationError("unknown filter", field_name=unknown[0])
-
 
 @blp.route("/audit-events")
 class AuditEvents(MethodView):
-    @blp.arguments(AuditArgs, location="query")
+    @filter_arguments(blp, AuditArgs)
     @blp.response(200, AuditEventSchema(many=True))
     @blp.paginate(SelectPage)
     def get(self, filters: dict[str, Any]):

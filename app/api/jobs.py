@@ -9,9 +9,17 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api.auth import current_actor
-from app.api.paging import SelectPage
+from app.api.paging import SelectPage, filter_arguments
 from app.models import JobInstance
-from app.schemas.job import HostResultArgs, HostResultSchema, JobListArgs, JobSchema, ScriptExecutionSchema
+from app.schemas.job import (
+    HostResultArgs,
+    HostResultSchema,
+    JobListArgs,
+    JobSchema,
+    OutputGroupSchema,
+    RelaunchSchema,
+    ScriptExecutionSchema,
+)
 from app.services import executions, jobs, records
 from app.services.access import Action, require
 
@@ -32,11 +40,11 @@ class ScriptExecutions(MethodView):
 
 @blp.route("/<int:pid>/jobs")
 class Jobs(MethodView):
-    @blp.arguments(JobListArgs, location="query")
+    @filter_arguments(blp, JobListArgs)
     @blp.response(200, JobSchema(many=True, exclude=("steps", "counts")))
     @blp.paginate(SelectPage)
     def get(self, filters: dict[str, Any], pid: int):
-        """Job instances, newest first, paged."""
+        """History: job instances matching every filter given, newest first, paged."""
         require(current_actor(), pid, Action.READ)
         return jobs.jobs_query(pid, filters)
 
@@ -59,9 +67,19 @@ class JobCancel(MethodView):
         return jobs.job_with_counts(pid, jid)
 
 
+@blp.route("/<int:pid>/jobs/<int:jid>/relaunch")
+class JobRelaunch(MethodView):
+    @blp.arguments(RelaunchSchema)
+    @blp.response(202, JobSchema)
+    def post(self, data: dict[str, Any], pid: int, jid: int):
+        """Launch an ended job instance again with the same parameters, on all or only its failed hosts."""
+        job = executions.relaunch(current_actor(), pid, jid, data["failed_only"])
+        return jobs.job_with_counts(pid, job.id)
+
+
 @blp.route("/<int:pid>/jobs/<int:jid>/host-results")
 class HostResults(MethodView):
-    @blp.arguments(HostResultArgs, location="query")
+    @filter_arguments(blp, HostResultArgs)
     @blp.response(200, HostResultSchema(many=True))
     @blp.paginate(SelectPage)
     def get(self, filters: dict[str, Any], pid: int, jid: int):
@@ -72,10 +90,45 @@ class HostResults(MethodView):
 
 @blp.route("/<int:pid>/jobs/<int:jid>/host-results/<int:host_id>/log")
 class HostLog(MethodView):
-    @blp.arguments(HostResultArgs(only=("step",)), location="query")
+    @filter_arguments(blp, HostResultArgs(only=("step",)))
     @blp.response(200, content_type="text/plain")
     def get(self, filters: dict[str, Any], pid: int, jid: int, host_id: int):
-        """One host's whole log in the job, as text."""
+        """One host's whole log in the job, as a text file."""
         require(current_actor(), pid, Action.READ)
         lines = jobs.host_log(records.get(JobInstance, jid, pid), host_id, filters.get("step"))
-        return Response(stream_with_context(lines), mimetype="text/plain")
+        return Response(
+            stream_with_context(lines),
+            mimetype="text/plain",
+            headers=attachment(f"job-{jid}-host-{host_id}.log"),
+        )
+
+
+@blp.route("/<int:pid>/jobs/<int:jid>/steps/<int:sid>/output-groups")
+class OutputGroups(MethodView):
+    @blp.response(200, OutputGroupSchema(many=True))
+    @blp.paginate()
+    def get(self, pid: int, jid: int, sid: int, pagination_parameters):
+        """The step's hosts grouped by identical (status, exit code, stdout), largest group first, paged."""
+        require(current_actor(), pid, Action.READ)
+        step = jobs.job_step(records.get(JobInstance, jid, pid), sid)
+        first, size = pagination_parameters.first_item, pagination_parameters.page_size
+        pagination_parameters.item_count, groups = jobs.output_groups(step, first, size)
+        return groups
+
+
+@blp.route("/<int:pid>/jobs/<int:jid>/steps/<int:sid>/logs")
+class StepLogs(MethodView):
+    @blp.response(200, content_type="application/gzip")
+    def get(self, pid: int, jid: int, sid: int):
+        """Every host's log of the step as one .tar.gz (a file per host), streamed."""
+        require(current_actor(), pid, Action.READ)
+        step = jobs.job_step(records.get(JobInstance, jid, pid), sid)
+        return Response(
+            stream_with_context(jobs.step_logs_archive(step)),
+            mimetype="application/gzip",
+            headers=attachment(f"job-{jid}-step-{sid}-logs.tar.gz"),
+        )
+
+
+def attachment(filename: str) -> dict[str, str]:
+    return {"Content-Disposition": f'attachment; filename="{filename}"'}

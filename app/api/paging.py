@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from flask_smorest import Page
+from flask_smorest import Blueprint, Page
+from marshmallow import RAISE, Schema
 from sqlalchemy import func, select
 
 from app.extensions import db
@@ -19,3 +20,8 @@ class SelectPage(Page):
     def items(self) -> list:
         params = self.page_params
         return db.session.scalars(self.collection.offset(params.first_item).limit(params.page_size)).all()
+
+
+def filter_arguments(blp: Blueprint, schema: type[Schema] | Schema):
+    """Parse a list's filters from the query string, refusing names the schema does not know."""
+    return blp.arguments(schema, location="query", unknown=RAISE)

@@ -24,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from app.extensions import db
 from app.models import HostResult, HostStatus, RunStatus, Slice, StepInstance, TaskResult
 from app.models.base import UTCDateTime
+from app.models.job import digest_of
 from app.models.status import HOST_PENDING
 from app.services.progress import finish_slice
 
@@ -84,6 +85,7 @@ RESULT = (
         status=bindparam("status"),
         exit_code=bindparam("rc"),
         stdout=bindparam("stdout"),
+        output_digest=bindparam("digest"),
         stderr=bindparam("stderr"),
         stdout_truncated=bindparam("stdout_truncated"),
         stderr_truncated=bindparam("stderr_truncated"),
@@ -147,6 +149,7 @@ def apply_events(events: list[dict[str, Any]]) -> None:
                     "status": status,
                     "rc": event["rc"],
                     "stdout": event["stdout"],
+                    "digest": digest_of(event["stdout"]),
                     "stderr": event["stderr"],
                     "stdout_truncated": event["stdout_truncated"],
                     "stderr_truncated": event["stderr_truncated"],

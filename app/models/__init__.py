@@ -4,7 +4,7 @@ from app.models.account import Account
 from app.models.audit import AuditEvent
 from app.models.identity import ApiToken, Membership, Role, User
 from app.models.inventory import Connection, Group, Host
-from app.models.job import HostResult, JobInstance, Slice, StepInstance, TaskResult
+from app.models.job import HostResult, JobInstance, LaunchType, Slice, StepInstance, TaskResult
 from app.models.project import Project
 from app.models.status import HostStatus, RunStatus
 
@@ -18,6 +18,7 @@ __all__ = [
     "HostResult",
     "HostStatus",
     "JobInstance",
+    "LaunchType",
     "Membership",
     "Project",
     "Role",

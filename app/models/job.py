@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -12,9 +14,31 @@ from app.models.base import EncryptedText, UTCDateTime, utcnow
 from app.models.status import HostStatus, RunStatus
 
 
+class LaunchType(StrEnum):
+    """How a job instance was started."""
+
+    API = "api"
+    TIMED = "timed"
+    RELAUNCH = "relaunch"
+
+
+def digest_of(stdout: str) -> str:
+    """The key that groups hosts with identical output."""
+    return hashlib.blake2b(stdout.encode(), digest_size=16).hexdigest()
+
+
+EMPTY_OUTPUT_DIGEST = digest_of("")
+
+
 class JobInstance(db.Model):
     __tablename__ = "job_instance"
-    __table_args__ = (Index("ix_job_instance_project_created", "project_id", "created_at"),)
+    # History is read newest first within a project, narrowed by one of these.
+    __table_args__ = (
+        Index("ix_job_instance_project_created", "project_id", "created_at"),
+        Index("ix_job_instance_project_status_created", "project_id", "status", "created_at"),
+        Index("ix_job_instance_project_launcher_created", "project_id", "launched_by", "created_at"),
+        Index("ix_job_instance_project_type_created", "project_id", "launch_type", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
@@ -23,6 +47,11 @@ class JobInstance(db.Model):
     status: Mapped[str] = mapped_column(String(16), default=RunStatus.WAITING, index=True)
     host_count: Mapped[int] = mapped_column(Integer, default=0)
     launched_by: Mapped[str] = mapped_column(String(64), default="")
+    launch_type: Mapped[str] = mapped_column(String(16), default=LaunchType.API)
+    relaunch_of_id: Mapped[int | None] = mapped_column(ForeignKey("job_instance.id", ondelete="SET NULL"))
+    # The launch request as validated, minus sensitive values (those stay encrypted on the steps);
+    # a relaunch replays it.
+    request: Mapped[dict] = mapped_column(JSON, default=dict)
     # When its slices went on the queue; None while the project's running limit holds it back.
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancelled_by: Mapped[str | None] = mapped_column(String(64))
@@ -91,6 +120,8 @@ class HostResult(db.Model):
         UniqueConstraint("step_instance_id", "host_name"),
         Index("ix_host_result_step_status", "step_instance_id", "status"),
         Index("ix_host_result_job_status", "job_instance_id", "status"),
+        Index("ix_host_result_host_name", "host_name"),
+        Index("ix_host_result_address", "address"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -103,6 +134,7 @@ class HostResult(db.Model):
     status: Mapped[str] = mapped_column(String(16), default=HostStatus.WAITING)
     exit_code: Mapped[int | None] = mapped_column(Integer)
     stdout: Mapped[str] = mapped_column(Text, default="")
+    output_digest: Mapped[str] = mapped_column(String(32), default=EMPTY_OUTPUT_DIGEST)
     stderr: Mapped[str] = mapped_column(Text, default="")
     stdout_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
     stderr_truncated: Mapped[bool] = mapped_column(Boolean, default=False)

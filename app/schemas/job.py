@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from app.config import TIMEOUT_DEFAULT, TIMEOUT_MAX, TIMEOUT_MIN
 from app.execution.compiler import LANGUAGES
-from app.models import HostStatus, RunStatus
+from app.models import HostStatus, LaunchType, RunStatus
+from app.schemas.query import FilterArgs
 from app.secrets import MASK
 
 RUN_STATUSES = [str(status) for status in RunStatus]
 HOST_STATUSES = [str(status) for status in HostStatus]
+LAUNCH_TYPES = [str(launch_type) for launch_type in LaunchType]
 
 
 class ScriptSchema(Schema):
@@ -91,6 +95,8 @@ class JobSchema(Schema):
     host_count = fields.Integer()
     counts = fields.Dict(keys=fields.String(), values=fields.Integer())
     launched_by = fields.String()
+    launch_type = fields.String(metadata={"enum": LAUNCH_TYPES})
+    relaunch_of_id = fields.Integer(allow_none=True, metadata={"description": "the job instance relaunched"})
     dispatched_at = fields.DateTime(
         allow_none=True, metadata={"description": "null while the project's running limit holds the job back"}
     )
@@ -101,13 +107,53 @@ class JobSchema(Schema):
     steps = fields.List(fields.Nested(StepSchema))
 
 
-class JobListArgs(Schema):
-    status = fields.String(validate=validate.OneOf(RUN_STATUSES))
+class JobListArgs(FilterArgs):
+    status = fields.List(
+        fields.String(validate=validate.OneOf(RUN_STATUSES)),
+        metadata={"description": "repeat for several statuses"},
+    )
+    launched_by = fields.String(metadata={"description": "the user name that launched it"})
+    launch_type = fields.String(validate=validate.OneOf(LAUNCH_TYPES))
+    name = fields.String(
+        validate=validate.Length(min=1), metadata={"description": "part of the name, any case"}
+    )
+    host = fields.String(
+        validate=validate.Length(min=1), metadata={"description": "a target host's exact name or address"}
+    )
+    created_after = fields.AwareDateTime(default_timezone=UTC, metadata={"description": "inclusive"})
+    created_before = fields.AwareDateTime(default_timezone=UTC, metadata={"description": "exclusive"})
+
+    @validates_schema
+    def ordered_range(self, data, **kwargs) -> None:
+        if (
+            "created_after" in data
+            and "created_before" in data
+            and data["created_after"] >= data["created_before"]
+        ):
+            raise ValidationError("must be later than created_after", field_name="created_before")
 
 
-class HostResultArgs(Schema):
+class HostResultArgs(FilterArgs):
     step = fields.Integer(metadata={"description": "a step instance id"})
     status = fields.String(validate=validate.OneOf(HOST_STATUSES))
+    exit_code = fields.Integer()
+    output_digest = fields.String(metadata={"description": "hosts of one output group"})
+
+
+class RelaunchSchema(Schema):
+    failed_only = fields.Boolean(
+        load_default=False, metadata={"description": "only the hosts that did not succeed, else all hosts"}
+    )
+
+
+class OutputGroupSchema(Schema):
+    status = fields.String(metadata={"enum": HOST_STATUSES})
+    exit_code = fields.Integer(allow_none=True)
+    output_digest = fields.String(metadata={"description": "pass to host-results to page through the hosts"})
+    count = fields.Integer()
+    stdout = fields.String(metadata={"description": "the output every host of the group printed"})
+    stdout_truncated = fields.Boolean()
+    hosts = fields.List(fields.String(), metadata={"description": "the group's first 100 host names"})
 
 
 class HostResultSchema(Schema):

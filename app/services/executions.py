@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -23,6 +24,7 @@ from app.models import (
     HostResult,
     HostStatus,
     JobInstance,
+    LaunchType,
     RunStatus,
     Slice,
     StepInstance,
@@ -51,7 +53,13 @@ def resolve_targets(project_id: int, targets: dict[str, list[int]]) -> list[Host
     return list(chosen.values())
 
 
-def launch_script(actor: Actor, project_id: int, data: dict[str, Any]) -> JobInstance:
+def launch_script(
+    actor: Actor,
+    project_id: int,
+    data: dict[str, Any],
+    launch_type: LaunchType = LaunchType.API,
+    relaunch_of: int | None = None,
+) -> JobInstance:
     """Create the job instance of a script run and queue its slices; returns at once."""
     require(actor, project_id, Action.OPERATE)
     limits = settings()
@@ -80,6 +88,9 @@ def launch_script(actor: Actor, project_id: int, data: dict[str, Any]) -> JobIns
         kind="script_execution",
         host_count=len(hosts),
         launched_by=actor.username,
+        launch_type=launch_type,
+        relaunch_of_id=relaunch_of,
+        request={key: value for key, value in data.items() if not (sensitive and key == "params")},
     )
     step = StepInstance(
         name=job.name,
@@ -121,6 +132,37 @@ def launch_script(actor: Actor, project_id: int, data: dict[str, Any]) -> JobIns
     if dispatch.has_room(project_id):
         dispatch.dispatch(job)
     return job
+
+
+# The launchers a relaunch can replay, by job kind.
+RELAUNCHABLE = {"script_execution": launch_script}
+
+
+def relaunch(actor: Actor, project_id: int, job_id: int, only_failed: bool = False) -> JobInstance:
+    """Launch an ended job instance again with its parameters, on all its hosts or on its failed ones."""
+    require(actor, project_id, Action.OPERATE)
+    job = records.get(JobInstance, job_id, project_id)
+    if not RunStatus(job.status).final:
+        raise Conflict(f"job instance {job.id} is {job.status}; relaunch it once it has ended", "status")
+    if job.kind not in RELAUNCHABLE or not job.request:
+        raise Conflict(f"job instance {job.id} ({job.kind}) has no launch request to replay", "kind")
+    data = copy.deepcopy(job.request)
+    if data.get("sensitive"):
+        data["params"] = json.loads(job.steps[0].secret_params or "[]")
+    if only_failed:
+        failed = db.session.scalars(
+            select(HostResult.host_id)
+            .where(
+                HostResult.job_instance_id == job.id,
+                HostResult.status != HostStatus.SUCCESS,
+                HostResult.host_id.is_not(None),
+            )
+            .distinct()
+        ).all()
+        if not failed:
+            raise Conflict(f"job instance {job.id} has no failed host that still exists", "failed_only")
+        data["targets"] = {"hosts": sorted(failed)}
+    return RELAUNCHABLE[job.kind](actor, project_id, data, LaunchType.RELAUNCH, job.id)
 
 
 def claim(slice_id: int, worker: str) -> RunRequest | None:

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import io
+import re
+import tarfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, or_, select
 
 from app.extensions import db
-from app.models import HostResult, HostStatus, JobInstance, TaskResult
+from app.models import HostResult, HostStatus, JobInstance, StepInstance, TaskResult
 from app.services import records
 from app.services.errors import NotFound
 from app.services.progress import counts_by_step
+
+# Host names shown with each group of identical output; the rest are paged through host-results.
+HOSTS_PER_OUTPUT_GROUP = 100
+# Host results read per round trip while streaming an archive of logs.
+ARCHIVE_BATCH = 200
 
 
 def all_counts(counts: dict[str, int]) -> dict[str, int]:
@@ -33,20 +42,107 @@ def job_with_counts(project_id: int, job_id: int) -> JobInstance:
     return job
 
 
+def contains(text: str) -> str:
+    """A LIKE pattern matching `text` anywhere, its wildcards taken literally."""
+    return "%" + re.sub(r"([\\%_])", r"\\\1", text) + "%"
+
+
 def jobs_query(project_id: int, filters: dict[str, Any]) -> Select:
+    """History: the project's job instances matching every filter given, newest first."""
     query = select(JobInstance).where(JobInstance.project_id == project_id)
-    if "status" in filters:
-        query = query.where(JobInstance.status == filters["status"])
+    if filters.get("status"):
+        query = query.where(JobInstance.status.in_(filters["status"]))
+    if "launched_by" in filters:
+        query = query.where(JobInstance.launched_by == filters["launched_by"])
+    if "launch_type" in filters:
+        query = query.where(JobInstance.launch_type == filters["launch_type"])
+    if "name" in filters:
+        query = query.where(JobInstance.name.ilike(contains(filters["name"]), escape="\\"))
+    if "created_after" in filters:
+        query = query.where(JobInstance.created_at >= filters["created_after"])
+    if "created_before" in filters:
+        query = query.where(JobInstance.created_at < filters["created_before"])
+    if "host" in filters:
+        host = filters["host"]
+        targeted = select(HostResult.job_instance_id).where(
+            or_(HostResult.host_name == host, HostResult.address == host)
+        )
+        query = query.where(JobInstance.id.in_(targeted))
     return query.order_by(JobInstance.created_at.desc(), JobInstance.id.desc())
 
 
 def host_results_query(job: JobInstance, filters: dict[str, Any]) -> Select:
     query = select(HostResult).where(HostResult.job_instance_id == job.id)
-    if "step" in filters:
-        query = query.where(HostResult.step_instance_id == filters["step"])
-    if "status" in filters:
-        query = query.where(HostResult.status == filters["status"])
+    for name in ("step", "status", "exit_code", "output_digest"):
+        if name in filters:
+            column = HostResult.step_instance_id if name == "step" else getattr(HostResult, name)
+            query = query.where(column == filters[name])
     return query.order_by(HostResult.step_instance_id, HostResult.id)
+
+
+def job_step(job: JobInstance, step_id: int) -> StepInstance:
+    step = db.session.get(StepInstance, step_id)
+    if step is None or step.job_instance_id != job.id:
+        raise NotFound(f"step instance {step_id} is not a step of job instance {job.id}")
+    return step
+
+
+@dataclass
+class OutputGroup:
+    """Hosts of one step that ended alike: same status, exit code and stdout."""
+
+    status: str
+    exit_code: int | None
+    output_digest: str
+    count: int
+    stdout: str
+    stdout_truncated: bool
+    hosts: list[str]
+
+
+def output_groups(step: StepInstance, first: int, size: int) -> tuple[int, list[OutputGroup]]:
+    """One page of the step's distinct (status, exit code, stdout) groups, largest first, and their total."""
+    key = (HostResult.status, HostResult.exit_code, HostResult.output_digest)
+    grouped = select(*key, func.count().label("count"), func.min(HostResult.id).label("sample")).where(
+        HostResult.step_instance_id == step.id
+    )
+    grouped = grouped.group_by(*key)
+    total = db.session.scalar(select(func.count()).select_from(grouped.subquery()))
+    rows = db.session.execute(
+        grouped.order_by(func.count().desc(), func.min(HostResult.id)).offset(first).limit(size)
+    ).all()
+    samples = {
+        result.id: result
+        for result in db.session.scalars(
+            select(HostResult).where(HostResult.id.in_([r.sample for r in rows]))
+        )
+    }
+    groups = []
+    for row in rows:
+        hosts = db.session.scalars(
+            select(HostResult.host_name)
+            .where(
+                HostResult.step_instance_id == step.id,
+                HostResult.status == row.status,
+                HostResult.exit_code == row.exit_code,
+                HostResult.output_digest == row.output_digest,
+            )
+            .order_by(HostResult.id)
+            .limit(HOSTS_PER_OUTPUT_GROUP)
+        ).all()
+        sample = samples[row.sample]
+        groups.append(
+            OutputGroup(
+                row.status,
+                row.exit_code,
+                row.output_digest,
+                row.count,
+                sample.stdout,
+                sample.stdout_truncated,
+                list(hosts),
+            )
+        )
+    return total, groups
 
 
 def host_log(job: JobInstance, host_id: int, step_id: int | None = None) -> Iterator[str]:
@@ -60,15 +156,73 @@ def host_log(job: JobInstance, host_id: int, step_id: int | None = None) -> Iter
     return _log_lines(results)
 
 
-def _log_lines(results: list[HostResult]) -> Iterator[str]:
+def step_logs_archive(step: StepInstance) -> Iterator[bytes]:
+    """Every host's log of the step as one .tar.gz, produced host by host as it is read."""
+    with_tasks, launched = step.task_count > 1, step.job.created_at
+    buffer = _Chunks()
+    names: set[str] = set()
+    with tarfile.open(fileobj=buffer, mode="w|gz") as archive:
+        last_id = 0
+        while True:
+            results = db.session.scalars(
+                select(HostResult)
+                .where(HostResult.step_instance_id == step.id, HostResult.id > last_id)
+                .order_by(HostResult.id)
+                .limit(ARCHIVE_BATCH)
+            ).all()
+            if not results:
+                break
+            for result in results:
+                data = "".join(_log_lines([result], with_tasks)).encode()
+                member = tarfile.TarInfo(_member_name(result, names))
+                member.size = len(data)
+                member.mtime = int((result.ended_at or result.started_at or launched).timestamp())
+                archive.addfile(member, io.BytesIO(data))
+                yield buffer.take()
+            last_id = results[-1].id
+    yield buffer.take()
+
+
+class _Chunks(io.RawIOBase):
+    """A write-only file that hands over what was written since the last `take`."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        chunk, self.parts = b"".join(self.parts), []
+        return chunk
+
+
+def _member_name(result: HostResult, taken: set[str]) -> str:
+    """A file name for the host's log: no path separators, no leading dots, unique in the archive."""
+    name = re.sub(r"[^\w.@-]", "_", result.host_name).lstrip(".") or "host"
+    if name in taken:
+        name = f"{name}-{result.id}"
+    taken.add(name)
+    return f"{name}.log"
+
+
+def _log_lines(results: list[HostResult], with_tasks: bool = True) -> Iterator[str]:
     for result in results:
         yield f"== step {result.step_instance_id} · {result.host_name} ({result.address}) · {result.status}"
         yield f" · exit code {result.exit_code}\n" if result.exit_code is not None else "\n"
         if result.error:
             yield f"error: {result.error}\n"
-        tasks = db.session.scalars(
-            select(TaskResult).where(TaskResult.host_result_id == result.id).order_by(TaskResult.seq)
-        ).all()
+        tasks = (
+            db.session.scalars(
+                select(TaskResult).where(TaskResult.host_result_id == result.id).order_by(TaskResult.seq)
+            ).all()
+            if with_tasks
+            else []
+        )
         for task in tasks or [result]:
             if isinstance(task, TaskResult):
                 yield f"-- task {task.seq} {task.task} · {task.outcome}\n"
