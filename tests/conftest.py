@@ -17,6 +17,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,7 @@ class Service:
         self.env = env
         self.data_dir = data_dir
         self.processes: dict[str, subprocess.Popen] = {}
+        self.requests = ThreadPoolExecutor(max_workers=1, thread_name_prefix="request")
 
     def start(self, name: str, *args: str) -> subprocess.Popen:
         log = open(self.data_dir / f"{name}.log", "ab")  # noqa: SIM115 - kept open for the process
@@ -121,7 +123,11 @@ class Service:
         headers = dict(kwargs.pop("headers", {}))
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
-        response = self.client.open(f"/api/v1{path}", method=method, headers=headers, **kwargs)
+        # As under gunicorn, each request has an application context (and database session) of its own, and
+        # a streamed body is produced after the view's context has ended: the test's own context stays out.
+        response = self.requests.submit(
+            self.client.open, f"/api/v1{path}", method=method, headers=headers, buffered=True, **kwargs
+        ).result()
         if expect is not None:
             assert response.status_code == expect, (response.status_code, response.get_data(as_text=True))
         return response

@@ -7,6 +7,7 @@ import re
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, func, or_, select
@@ -158,7 +159,11 @@ def host_log(job: JobInstance, host_id: int, step_id: int | None = None) -> Iter
 
 def step_logs_archive(step: StepInstance) -> Iterator[bytes]:
     """Every host's log of the step as one .tar.gz, produced host by host as it is read."""
-    with_tasks, launched = step.task_count > 1, step.job.created_at
+    # The archive is produced after the request's session has closed: it keeps plain values only.
+    return _archive(step.id, step.task_count > 1, step.job.created_at)
+
+
+def _archive(step_id: int, with_tasks: bool, launched: datetime) -> Iterator[bytes]:
     buffer = _Chunks()
     names: set[str] = set()
     with tarfile.open(fileobj=buffer, mode="w|gz") as archive:
@@ -166,7 +171,7 @@ def step_logs_archive(step: StepInstance) -> Iterator[bytes]:
         while True:
             results = db.session.scalars(
                 select(HostResult)
-                .where(HostResult.step_instance_id == step.id, HostResult.id > last_id)
+                .where(HostResult.step_instance_id == step_id, HostResult.id > last_id)
                 .order_by(HostResult.id)
                 .limit(ARCHIVE_BATCH)
             ).all()
