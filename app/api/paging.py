@@ -19,3 +19,13 @@ class SelectPage(Page):
     def items(self) -> list:
         params = self.page_params
         return db.session.scalars(self.collection.offset(params.first_item).limit(params.page_size)).all()
+
+
+class RowPage(SelectPage):
+    """A page of a `select()` of several columns: each item is a row, read by column name."""
+
+    @property
+    def items(self) -> list:
+        params = self.page_params
+        query = self.collection.offset(params.first_item).limit(params.page_size)
+        return db.session.execute(query).mappings().all()

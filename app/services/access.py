@@ -62,12 +62,16 @@ def role_in(actor: Actor, project_id: int) -> Role | None:
     return Role(role) if role else None
 
 
+def member_projects(actor: Actor) -> Select:
+    """The ids of the projects the actor holds a role in."""
+    return select(Membership.project_id).where(Membership.user_id == actor.user_id)
+
+
 def visible_projects(actor: Actor, query: Select) -> Select:
     """The query narrowed to the projects the actor can see."""
     if actor.is_admin:
         return query
-    mine = select(Membership.project_id).where(Membership.user_id == actor.user_id)
-    return query.where(Project.id.in_(mine))
+    return query.where(Project.id.in_(member_projects(actor)))
 
 
 def require(actor: Actor, project_id: int, action: Action) -> Project:
