@@ -11,6 +11,14 @@ from app.models import RuleAction
 ACTIONS = [str(action) for action in RuleAction]
 
 
+class InForce(fields.Boolean):
+    """`enabled` as given on input; on output, whether the rule is in force where it is read."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        # The API description serializes the default without a rule.
+        return super()._serialize(value if obj is None else obj.in_force, attr, obj, **kwargs)
+
+
 class RuleMatchSchema(Schema):
     rule_id = fields.Integer()
     description = fields.String()
@@ -38,11 +46,9 @@ class DangerRuleSchema(Schema):
         validate=validate.OneOf(ACTIONS),
         metadata={"description": "scan: warn and go on; intercept: refuse"},
     )
-    enabled = fields.Boolean(load_default=True, load_only=True)
-    in_force = fields.Boolean(
-        dump_only=True,
-        data_key="enabled",
-        metadata={"description": "in a project, a global rule's switch for that project"},
+    enabled = InForce(
+        load_default=True,
+        metadata={"description": "read in a project, a global rule's switch for that project"},
     )
     created_at = fields.DateTime(dump_only=True)
     updated_at = fields.DateTime(dump_only=True)

@@ -2,8 +2,8 @@
 
 A system administrator may do everything. Everyone else acts in a project through
 their role there: a viewer reads, an operator also launches and operates jobs and
-manages hosts, groups and (later) scripts and files, and an admin also manages the
-project itself, its accounts and its members.
+manages hosts, groups and scripts (and later files), and an admin also manages the
+project itself, its accounts, its members and its dangerous-command rules.
 """
 
 from __future__ import annotations

@@ -182,10 +182,8 @@ def _usable_script(project_id: int, script_id: int) -> Script:
     return script
 
 
-def refuse_disabled(version: ScriptVersion | None, version_id: int | None = None) -> None:
-    """Conflict when a version is disabled, or gone: it must not run, even from a saved job."""
-    if version is None:
-        raise Conflict(f"script version {version_id} no longer exists", "script.version_id")
+def refuse_disabled(version: ScriptVersion) -> None:
+    """Conflict when the version is disabled: it must not run, even from a saved job."""
     if version.state == VersionState.DISABLED:
         raise Conflict(
             f"version {version.version!r} ({version.id}) of script {version.script.name!r} is disabled",
@@ -194,9 +192,14 @@ def refuse_disabled(version: ScriptVersion | None, version_id: int | None = None
 
 
 def require_runnable(spec: dict[str, Any]) -> None:
-    """Refuse a step whose library version was disabled or removed since it was launched."""
-    if spec.get("version_id") is not None:
-        refuse_disabled(db.session.get(ScriptVersion, spec["version_id"]), spec["version_id"])
+    """Refuse a step whose library version was disabled or deleted since it was launched."""
+    version_id = spec.get("version_id")
+    if version_id is None:
+        return
+    version = db.session.get(ScriptVersion, version_id)
+    if version is None:
+        raise Conflict(f"script version {version_id} no longer exists", "script.version_id")
+    refuse_disabled(version)
 
 
 def job_instance_uses(script: Script) -> Select:
