@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT_DEFAULT = 7200
 TIMEOUT_MIN = 1
 TIMEOUT_MAX = 86400
+# Longest regular expression a dangerous-command rule may have.
+DANGER_PATTERN_MAX_CHARS = 1000
 
 
 def _int(name: str, default: int) -> int:

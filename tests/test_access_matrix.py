@@ -66,7 +66,126 @@ def fresh_member(w: World) -> int:
     return user
 
 
+def scope(w: World, public: bool) -> str:
+    """Where a library resource lives: at the top for public (global) ones, else in the project."""
+    return "" if public else f"/projects/{w.project}"
+
+
+def fresh_script(w: World, public: bool = False) -> int:
+    return w.make(f"{scope(w, public)}/scripts", {"name": w.unique("s"), "language": "bash"})
+
+
+def fresh_version(w: World, public: bool = False, operation: str | None = None) -> str:
+    """A new script's draft version (put through `operation` when given), as its URL path."""
+    scripts = f"{scope(w, public)}/scripts/{fresh_script(w, public)}"
+    version = w.make(f"{scripts}/versions", {"version": "1", "content": "echo hi"})
+    if operation:
+        w.service.post(f"{scripts}/versions/{version}/{operation}", expect=200)
+    return f"{scripts}/versions/{version}"
+
+
+# Made off, so that it never takes part in another test's checks.
+NEW_RULE = {"pattern": "matrix-never-[0-9]{64}", "action": "scan", "enabled": False}
+
+
+def fresh_rule(w: World, public: bool = False) -> int:
+    return w.make(f"{scope(w, public)}/danger-rules", NEW_RULE)
+
+
+def script_rows(public: bool) -> dict[tuple[str, str], tuple[str, Request]]:
+    """The rows of one scope of the script library: public scripts, or a project's."""
+    rule = "/api/v1" + ("" if public else "/projects/<int:pid>") + "/scripts"
+    read, write = ("user", "sysadmin") if public else ("read", "operate")
+
+    def base(w: World) -> str:
+        return scope(w, public)
+
+    def operation(name: str, before: str | None) -> tuple[str, Request]:
+        return write, lambda w: (f"{fresh_version(w, public, before)}/{name}", None)
+
+    return {
+        ("GET", rule): (read, lambda w: (f"{base(w)}/scripts", None)),
+        ("POST", rule): (
+            write,
+            lambda w: (f"{base(w)}/scripts", {"name": w.unique("s"), "language": "shell"}),
+        ),
+        ("GET", f"{rule}/<int:sid>"): (
+            read,
+            lambda w: (f"{base(w)}/scripts/{fresh_script(w, public)}", None),
+        ),
+        ("PATCH", f"{rule}/<int:sid>"): (
+            write,
+            lambda w: (f"{base(w)}/scripts/{fresh_script(w, public)}", {"description": "x"}),
+        ),
+        ("DELETE", f"{rule}/<int:sid>"): (
+            write,
+            lambda w: (f"{base(w)}/scripts/{fresh_script(w, public)}", None),
+        ),
+        ("GET", f"{rule}/<int:sid>/usage"): (
+            read,
+            lambda w: (f"{base(w)}/scripts/{fresh_script(w, public)}/usage", None),
+        ),
+        ("GET", f"{rule}/<int:sid>/versions"): (
+            read,
+            lambda w: (f"{base(w)}/scripts/{fresh_script(w, public)}/versions", None),
+        ),
+        ("POST", f"{rule}/<int:sid>/versions"): (
+            write,
+            lambda w: (
+                f"{base(w)}/scripts/{fresh_script(w, public)}/versions",
+                {"version": "1", "content": "echo hi"},
+            ),
+        ),
+        ("GET", f"{rule}/<int:sid>/versions/<int:vid>"): (read, lambda w: (fresh_version(w, public), None)),
+        ("PATCH", f"{rule}/<int:sid>/versions/<int:vid>"): (
+            write,
+            lambda w: (fresh_version(w, public), {"content": "echo changed"}),
+        ),
+        ("POST", f"{rule}/<int:sid>/versions/<int:vid>/publish"): operation("publish", None),
+        ("POST", f"{rule}/<int:sid>/versions/<int:vid>/offline"): operation("offline", "publish"),
+        ("POST", f"{rule}/<int:sid>/versions/<int:vid>/disable"): operation("disable", None),
+        ("POST", f"{rule}/<int:sid>/versions/<int:vid>/enable"): operation("enable", "disable"),
+    }
+
+
+def rule_rows(public: bool) -> dict[tuple[str, str], tuple[str, Request]]:
+    """The rows of one scope of dangerous-command rules: global ones, or a project's."""
+    rule = "/api/v1" + ("" if public else "/projects/<int:pid>") + "/danger-rules"
+    read, write = ("user", "sysadmin") if public else ("read", "admin")
+
+    def base(w: World) -> str:
+        return scope(w, public)
+
+    return {
+        ("GET", rule): (read, lambda w: (f"{base(w)}/danger-rules", None)),
+        ("POST", rule): (
+            write,
+            lambda w: (f"{base(w)}/danger-rules", NEW_RULE),
+        ),
+        ("GET", f"{rule}/<int:rid>"): (
+            read,
+            lambda w: (f"{base(w)}/danger-rules/{fresh_rule(w, public)}", None),
+        ),
+        ("PATCH", f"{rule}/<int:rid>"): (
+            write,
+            lambda w: (f"{base(w)}/danger-rules/{fresh_rule(w, public)}", {"description": "x"}),
+        ),
+        ("DELETE", f"{rule}/<int:rid>"): (
+            write,
+            lambda w: (f"{base(w)}/danger-rules/{fresh_rule(w, public)}", None),
+        ),
+    }
+
+
 MATRIX: dict[tuple[str, str], tuple[str, Request]] = {
+    **script_rows(public=True),
+    **script_rows(public=False),
+    **rule_rows(public=True),
+    **rule_rows(public=False),
+    ("POST", "/api/v1/projects/<int:pid>/danger-rules/check"): (
+        "read",
+        lambda w: (f"/projects/{w.project}/danger-rules/check", {"content": "echo hi", "language": "bash"}),
+    ),
     ("GET", "/api/v1/health"): ("public", lambda w: ("/health", None)),
     ("GET", "/api/v1/audit-events"): ("user", lambda w: ("/audit-events", None)),
     ("GET", "/api/v1/openapi.json"): ("public", lambda w: ("/openapi.json", None)),

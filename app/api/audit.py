@@ -26,9 +26,15 @@ ACTIONS = {
     ("members.Member", "DELETE"): ("member", "revoke"),
     ("users.Tokens", "POST"): ("token", "create"),
     ("users.Token", "DELETE"): ("token", "revoke"),
+    ("danger_rules.Check", "POST"): ("danger_rule", "check"),
+    **{
+        (f"{blueprint}.Version{operation.title()}", "POST"): ("script_version", operation)
+        for blueprint in ("scripts", "public_scripts")
+        for operation in ("publish", "offline", "disable", "enable")
+    },
 }
 VERBS = {"POST": "create", "PATCH": "update", "PUT": "update", "DELETE": "delete"}
-ID_ARGS = ("item_id", "jid", "user_id", "token_id")
+ID_ARGS = ("item_id", "jid", "user_id", "token_id", "vid", "sid", "rid")
 
 
 class AuditEventSchema(Schema):

@@ -22,6 +22,16 @@ class SelectPage(Page):
         return db.session.scalars(self.collection.offset(params.first_item).limit(params.page_size)).all()
 
 
+class RowPage(SelectPage):
+    """A page of a `select()` of several columns: each item is a row, read by column name."""
+
+    @property
+    def items(self) -> list:
+        params = self.page_params
+        query = self.collection.offset(params.first_item).limit(params.page_size)
+        return db.session.execute(query).mappings().all()
+
+
 def filter_arguments(blp: Blueprint, schema: type[Schema] | Schema):
     """Parse a list's filters from the query string, refusing names the schema does not know."""
     return blp.arguments(schema, location="query", unknown=RAISE)

@@ -2,17 +2,21 @@
 
 from app.models.account import Account
 from app.models.audit import AuditEvent
+from app.models.danger import DangerRule, DangerRuleOverride, RuleAction
 from app.models.identity import ApiToken, Membership, Role, User
 from app.models.inventory import Connection, Group, Host
 from app.models.job import HostResult, JobInstance, LaunchType, Slice, StepInstance, TaskResult
 from app.models.project import Project
-from app.models.status import HostStatus, RunStatus
+from app.models.script import Script, ScriptVersion
+from app.models.status import HostStatus, RunStatus, VersionState
 
 __all__ = [
     "Account",
     "ApiToken",
     "AuditEvent",
     "Connection",
+    "DangerRule",
+    "DangerRuleOverride",
     "Group",
     "Host",
     "HostResult",
@@ -22,9 +26,13 @@ __all__ = [
     "Membership",
     "Project",
     "Role",
+    "RuleAction",
     "RunStatus",
+    "Script",
+    "ScriptVersion",
     "Slice",
     "StepInstance",
     "TaskResult",
     "User",
+    "VersionState",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, Text, TypeDecorator
+from sqlalchemy import DateTime, Index, Text, TypeDecorator, text
 
 from app.secrets import Cipher
 
@@ -41,3 +41,8 @@ class EncryptedText(TypeDecorator):
 
     def process_result_value(self, value, dialect):
         return None if value is None else Cipher.decrypt(value)
+
+
+def unique_where(name: str, column: str, condition: str) -> Index:
+    """A unique index over the rows where `condition` holds (a partial index, on SQLite and PostgreSQL)."""
+    return Index(name, column, unique=True, sqlite_where=text(condition), postgresql_where=text(condition))

@@ -58,6 +58,8 @@ class JobInstance(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Matches of dangerous-command rules whose action is scan: the launch went on, with these warnings.
+    warnings: Mapped[list] = mapped_column(JSON, default=list, server_default="[]")
 
     steps: Mapped[list[StepInstance]] = relationship(
         back_populates="job", order_by="StepInstance.seq", cascade="all, delete-orphan"
@@ -79,6 +81,10 @@ class StepInstance(db.Model):
     spec: Mapped[dict] = mapped_column(JSON, default=dict)
     # Sensitive parameters, as encrypted JSON.
     secret_params: Mapped[str | None] = mapped_column(EncryptedText)
+    # The library script version it runs, if any; kept in the spec too, which outlives the version.
+    script_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("script_version.id", ondelete="SET NULL"), index=True
+    )
     # How many tasks the compiled playbook runs per host: with one, a host's first result is final.
     task_count: Mapped[int] = mapped_column(Integer, default=1)
     host_count: Mapped[int] = mapped_column(Integer, default=0)

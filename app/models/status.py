@@ -60,3 +60,12 @@ HOST_STATUS_FOR_UNFINISHED = {
     RunStatus.FAILED: HostStatus.ABNORMAL,
     RunStatus.SUCCESS: HostStatus.ABNORMAL,
 }
+
+
+class VersionState(StrEnum):
+    """The state of a script version: at most one version of a script is online."""
+
+    DRAFT = "draft"
+    ONLINE = "online"
+    OFFLINE = "offline"
+    DISABLED = "disabled"

@@ -9,21 +9,33 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from app.config import TIMEOUT_DEFAULT, TIMEOUT_MAX, TIMEOUT_MIN
 from app.execution.compiler import LANGUAGES
 from app.models import HostStatus, LaunchType, RunStatus
+from app.schemas.danger import RuleMatchSchema
 from app.schemas.query import FilterArgs
 from app.secrets import MASK
 
 RUN_STATUSES = [str(status) for status in RunStatus]
 HOST_STATUSES = [str(status) for status in HostStatus]
 LAUNCH_TYPES = [str(launch_type) for launch_type in LaunchType]
+SCRIPT_SOURCES = ("content", "script_id", "version_id")
 
 
 class ScriptSchema(Schema):
-    content = fields.String(required=True, validate=validate.Length(min=1))
+    content = fields.String(validate=validate.Length(min=1))
     language = fields.String(
-        load_default="shell",
         validate=validate.OneOf(LANGUAGES),
-        metadata={"description": f"one of {', '.join(LANGUAGES)}"},
+        metadata={"description": f"with content: one of {', '.join(LANGUAGES)} (default shell)"},
     )
+    script_id = fields.Integer(strict=True, metadata={"description": "run the script's online version"})
+    version_id = fields.Integer(strict=True, metadata={"description": "run this version of a script"})
+
+    @validates_schema
+    def one_source(self, data, **kwargs) -> None:
+        sources = [name for name in SCRIPT_SOURCES if name in data]
+        if len(sources) != 1:
+            extra = sources[1] if len(sources) > 1 else "content"
+            raise ValidationError("give exactly one of content, script_id or version_id", field_name=extra)
+        if "language" in data and "content" not in data:
+            raise ValidationError("a library script runs in its own language: leave language out", "language")
 
 
 class TargetsSchema(Schema):
@@ -104,6 +116,10 @@ class JobSchema(Schema):
     created_at = fields.DateTime()
     started_at = fields.DateTime()
     ended_at = fields.DateTime()
+    warnings = fields.List(
+        fields.Nested(RuleMatchSchema),
+        metadata={"description": "matches of dangerous-command rules that only warn (scan)"},
+    )
     steps = fields.List(fields.Nested(StepSchema))
 
 

@@ -2,8 +2,8 @@
 
 A system administrator may do everything. Everyone else acts in a project through
 their role there: a viewer reads, an operator also launches and operates jobs and
-manages hosts, groups and (later) scripts and files, and an admin also manages the
-project itself, its accounts and its members.
+manages hosts, groups and scripts (and later files), and an admin also manages the
+project itself, its accounts, its members and its dangerous-command rules.
 """
 
 from __future__ import annotations
@@ -48,6 +48,15 @@ def require_system_admin(actor: Actor) -> None:
     require_writable(actor, Action.ADMIN)
 
 
+def require_scope(actor: Actor, project_id: int | None, action: Action) -> None:
+    """A project's resources follow its roles; shared ones (no project): every user reads them,
+    system administrators change them."""
+    if project_id is not None:
+        require(actor, project_id, action)
+    elif action is not Action.READ:
+        require_system_admin(actor)
+
+
 def require_writable(actor: Actor, action: Action) -> None:
     if actor.read_only and action is not Action.READ:
         raise Forbidden("this token is read-only")
@@ -62,12 +71,16 @@ def role_in(actor: Actor, project_id: int) -> Role | None:
     return Role(role) if role else None
 
 
+def member_projects(actor: Actor) -> Select:
+    """The ids of the projects the actor holds a role in."""
+    return select(Membership.project_id).where(Membership.user_id == actor.user_id)
+
+
 def visible_projects(actor: Actor, query: Select) -> Select:
     """The query narrowed to the projects the actor can see."""
     if actor.is_admin:
         return query
-    mine = select(Membership.project_id).where(Membership.user_id == actor.user_id)
-    return query.where(Project.id.in_(mine))
+    return query.where(Project.id.in_(member_projects(actor)))
 
 
 def require(actor: Actor, project_id: int, action: Action) -> Project:

@@ -30,9 +30,9 @@ from app.models import (
     StepInstance,
 )
 from app.models.base import utcnow
-from app.services import dispatch, records
+from app.services import danger, dispatch, records, scripts
 from app.services.access import Action, Actor, require
-from app.services.errors import Conflict, Invalid, TooLarge, TooManyRequests
+from app.services.errors import Conflict, Invalid, TooManyRequests
 from app.services.inventory import group_hosts
 from app.services.progress import finish_slice, mark_started
 
@@ -68,16 +68,17 @@ def launch_script(
             f"project {project_id} runs {limits.project_running_limit} job instances already; retry later",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
-    script = data["script"]
-    if len(script["content"].encode()) > limits.script_max_bytes:
-        raise TooLarge(f"the script is larger than {limits.script_max_bytes} bytes", "script.content")
+    script = scripts.runnable(project_id, data["script"])
+    danger.refuse_oversized(script.content, "script.content")
+    verdict = danger.check(project_id, script.content, script.language)
+    danger.refuse_intercepted(verdict, "script.content")
     hosts = resolve_targets(project_id, data["targets"])
     account_id = data.get("account_id")
     if account_id is not None:
         records.get_many(Account, [account_id], project_id, "account_id")
     elif any(host.connection != Connection.LOCAL for host in hosts):
         raise Invalid("an account is required to reach ssh and winrm hosts", "account_id")
-    if script["language"] != "powershell" and any(host.connection == Connection.WINRM for host in hosts):
+    if script.language != "powershell" and any(host.connection == Connection.WINRM for host in hosts):
         raise Invalid("winrm hosts run powershell scripts only", "script.language")
 
     params = data.get("params", [])
@@ -91,14 +92,18 @@ def launch_script(
         launch_type=launch_type,
         relaunch_of_id=relaunch_of,
         request={key: value for key, value in data.items() if not (sensitive and key == "params")},
+        warnings=verdict.warnings,
     )
     step = StepInstance(
         name=job.name,
         kind="script",
         host_count=len(hosts),
+        script_version_id=script.version_id,
         spec={
-            "language": script["language"],
-            "content": script["content"],
+            "language": script.language,
+            "content": script.content,
+            "script_id": script.script_id,
+            "version_id": script.version_id,
             "params": None if sensitive else params,
             "sensitive": sensitive,
             "account_id": account_id,
@@ -185,6 +190,7 @@ def claim(slice_id: int, worker: str) -> RunRequest | None:
 def compile_slice(piece: Slice) -> RunRequest:
     step = piece.step
     spec = step.spec
+    scripts.require_runnable(spec)
     results = db.session.scalars(select(HostResult).where(HostResult.slice_id == piece.id)).all()
     host_ids = [result.host_id for result in results if result.host_id is not None]
     hosts = {host.id: host for host in db.session.scalars(select(Host).where(Host.id.in_(host_ids)))}

@@ -1,7 +1,7 @@
 """execution history
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0007
 Create Date: 2026-11-21 11:27:45.467772
 
 """
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0008'
-down_revision = '0005'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 
