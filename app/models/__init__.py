@@ -3,7 +3,7 @@
 from app.models.account import Account
 from app.models.audit import AuditEvent
 from app.models.identity import ApiToken, Membership, Role, User
-from app.models.inventory import Connection, Group, Host
+from app.models.inventory import Connection, DynamicGroup, Group, Host
 from app.models.job import HostResult, JobInstance, Slice, StepInstance, TaskResult
 from app.models.project import Project
 from app.models.status import HostStatus, RunStatus
@@ -13,6 +13,7 @@ __all__ = [
     "ApiToken",
     "AuditEvent",
     "Connection",
+    "DynamicGroup",
     "Group",
     "Host",
     "HostResult",
