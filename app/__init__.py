@@ -16,7 +16,20 @@ def create_app(settings: Settings | None = None) -> Flask:
     from flask import Flask
     from sqlalchemy import event
 
-    from app.api import accounts, audit, auth, errors, groups, health, hosts, jobs, members, projects, users
+    from app.api import (
+        accounts,
+        audit,
+        auth,
+        errors,
+        groups,
+        health,
+        hosts,
+        inventories,
+        jobs,
+        members,
+        projects,
+        users,
+    )
     from app.config import ROOT, Settings
     from app.extensions import api, db, migrate, redis
     from app.secrets import Cipher, load_key
@@ -44,7 +57,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     api.init_app(app)
     api.spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     api.spec.options["security"] = [{"bearer": []}]
-    for module in (health, users, projects, members, hosts, groups, accounts, jobs, audit):
+    for module in (health, users, projects, members, hosts, groups, inventories, accounts, jobs, audit):
         api.register_blueprint(module.blp)
     errors.register(app)
     auth.register(app)

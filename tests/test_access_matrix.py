@@ -137,6 +137,17 @@ MATRIX: dict[tuple[str, str], tuple[str, Request]] = {
         "operate",
         lambda w: (f"/projects/{w.project}/groups/{fresh_group(w)}", None),
     ),
+    ("POST", "/api/v1/projects/<int:pid>/inventories/import"): (
+        "operate",
+        lambda w: (
+            f"/projects/{w.project}/inventories/import",
+            {"format": "ini", "content": f"{w.unique('imported')} ansible_connection=local\n"},
+        ),
+    ),
+    ("GET", "/api/v1/projects/<int:pid>/inventories/export"): (
+        "read",
+        lambda w: (f"/projects/{w.project}/inventories/export?format=yaml", None),
+    ),
     ("GET", "/api/v1/projects/<int:pid>/accounts"): (
         "read",
         lambda w: (f"/projects/{w.project}/accounts", None),

@@ -6,6 +6,7 @@ from marshmallow import Schema, fields, validate
 
 from app.models import Connection
 from app.schemas.fields import IDENTIFIER, NAME, IdList, validate_variables
+from app.services.inventory_formats import FORMATS
 
 ADDRESS = validate.Regexp(r"^[A-Za-z0-9:._%\[\]-]+$", error="not a host name or an IP address")
 
@@ -39,3 +40,38 @@ class GroupSchema(Schema):
     )
     created_at = fields.DateTime(dump_only=True)
     updated_at = fields.DateTime(dump_only=True)
+
+
+class InventoryImportSchema(Schema):
+    format = fields.String(
+        validate=validate.OneOf(FORMATS),
+        metadata={
+            "description": "ini, yaml or json (ansible-inventory --list); from an upload's name if absent"
+        },
+    )
+    content = fields.String(metadata={"description": "the inventory text, unless a file is uploaded"})
+    dry_run = fields.Boolean(
+        load_default=False, metadata={"description": "report the changes, write nothing"}
+    )
+    remove_missing = fields.Boolean(
+        load_default=False,
+        metadata={"description": "remove hosts, groups and memberships the file does not name"},
+    )
+
+
+class InventoryExportArgs(Schema):
+    format = fields.String(required=True, validate=validate.OneOf(FORMATS))
+    group = fields.Integer(metadata={"description": "export this group and its descendants only"})
+
+
+class ChangeSchema(Schema):
+    added = fields.List(fields.Raw())
+    updated = fields.List(fields.String())
+    removed = fields.List(fields.Raw())
+
+
+class ImportReportSchema(Schema):
+    dry_run = fields.Boolean()
+    hosts = fields.Nested(ChangeSchema)
+    groups = fields.Nested(ChangeSchema)
+    memberships = fields.Nested(ChangeSchema(only=("added", "removed")))
