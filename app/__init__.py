@@ -20,6 +20,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         accounts,
         audit,
         auth,
+        dynamic_groups,
         errors,
         groups,
         health,
@@ -57,7 +58,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     api.init_app(app)
     api.spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     api.spec.options["security"] = [{"bearer": []}]
-    for module in (health, users, projects, members, hosts, groups, inventories, accounts, jobs, audit):
+    modules = (health, users, projects, members, hosts, groups, dynamic_groups, inventories, accounts, jobs)
+    for module in (*modules, audit):
         api.register_blueprint(module.blp)
     errors.register(app)
     auth.register(app)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
 from app.models import Connection
 from app.schemas.fields import IDENTIFIER, NAME, IdList, validate_variables
@@ -75,3 +75,41 @@ class ImportReportSchema(Schema):
     hosts = fields.Nested(ChangeSchema)
     groups = fields.Nested(ChangeSchema)
     memberships = fields.Nested(ChangeSchema(only=("added", "removed")))
+
+
+def validate_scalar(value: object) -> None:
+    if not isinstance(value, str | int | float | bool):
+        raise ValidationError("use a string, a number or a boolean")
+
+
+class HostFilterSchema(Schema):
+    """Hosts match when they meet every part given; an empty filter matches every host."""
+
+    names = fields.List(
+        fields.String(validate=validate.Length(min=1, max=255)),
+        metadata={"description": "host name patterns, '*' and '?' as wildcards; any may match"},
+    )
+    labels = fields.Dict(
+        keys=fields.String(), values=fields.String(), metadata={"description": "all must match"}
+    )
+    variables = fields.Dict(
+        keys=fields.String(validate=IDENTIFIER),
+        values=fields.Raw(validate=validate_scalar),
+        metadata={
+            "description": "host variables with these values (strings, numbers, booleans); all must match"
+        },
+    )
+    groups = fields.List(
+        fields.Integer(strict=True),
+        metadata={"description": "static group ids, hosts of their child groups included; any may match"},
+    )
+    connection = fields.String(validate=validate.OneOf(list(Connection)))
+
+
+class DynamicGroupSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    name = fields.String(required=True, validate=[validate.Length(min=1, max=255), NAME])
+    description = fields.String(load_default="", validate=validate.Length(max=4000))
+    filter = fields.Nested(HostFilterSchema, load_default=dict)
+    created_at = fields.DateTime(dump_only=True)
+    updated_at = fields.DateTime(dump_only=True)

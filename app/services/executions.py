@@ -18,7 +18,6 @@ from app.extensions import db, redis
 from app.models import (
     Account,
     Connection,
-    Group,
     Host,
     HostResult,
     HostStatus,
@@ -31,24 +30,12 @@ from app.models.base import utcnow
 from app.services import dispatch, records
 from app.services.access import Action, Actor, require
 from app.services.errors import Conflict, Invalid, TooLarge, TooManyRequests
-from app.services.inventory import group_hosts
+from app.services.inventory import resolve_targets
 from app.services.progress import finish_slice, mark_started
 
 # A cancel request outlives any run it can concern.
 CANCEL_KEY_TTL = TIMEOUT_MAX + dispatch.RQ_TIMEOUT_MARGIN
 RETRY_AFTER_SECONDS = 30
-
-
-def resolve_targets(project_id: int, targets: dict[str, list[int]]) -> list[Host]:
-    """The hosts named directly and through groups, each once."""
-    hosts = records.get_many(Host, targets.get("hosts", []), project_id, "targets.hosts")
-    groups = records.get_many(Group, targets.get("groups", []), project_id, "targets.groups")
-    chosen = {host.id: host for host in hosts}
-    for host in group_hosts(groups):
-        chosen.setdefault(host.id, host)
-    if not chosen:
-        raise Invalid("targets resolve to no host: name at least one host or a group with hosts", "targets")
-    return list(chosen.values())
 
 
 def launch_script(actor: Actor, project_id: int, data: dict[str, Any]) -> JobInstance:

@@ -1,12 +1,15 @@
-"""Hosts and static groups."""
+"""Hosts and static groups, and the hosts a launch targets."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import or_, select
+
 from app.extensions import db
-from app.models import Group, Host
+from app.models import DynamicGroup, Group, Host
 from app.services import records
+from app.services.dynamic_groups import host_filter, hosts_of_groups
 from app.services.errors import Invalid
 
 
@@ -48,16 +51,25 @@ def _refuse_cycle(group: Group, children: list[Group]) -> None:
             pending.extend(child.children)
 
 
-def group_hosts(groups: list[Group]) -> list[Host]:
-    """Every host of the groups and their descendants, each once, in a stable order."""
-    hosts: dict[int, Host] = {}
-    pending, seen = list(groups), set()
-    while pending:
-        group = pending.pop()
-        if group.id in seen:
-            continue
-        seen.add(group.id)
-        for host in group.hosts:
-            hosts.setdefault(host.id, host)
-        pending.extend(group.children)
-    return sorted(hosts.values(), key=lambda host: host.id)
+def resolve_targets(project_id: int, targets: dict[str, list[int]]) -> list[Host]:
+    """The hosts named directly, through static groups (and their children) and through dynamic groups.
+
+    Each host once, by id, in one query whatever the number of hosts.
+    """
+    host_ids = [
+        host.id for host in records.get_many(Host, targets.get("hosts", []), project_id, "targets.hosts")
+    ]
+    groups = records.get_many(Group, targets.get("groups", []), project_id, "targets.groups")
+    dynamic = records.get_many(
+        DynamicGroup, targets.get("dynamic_groups", []), project_id, "targets.dynamic_groups"
+    )
+    conditions = [Host.id.in_(host_ids)]
+    if groups:
+        conditions.append(Host.id.in_(hosts_of_groups([group.id for group in groups])))
+    conditions += [host_filter(group.filter) for group in dynamic]
+    hosts = db.session.scalars(
+        select(Host).where(Host.project_id == project_id, or_(*conditions)).order_by(Host.id)
+    ).all()
+    if not hosts:
+        raise Invalid("targets resolve to no host: name at least one host or a group with hosts", "targets")
+    return list(hosts)
