@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         jobs,
         members,
         projects,
+        reachability,
         users,
     )
     from app.config import ROOT, Settings
@@ -59,7 +60,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     api.spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     api.spec.options["security"] = [{"bearer": []}]
     modules = (health, users, projects, members, hosts, groups, dynamic_groups, inventories, accounts, jobs)
-    for module in (*modules, audit):
+    for module in (*modules, reachability, audit):
         api.register_blueprint(module.blp)
     errors.register(app)
     auth.register(app)

@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT_DEFAULT = 7200
 TIMEOUT_MIN = 1
 TIMEOUT_MAX = 86400
+# How long a reachability check may take, unless the request says otherwise.
+CHECK_TIMEOUT_DEFAULT = 300
 
 
 def _int(name: str, default: int) -> int:

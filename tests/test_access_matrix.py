@@ -176,6 +176,10 @@ MATRIX: dict[tuple[str, str], tuple[str, Request]] = {
         "read",
         lambda w: (f"/projects/{w.project}/inventories/export?format=yaml", None),
     ),
+    ("POST", "/api/v1/projects/<int:pid>/reachability-checks"): (
+        "operate",
+        lambda w: (f"/projects/{w.project}/reachability-checks", {"targets": {"hosts": [w.host]}}),
+    ),
     ("GET", "/api/v1/projects/<int:pid>/accounts"): (
         "read",
         lambda w: (f"/projects/{w.project}/accounts", None),

@@ -19,6 +19,7 @@ blp = Blueprint("audit", __name__, url_prefix="/api/v1", description="The audit 
 ACTIONS = {
     ("jobs.ScriptExecutions", "POST"): ("job", "launch"),
     ("jobs.JobCancel", "POST"): ("job", "cancel"),
+    ("reachability.ReachabilityChecks", "POST"): ("job", "launch"),
     ("inventories.InventoryImport", "POST"): ("inventory", "import"),
     ("members.Members", "POST"): ("member", "grant"),
     ("members.Member", "PATCH"): ("member", "change_role"),

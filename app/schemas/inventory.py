@@ -25,6 +25,10 @@ class HostSchema(Schema):
     variables = fields.Dict(
         keys=fields.String(validate=IDENTIFIER), load_default=dict, validate=validate_variables
     )
+    reachable = fields.Boolean(dump_only=True, allow_none=True)
+    last_checked_at = fields.DateTime(dump_only=True, allow_none=True)
+    last_check_error = fields.String(dump_only=True, allow_none=True)
+    unreachable_since = fields.DateTime(dump_only=True, allow_none=True)
     created_at = fields.DateTime(dump_only=True)
     updated_at = fields.DateTime(dump_only=True)
 
@@ -40,6 +44,14 @@ class GroupSchema(Schema):
     )
     created_at = fields.DateTime(dump_only=True)
     updated_at = fields.DateTime(dump_only=True)
+
+
+class HostListArgs(Schema):
+    reachable = fields.Boolean(metadata={"description": "the result of the last reachability check"})
+    unreachable_since = fields.AwareDateTime(
+        default_timezone=None,
+        metadata={"description": "hosts unreachable at every check since this time or earlier"},
+    )
 
 
 class InventoryImportSchema(Schema):
