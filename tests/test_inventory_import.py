@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from ansible.inventory.manager import InventoryManager
 from ansible.parsing.dataloader import DataLoader
+from sqlalchemy import select
 
 from app.execution.compiler import Target, host_vars, to_yaml
 from app.services.errors import Invalid
@@ -337,3 +338,60 @@ def test_duplicate_host_name_is_a_conflict(service, project):
     ).get_json()
     renamed = service.api("PATCH", f"/projects/{pid}/hosts/{host['id']}", 409, json={"name": "twin"})
     assert renamed.get_json()["error"]["field"] == "name"
+
+
+def test_group_variables_reach_the_hosts_as_ansible_merges_them(service, project):
+    from app.extensions import db
+    from app.models import Slice, StepInstance
+    from app.services.executions import compile_slice
+
+    pid = project["id"]
+    layered = """\
+[site:children]
+app
+
+[site:vars]
+level=site
+site_only=1
+
+[app]
+box ansible_connection=local level=host
+
+[app:vars]
+level=app
+app_only="{{ lookup('pipe', 'id') }}"
+
+[other]
+box
+
+[other:vars]
+other_only=yes
+
+[all:vars]
+level=all
+everywhere=1
+"""
+    import_text(service, pid, layered)
+    box = all_hosts(service, pid)["box"]
+    job = service.post(
+        f"/projects/{pid}/script-executions",
+        {"script": {"content": "true"}, "targets": {"hosts": [box["id"]]}},
+    ).get_json()
+    service.wait_job(pid, job["id"])
+    piece = db.session.scalars(
+        select(Slice).join(StepInstance).where(StepInstance.job_instance_id == job["id"])
+    ).one()
+    compiled = compile_slice(piece).compiled
+    values = compiled.inventory["all"]["children"]["opsflow_local"]["hosts"]["box"]
+    assert {key: values[key] for key in ("level", "site_only", "app_only", "other_only", "everywhere")} == {
+        "level": "host",
+        "site_only": 1,
+        "app_only": "{{ lookup('pipe', 'id') }}",
+        "other_only": "yes",
+        "everywhere": 1,
+    }
+    assert "app_only: !unsafe" in to_yaml(compiled.inventory)
+    service.api("PATCH", f"/projects/{pid}/hosts/{box['id']}", 200, json={"variables": {}})
+    db.session.expire_all()
+    compiled = compile_slice(piece).compiled
+    assert compiled.inventory["all"]["children"]["opsflow_local"]["hosts"]["box"]["level"] == "app"

@@ -30,7 +30,7 @@ from app.models.base import utcnow
 from app.services import dispatch, records
 from app.services.access import Action, Actor, require
 from app.services.errors import Conflict, Invalid, TooLarge, TooManyRequests
-from app.services.inventory import resolve_targets
+from app.services.inventory import effective_variables, resolve_targets
 from app.services.progress import finish_slice, mark_started
 from app.services.reachability import CHECK_STEP
 
@@ -151,8 +151,9 @@ def compile_slice(piece: Slice) -> RunRequest:
     results = db.session.scalars(select(HostResult).where(HostResult.slice_id == piece.id)).all()
     host_ids = [result.host_id for result in results if result.host_id is not None]
     hosts = {host.id: host for host in db.session.scalars(select(Host).where(Host.id.in_(host_ids)))}
+    variables = effective_variables(list(hosts.values()))
     targets = [
-        Target(host.name, host.address, host.port, host.connection, host.variables or {})
+        Target(host.name, host.address, host.port, host.connection, variables[host.id])
         for host in (hosts.get(result.host_id) for result in results)
         if host is not None
     ]
