@@ -42,6 +42,7 @@ CONNECTIONS = {
 # Variables Ansible adds to every host it reads from a file.
 MAGIC_VARIABLES = frozenset({"inventory_file", "inventory_dir"})
 RANGE = re.compile(r"\[([^\]]*)\]")
+DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 @dataclass
@@ -269,8 +270,9 @@ def host_variables(name: str, host: HostEntry) -> dict[str, Any]:
     return values
 
 
-def _grouped(inventory: Inventory) -> set[str]:
-    return {host for group in inventory.groups.values() for host in group.hosts}
+def _ungrouped(inventory: Inventory) -> list[str]:
+    grouped = {host for group in inventory.groups.values() for host in group.hosts}
+    return [name for name in inventory.hosts if name not in grouped]
 
 
 def _top_groups(inventory: Inventory) -> list[str]:
@@ -284,7 +286,9 @@ def render(inventory: Inventory, fmt: str) -> str:
         return to_ini(inventory)
     if fmt == "json":
         return json.dumps(to_list_data(inventory), indent=2, sort_keys=True) + "\n"
-    return yaml.safe_dump(to_yaml_data(inventory), sort_keys=False, allow_unicode=True, width=1 << 30)
+    return yaml.dump(
+        to_yaml_data(inventory), Dumper=DUMPER, sort_keys=False, allow_unicode=True, width=1 << 30
+    )
 
 
 def to_yaml_data(inventory: Inventory) -> dict[str, Any]:
@@ -301,7 +305,7 @@ def to_yaml_data(inventory: Inventory) -> dict[str, Any]:
     root: dict[str, Any] = {}
     if ALL in inventory.groups and inventory.groups[ALL].variables:
         root["vars"] = inventory.groups[ALL].variables
-    ungrouped = [name for name in inventory.hosts if name not in _grouped(inventory)]
+    ungrouped = _ungrouped(inventory)
     if ungrouped:
         root["hosts"] = hosts_of(ungrouped)
     children: dict[str, Any] = {}
@@ -337,7 +341,7 @@ def to_list_data(inventory: Inventory) -> dict[str, Any]:
             if value:
                 entry[key] = value
         data[name] = entry
-    ungrouped = [name for name in inventory.hosts if name not in _grouped(inventory)]
+    ungrouped = _ungrouped(inventory)
     data[UNGROUPED] = {"hosts": ungrouped} if ungrouped else {}
     return data
 
@@ -362,7 +366,7 @@ def to_ini(inventory: Inventory) -> str:
         tokens = [name, *(f"{key}={ini_value(value)}" for key, value in values.items())]
         return " ".join(shlex.quote(token) for token in tokens)
 
-    lines = [host_line(name) for name in inventory.hosts if name not in _grouped(inventory)]
+    lines = [host_line(name) for name in _ungrouped(inventory)]
     for name, group in inventory.groups.items():
         if name == ALL:
             continue
