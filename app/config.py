@@ -19,6 +19,8 @@ TIMEOUT_MIN = 1
 TIMEOUT_MAX = 86400
 # Longest regular expression a dangerous-command rule may have.
 DANGER_PATTERN_MAX_CHARS = 1000
+# How long a reachability check may take, unless the request says otherwise.
+CHECK_TIMEOUT_DEFAULT = 300
 
 
 def _int(name: str, default: int) -> int:
@@ -72,6 +74,8 @@ class Settings:
     output_cap_bytes: int = 5 * 1024 * 1024
     script_max_bytes: int = 1024 * 1024
     request_max_bytes: int = 16 * 1024 * 1024
+    # Most hosts one inventory import may hold, host ranges counted before Ansible expands them.
+    import_hosts_max: int = 10000
     keep_run_dirs: bool = False
     ssh_host_key_checking: bool = False
     # Job instances one project may run at once (0: no limit), and what a launch over it does:
@@ -111,6 +115,7 @@ class Settings:
             slice_size=_int("OPSFLOW_SLICE_SIZE", 500),
             output_cap_bytes=_int("OPSFLOW_OUTPUT_CAP_BYTES", 5 * 1024 * 1024),
             script_max_bytes=_int("OPSFLOW_SCRIPT_MAX_BYTES", 1024 * 1024),
+            import_hosts_max=_int("OPSFLOW_IMPORT_HOSTS_MAX", 10000),
             keep_run_dirs=_bool("OPSFLOW_KEEP_RUN_DIRS", False),
             ssh_host_key_checking=_bool("OPSFLOW_SSH_HOST_KEY_CHECKING", False),
             heartbeat_ttl=_int("OPSFLOW_HEARTBEAT_TTL", 30),

@@ -52,6 +52,10 @@ def fresh_group(w: World) -> int:
     return w.make(f"/projects/{w.project}/groups", {"name": w.unique("g")})
 
 
+def fresh_dynamic_group(w: World) -> int:
+    return w.make(f"/projects/{w.project}/dynamic-groups", {"name": w.unique("d")})
+
+
 def fresh_account(w: World) -> int:
     return w.make(f"/projects/{w.project}/accounts", {"name": w.unique("a"), "username": "u"})
 
@@ -259,6 +263,45 @@ MATRIX: dict[tuple[str, str], tuple[str, Request]] = {
     ("DELETE", "/api/v1/projects/<int:pid>/groups/<int:item_id>"): (
         "operate",
         lambda w: (f"/projects/{w.project}/groups/{fresh_group(w)}", None),
+    ),
+    ("GET", "/api/v1/projects/<int:pid>/dynamic-groups"): (
+        "read",
+        lambda w: (f"/projects/{w.project}/dynamic-groups", None),
+    ),
+    ("POST", "/api/v1/projects/<int:pid>/dynamic-groups"): (
+        "operate",
+        lambda w: (f"/projects/{w.project}/dynamic-groups", {"name": w.unique("d")}),
+    ),
+    ("GET", "/api/v1/projects/<int:pid>/dynamic-groups/<int:item_id>"): (
+        "read",
+        lambda w: (f"/projects/{w.project}/dynamic-groups/{fresh_dynamic_group(w)}", None),
+    ),
+    ("PATCH", "/api/v1/projects/<int:pid>/dynamic-groups/<int:item_id>"): (
+        "operate",
+        lambda w: (f"/projects/{w.project}/dynamic-groups/{fresh_dynamic_group(w)}", {"description": "x"}),
+    ),
+    ("DELETE", "/api/v1/projects/<int:pid>/dynamic-groups/<int:item_id>"): (
+        "operate",
+        lambda w: (f"/projects/{w.project}/dynamic-groups/{fresh_dynamic_group(w)}", None),
+    ),
+    ("GET", "/api/v1/projects/<int:pid>/dynamic-groups/<int:item_id>/hosts"): (
+        "read",
+        lambda w: (f"/projects/{w.project}/dynamic-groups/{fresh_dynamic_group(w)}/hosts", None),
+    ),
+    ("POST", "/api/v1/projects/<int:pid>/inventories/import"): (
+        "operate",
+        lambda w: (
+            f"/projects/{w.project}/inventories/import",
+            {"format": "ini", "content": f"{w.unique('imported')} ansible_connection=local\n"},
+        ),
+    ),
+    ("GET", "/api/v1/projects/<int:pid>/inventories/export"): (
+        "read",
+        lambda w: (f"/projects/{w.project}/inventories/export?format=yaml", None),
+    ),
+    ("POST", "/api/v1/projects/<int:pid>/reachability-checks"): (
+        "operate",
+        lambda w: (f"/projects/{w.project}/reachability-checks", {"targets": {"hosts": [w.host]}}),
     ),
     ("GET", "/api/v1/projects/<int:pid>/accounts"): (
         "read",

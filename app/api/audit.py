@@ -21,6 +21,8 @@ ACTIONS = {
     ("jobs.ScriptExecutions", "POST"): ("job", "launch"),
     ("jobs.JobCancel", "POST"): ("job", "cancel"),
     ("jobs.JobRelaunch", "POST"): ("job", "relaunch"),
+    ("reachability.ReachabilityChecks", "POST"): ("job", "launch"),
+    ("inventories.InventoryImport", "POST"): ("inventory", "import"),
     ("members.Members", "POST"): ("member", "grant"),
     ("members.Member", "PATCH"): ("member", "change_role"),
     ("members.Member", "DELETE"): ("member", "revoke"),

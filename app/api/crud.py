@@ -8,7 +8,7 @@ from typing import Any
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema
-from sqlalchemy import select
+from sqlalchemy import Select, select
 
 from app.api.auth import current_actor
 from app.api.paging import SelectPage
@@ -24,23 +24,33 @@ def project_resource(
     create: Callable[[int, dict[str, Any]], Any] | None = None,
     update: Callable[[Any, dict[str, Any]], Any] | None = None,
     write: Action = Action.OPERATE,
+    filters: type[Schema] = Schema,
+    query: Callable[[int, dict[str, Any]], Select] | None = None,
 ) -> None:
-    """Register the CRUD routes of `model` under /projects/<pid>/<path>; changes need `write`."""
+    """Register the CRUD routes of `model` under /projects/<pid>/<path>; changes need `write`.
+
+    The list takes the query string arguments of `filters`, which `query` turns into a select.
+    """
 
     def create_row(project_id: int, data: dict[str, Any]) -> Any:
         return records.save(model(project_id=project_id, **data))
 
+    def all_rows(project_id: int, _filters: dict[str, Any]) -> Select:
+        return select(model).where(model.project_id == project_id).order_by(model.id)
+
     create = create or create_row
     update = update or records.update
+    query = query or all_rows
 
     @blp.route(f"/<int:pid>/{path}")
     class Collection(MethodView):
+        @blp.arguments(filters, location="query")
         @blp.response(200, schema(many=True))
         @blp.paginate(SelectPage)
-        def get(self, pid: int):
+        def get(self, args: dict[str, Any], pid: int):
             """List them, paged."""
             require(current_actor(), pid, Action.READ)
-            return select(model).where(model.project_id == pid).order_by(model.id)
+            return query(pid, args)
 
         @blp.arguments(schema)
         @blp.response(201, schema)

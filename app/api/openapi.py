@@ -6,7 +6,8 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
-from app.api.errors import error_response, first_error
+from app.api.errors import error_response
+from app.services.errors import first_error
 
 
 def schema_name(schema) -> str:

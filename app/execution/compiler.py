@@ -164,9 +164,7 @@ def script_task(step: ScriptStep, connection: str, files: dict[str, bytes]) -> d
 def compile_script(step: ScriptStep, targets: list[Target], account: Account | None) -> CompiledStep:
     """Playbook and inventory that run one script on every target."""
     files: dict[str, bytes] = {}
-    by_connection: dict[str, list[Target]] = {}
-    for target in targets:
-        by_connection.setdefault(target.connection, []).append(target)
+    by_connection = _by_connection(targets)
     playbook = [
         {
             "name": "script",
@@ -178,6 +176,33 @@ def compile_script(step: ScriptStep, targets: list[Target], account: Account | N
     ]
     groups = {GROUPS[connection]: members for connection, members in by_connection.items()}
     return CompiledStep(playbook, inventory(groups, account), files, task_count=1)
+
+
+def compile_connection_test(targets: list[Target], account: Account | None) -> CompiledStep:
+    """Playbook and inventory that log in to every target and run a no-op command there.
+
+    A `raw` no-op needs nothing on the host but its shell (PowerShell on Windows), as a script
+    run does, so a host this reaches is a host scripts can run on; with become, it checks become too.
+    """
+    by_connection = _by_connection(targets)
+    playbook = [
+        {
+            "name": "reachability",
+            "hosts": GROUPS[connection],
+            "gather_facts": False,
+            "tasks": [{"name": "connect", "raw": "exit 0"}],
+        }
+        for connection in by_connection
+    ]
+    groups = {GROUPS[connection]: members for connection, members in by_connection.items()}
+    return CompiledStep(playbook, inventory(groups, account), {}, task_count=1)
+
+
+def _by_connection(targets: list[Target]) -> dict[str, list[Target]]:
+    by_connection: dict[str, list[Target]] = {}
+    for target in targets:
+        by_connection.setdefault(target.connection, []).append(target)
+    return by_connection
 
 
 def host_vars(target: Target) -> dict[str, Any]:

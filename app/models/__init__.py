@@ -4,7 +4,7 @@ from app.models.account import Account
 from app.models.audit import AuditEvent
 from app.models.danger import DangerRule, DangerRuleOverride, RuleAction
 from app.models.identity import ApiToken, Membership, Role, User
-from app.models.inventory import Connection, Group, Host
+from app.models.inventory import Connection, DynamicGroup, Group, Host
 from app.models.job import HostResult, JobInstance, LaunchType, Slice, StepInstance, TaskResult
 from app.models.project import Project
 from app.models.script import Script, ScriptVersion
@@ -17,6 +17,7 @@ __all__ = [
     "Connection",
     "DangerRule",
     "DangerRuleOverride",
+    "DynamicGroup",
     "Group",
     "Host",
     "HostResult",

@@ -1,11 +1,11 @@
-"""Hosts and static groups of a project."""
+"""Hosts, static groups and dynamic groups of a project."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, Column, ForeignKey, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Column, ForeignKey, Integer, String, Table, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
@@ -47,6 +47,12 @@ class Host(db.Model):
     connection: Mapped[str] = mapped_column(String(16), default=Connection.SSH)
     labels: Mapped[dict] = mapped_column(JSON, default=dict)
     variables: Mapped[dict] = mapped_column(JSON, default=dict)
+    # The last reachability check: None until one has run. `unreachable_since` is when the
+    # host became unreachable and has stayed so at every check since.
+    reachable: Mapped[bool | None] = mapped_column(Boolean)
+    last_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_check_error: Mapped[str | None] = mapped_column(Text)
+    unreachable_since: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -70,3 +76,18 @@ class Group(db.Model):
         secondaryjoin=lambda: Group.id == group_child.c.child_id,
         order_by=lambda: Group.id,
     )
+
+
+class DynamicGroup(db.Model):
+    """A saved host filter, resolved to hosts each time it is used."""
+
+    __tablename__ = "dynamic_group"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="")
+    filter: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

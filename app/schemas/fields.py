@@ -12,8 +12,10 @@ IDENTIFIER = validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]*$", error="not a valid var
 
 # Host variables that reach Ansible as they are; other ansible_* names could redirect
 # connections or run commands on the controller (ProxyCommand), so they are refused.
+# A host's ansible_user logs in with the account's credentials under another name, as in Ansible.
 ALLOWED_ANSIBLE_VARIABLES = frozenset(
     {
+        "ansible_user",
         "ansible_python_interpreter",
         "ansible_shell_type",
         "ansible_shell_executable",

@@ -41,11 +41,14 @@ class ScriptSchema(Schema):
 class TargetsSchema(Schema):
     hosts = fields.List(fields.Integer(strict=True), load_default=list)
     groups = fields.List(fields.Integer(strict=True), load_default=list)
+    dynamic_groups = fields.List(
+        fields.Integer(strict=True), load_default=list, metadata={"description": "resolved at launch"}
+    )
 
     @validates_schema
     def not_empty(self, data, **kwargs) -> None:
-        if not data["hosts"] and not data["groups"]:
-            raise ValidationError("name at least one host or group", field_name="hosts")
+        if not data["hosts"] and not data["groups"] and not data["dynamic_groups"]:
+            raise ValidationError("name at least one host, group or dynamic group", field_name="hosts")
 
 
 class ScriptExecutionSchema(Schema):

@@ -50,3 +50,15 @@ class Forbidden(ServiceError):
 
 class TooManyRequests(ServiceError):
     status = 429
+
+
+def first_error(messages: Any, path: tuple[str, ...] = ()) -> tuple[str | None, str]:
+    """The dotted path and text of the first validation message in webargs' nested errors."""
+    if isinstance(messages, dict):
+        key, value = next(iter(messages.items()))
+        return first_error(value, (*path, str(key)))
+    if isinstance(messages, list) and messages:
+        if isinstance(messages[0], str):
+            return (".".join(path) or None), messages[0]
+        return first_error(messages[0], path)
+    return (".".join(path) or None), str(messages)

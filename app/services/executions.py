@@ -12,14 +12,13 @@ from app.config import TIMEOUT_MAX
 from app.config import current as settings
 from app.execution import events
 from app.execution.compiler import Account as LoginAccount
-from app.execution.compiler import ScriptStep, Target, compile_script
+from app.execution.compiler import ScriptStep, Target, compile_connection_test, compile_script
 from app.execution.keys import cancel_key, heartbeat_key
 from app.execution.runner import RunRequest
 from app.extensions import db, redis
 from app.models import (
     Account,
     Connection,
-    Group,
     Host,
     HostResult,
     HostStatus,
@@ -33,24 +32,13 @@ from app.models.base import utcnow
 from app.services import danger, dispatch, records, scripts
 from app.services.access import Action, Actor, require
 from app.services.errors import Conflict, Invalid, TooManyRequests
-from app.services.inventory import group_hosts
+from app.services.inventory import effective_variables, resolve_targets
 from app.services.progress import finish_slice, mark_started
+from app.services.reachability import CHECK_STEP
 
 # A cancel request outlives any run it can concern.
 CANCEL_KEY_TTL = TIMEOUT_MAX + dispatch.RQ_TIMEOUT_MARGIN
 RETRY_AFTER_SECONDS = 30
-
-
-def resolve_targets(project_id: int, targets: dict[str, list[int]]) -> list[Host]:
-    """The hosts named directly and through groups, each once."""
-    hosts = records.get_many(Host, targets.get("hosts", []), project_id, "targets.hosts")
-    groups = records.get_many(Group, targets.get("groups", []), project_id, "targets.groups")
-    chosen = {host.id: host for host in hosts}
-    for host in group_hosts(groups):
-        chosen.setdefault(host.id, host)
-    if not chosen:
-        raise Invalid("targets resolve to no host: name at least one host or a group with hosts", "targets")
-    return list(chosen.values())
 
 
 def launch_script(
@@ -62,22 +50,14 @@ def launch_script(
 ) -> JobInstance:
     """Create the job instance of a script run and queue its slices; returns at once."""
     require(actor, project_id, Action.OPERATE)
-    limits = settings()
-    if limits.over_limit == "refuse" and not dispatch.has_room(project_id):
-        raise TooManyRequests(
-            f"project {project_id} runs {limits.project_running_limit} job instances already; retry later",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
+    refuse_over_limit(project_id)
     script = scripts.runnable(project_id, data["script"])
     danger.refuse_oversized(script.content, "script.content")
     verdict = danger.check(project_id, script.content, script.language)
     danger.refuse_intercepted(verdict, "script.content")
     hosts = resolve_targets(project_id, data["targets"])
     account_id = data.get("account_id")
-    if account_id is not None:
-        records.get_many(Account, [account_id], project_id, "account_id")
-    elif any(host.connection != Connection.LOCAL for host in hosts):
-        raise Invalid("an account is required to reach ssh and winrm hosts", "account_id")
+    require_account(project_id, account_id, hosts)
     if script.language != "powershell" and any(host.connection == Connection.WINRM for host in hosts):
         raise Invalid("winrm hosts run powershell scripts only", "script.language")
 
@@ -113,7 +93,31 @@ def launch_script(
         secret_params=json.dumps(params) if sensitive else None,
     )
     job.steps.append(step)
-    size = limits.slice_size
+    return enqueue(job, hosts)
+
+
+def require_account(project_id: int, account_id: int | None, hosts: list[Host]) -> None:
+    """Invalid unless the account exists in the project, or every host is local and none is named."""
+    if account_id is not None:
+        records.get_many(Account, [account_id], project_id, "account_id")
+    elif any(host.connection != Connection.LOCAL for host in hosts):
+        raise Invalid("an account is required to reach ssh and winrm hosts", "account_id")
+
+
+def refuse_over_limit(project_id: int) -> None:
+    """TooManyRequests when the project runs its limit of job instances and launches over it are refused."""
+    limits = settings()
+    if limits.over_limit == "refuse" and not dispatch.has_room(project_id):
+        raise TooManyRequests(
+            f"project {project_id} runs {limits.project_running_limit} job instances already; retry later",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
+
+def enqueue(job: JobInstance, hosts: list[Host]) -> JobInstance:
+    """Write a new job instance of one step with its slices and host rows, and queue it when it has room."""
+    step = job.steps[0]
+    size = settings().slice_size
     chunks = [hosts[start : start + size] for start in range(0, len(hosts), size)]
     for index, chunk in enumerate(chunks):
         step.slices.append(Slice(index=index, host_count=len(chunk)))
@@ -134,7 +138,7 @@ def launch_script(
     ]
     db.session.execute(insert(HostResult), rows)
     db.session.commit()
-    if dispatch.has_room(project_id):
+    if dispatch.has_room(job.project_id):
         dispatch.dispatch(job)
     return job
 
@@ -194,8 +198,9 @@ def compile_slice(piece: Slice) -> RunRequest:
     results = db.session.scalars(select(HostResult).where(HostResult.slice_id == piece.id)).all()
     host_ids = [result.host_id for result in results if result.host_id is not None]
     hosts = {host.id: host for host in db.session.scalars(select(Host).where(Host.id.in_(host_ids)))}
+    variables = effective_variables(list(hosts.values()))
     targets = [
-        Target(host.name, host.address, host.port, host.connection, host.variables or {})
+        Target(host.name, host.address, host.port, host.connection, variables[host.id])
         for host in (hosts.get(result.host_id) for result in results)
         if host is not None
     ]
@@ -206,7 +211,10 @@ def compile_slice(piece: Slice) -> RunRequest:
         if account
         else None
     )
-    compiled = compile_script(ScriptStep(spec["language"], spec["content"], params), targets, login)
+    if step.kind == CHECK_STEP:
+        compiled = compile_connection_test(targets, login)
+    else:
+        compiled = compile_script(ScriptStep(spec["language"], spec["content"], params), targets, login)
     forks = min(spec.get("forks") or settings().forks_max, settings().forks_max, max(len(targets), 1))
     secrets = [account.password, account.become_password] if account else []
     if spec.get("sensitive"):

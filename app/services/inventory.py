@@ -1,13 +1,18 @@
-"""Hosts and static groups."""
+"""Hosts and static groups, and the hosts a launch targets."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import or_, select
+
 from app.extensions import db
-from app.models import Group, Host
+from app.models import DynamicGroup, Group, Host
+from app.models.inventory import group_child, group_host
 from app.services import records
+from app.services.dynamic_groups import host_filter, hosts_of_groups
 from app.services.errors import Invalid
+from app.services.inventory_formats import ALL
 
 
 def create_host(project_id: int, data: dict[str, Any]) -> Host:
@@ -48,16 +53,71 @@ def _refuse_cycle(group: Group, children: list[Group]) -> None:
             pending.extend(child.children)
 
 
-def group_hosts(groups: list[Group]) -> list[Host]:
-    """Every host of the groups and their descendants, each once, in a stable order."""
-    hosts: dict[int, Host] = {}
-    pending, seen = list(groups), set()
-    while pending:
-        group = pending.pop()
-        if group.id in seen:
-            continue
-        seen.add(group.id)
-        for host in group.hosts:
-            hosts.setdefault(host.id, host)
-        pending.extend(group.children)
-    return sorted(hosts.values(), key=lambda host: host.id)
+def resolve_targets(project_id: int, targets: dict[str, list[int]]) -> list[Host]:
+    """The hosts named directly, through static groups (and their children) and through dynamic groups.
+
+    Each host once, by id, in one query whatever the number of hosts.
+    """
+    host_ids = [
+        host.id for host in records.get_many(Host, targets.get("hosts", []), project_id, "targets.hosts")
+    ]
+    groups = records.get_many(Group, targets.get("groups", []), project_id, "targets.groups")
+    dynamic = records.get_many(
+        DynamicGroup, targets.get("dynamic_groups", []), project_id, "targets.dynamic_groups"
+    )
+    conditions = [Host.id.in_(host_ids)]
+    if groups:
+        conditions.append(Host.id.in_(hosts_of_groups([group.id for group in groups])))
+    conditions += [host_filter(group.filter) for group in dynamic]
+    hosts = db.session.scalars(
+        select(Host).where(Host.project_id == project_id, or_(*conditions)).order_by(Host.id)
+    ).all()
+    if not hosts:
+        raise Invalid("targets resolve to no host: name at least one host or a group with hosts", "targets")
+    return list(hosts)
+
+
+def effective_variables(hosts: list[Host]) -> dict[int, dict[str, Any]]:
+    """Each host's variables as Ansible merges them: its groups' and their ancestors', then its own.
+
+    Groups apply from the shallowest to the deepest (a child group overrides its parents), by name
+    among groups of the same depth, after the group named `all`; a host's own variables win.
+    """
+    if not hosts:
+        return {}
+    project_id = hosts[0].project_id
+    groups = {row.id: row for row in db.session.scalars(select(Group).where(Group.project_id == project_id))}
+    parents: dict[int, list[int]] = {}
+    for parent, child in db.session.execute(
+        select(group_child.c.parent_id, group_child.c.child_id).where(group_child.c.child_id.in_(groups))
+    ):
+        parents.setdefault(child, []).append(parent)
+    direct: dict[int, list[int]] = {}
+    for group, host in db.session.execute(
+        select(group_host.c.group_id, group_host.c.host_id).where(
+            group_host.c.host_id.in_([host.id for host in hosts])
+        )
+    ):
+        direct.setdefault(host, []).append(group)
+    depth: dict[int, int] = {}
+
+    def depth_of(group: int) -> int:
+        if group not in depth:
+            depth[group] = 1 + max((depth_of(parent) for parent in parents.get(group, [])), default=0)
+        return depth[group]
+
+    common = [id for id, group in groups.items() if group.name == ALL]
+    merged = {}
+    for host in hosts:
+        chosen, pending = set(common), list(direct.get(host.id, []))
+        while pending:
+            group = pending.pop()
+            if group not in chosen:
+                chosen.add(group)
+                pending.extend(parents.get(group, []))
+        order = sorted(chosen, key=lambda id: (groups[id].name != ALL, depth_of(id), groups[id].name))
+        variables: dict[str, Any] = {}
+        for id in order:
+            variables.update(groups[id].variables or {})
+        merged[host.id] = {**variables, **(host.variables or {})}
+    return merged

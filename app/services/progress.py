@@ -16,6 +16,7 @@ from app.models import HostResult, HostStatus, JobInstance, RunStatus, Slice, St
 from app.models.base import utcnow
 from app.models.status import HOST_PENDING, HOST_STATUS_FOR_UNFINISHED, RUN_FINAL
 from app.services.dispatch import release_held
+from app.services.reachability import CHECK_STEP, record_results
 
 
 def host_counts(*where) -> dict[str, int]:
@@ -66,6 +67,8 @@ def settle_step(step: StepInstance) -> None:
         return
     step.status = step_status(host_counts(HostResult.step_instance_id == step.id))
     step.ended_at = utcnow()
+    if step.kind == CHECK_STEP:
+        record_results(step)
     settle_job(step.job)
 
 
