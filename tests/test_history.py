@@ -83,6 +83,11 @@ def test_bad_filters_are_refused_by_name(service, project):
     job = run_script(service, project, [add_local_host(service, project)], "true")
     path = f"/projects/{project['id']}/jobs/{job['id']}/host-results"
     assert service.get(path, 422, query_string={"stauts": "failed"})["error"]["field"] == "stauts"
+    # The inventory lists refuse a name they do not know too, and page as before.
+    for path in ("hosts", "groups", "accounts"):
+        error = service.get(f"/projects/{project['id']}/{path}", 422, query_string={"colour": "red"})["error"]
+        assert error["field"] == "colour", path
+        service.get(f"/projects/{project['id']}/{path}", query_string={"page": 1, "page_size": 5})
 
 
 def test_relaunch_all_hosts_or_only_the_failed(service, project, account, lab):

@@ -164,11 +164,12 @@ def test_local_connection_without_account(service, project):
     assert result["stdout"] == "py ok\n"
 
 
-def ansible_processes() -> list[psutil.Process]:
+def ansible_processes(service) -> list[psutil.Process]:
+    """Processes of this service's runs (other services on the machine have other data dirs)."""
     found = []
     for process in psutil.process_iter(["cmdline", "environ"]):
         env = process.info.get("environ") or {}
-        if "OPSFLOW_RUN_MARKER" in env:
+        if "OPSFLOW_RUN_MARKER" in env and env.get("OPSFLOW_DATA_DIR") == str(service.data_dir):
             found.append(process)
     return found
 
@@ -191,7 +192,7 @@ def test_timeout_ends_every_process(service, project, account, lab):
     done = service.wait_job(project["id"], job["id"], timeout=60)
     assert done["status"] == "timeout", done
     assert done["counts"]["timeout"] == 3
-    assert ansible_processes() == []
+    assert ansible_processes(service) == []
     assert host_processes("sleep 300") == []
 
 
@@ -199,13 +200,13 @@ def test_cancel_ends_every_host_and_process(service, project, account, lab):
     hosts = add_hosts(service, project, lab, 4, first=80)
     job = run_script(service, project, hosts, "echo started; sleep 300", account_id=account["id"])
     wait_until(lambda: service.get(f"/projects/{project['id']}/jobs/{job['id']}")["counts"]["running"] == 4)
-    wait_until(lambda: ansible_processes() != [])
+    wait_until(lambda: ansible_processes(service) != [])
     cancelled = service.post(f"/projects/{project['id']}/jobs/{job['id']}/cancel", expect=202).get_json()
     assert cancelled["status"] in ("stopping", "terminated")
     done = service.wait_job(project["id"], job["id"], timeout=60)
     assert done["status"] == "terminated", done
     assert done["counts"]["cancelled"] == 4
-    assert ansible_processes() == []
+    assert ansible_processes(service) == []
     assert host_processes("sleep 300") == []
     again = service.post(f"/projects/{project['id']}/jobs/{job['id']}/cancel", expect=409).get_json()
     assert again["error"]["code"] == "conflict"

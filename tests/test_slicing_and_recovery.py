@@ -133,7 +133,7 @@ def test_worker_killed_mid_run_is_reaped(service, project, account, lab):
         assert done["counts"]["abnormal"] == 2
         assert "stopped answering" in done["steps"][0]["slices"][0]["error"]
         assert elapsed < 30
-        wait_until(lambda: ansible_processes() == [], timeout=15)
+        wait_until(lambda: ansible_processes(service) == [], timeout=15)
     finally:
         service.stop(owner)
         service.start(owner, "worker")

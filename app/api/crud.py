@@ -11,7 +11,8 @@ from marshmallow import Schema
 from sqlalchemy import Select, select
 
 from app.api.auth import current_actor
-from app.api.paging import SelectPage
+from app.api.paging import SelectPage, filter_arguments
+from app.schemas.query import FilterArgs
 from app.services import records
 from app.services.access import Action, require
 
@@ -24,7 +25,7 @@ def project_resource(
     create: Callable[[int, dict[str, Any]], Any] | None = None,
     update: Callable[[Any, dict[str, Any]], Any] | None = None,
     write: Action = Action.OPERATE,
-    filters: type[Schema] = Schema,
+    filters: type[Schema] = FilterArgs,
     query: Callable[[int, dict[str, Any]], Select] | None = None,
 ) -> None:
     """Register the CRUD routes of `model` under /projects/<pid>/<path>; changes need `write`.
@@ -44,7 +45,7 @@ def project_resource(
 
     @blp.route(f"/<int:pid>/{path}")
     class Collection(MethodView):
-        @blp.arguments(filters, location="query")
+        @filter_arguments(blp, filters)
         @blp.response(200, schema(many=True))
         @blp.paginate(SelectPage)
         def get(self, args: dict[str, Any], pid: int):

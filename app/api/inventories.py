@@ -9,6 +9,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api.auth import current_actor
+from app.api.paging import filter_arguments
 from app.schemas.inventory import (
     ImportReportSchema,
     InventoryExportArgs,
@@ -57,7 +58,7 @@ class InventoryImport(MethodView):
 
 @blp.route("/<int:pid>/inventories/export")
 class InventoryExport(MethodView):
-    @blp.arguments(InventoryExportArgs, location="query")
+    @filter_arguments(blp, InventoryExportArgs)
     @blp.response(200, content_type="text/plain")
     def get(self, args: dict[str, Any], pid: int):
         """The project's inventory, or one group's with its descendants, as INI, YAML or JSON."""

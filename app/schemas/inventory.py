@@ -6,6 +6,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from app.models import Connection
 from app.schemas.fields import IDENTIFIER, NAME, IdList, validate_variables
+from app.schemas.query import FilterArgs
 from app.services.inventory_formats import FORMATS
 
 ADDRESS = validate.Regexp(r"^[A-Za-z0-9:._%\[\]-]+$", error="not a host name or an IP address")
@@ -46,7 +47,7 @@ class GroupSchema(Schema):
     updated_at = fields.DateTime(dump_only=True)
 
 
-class HostListArgs(Schema):
+class HostListArgs(FilterArgs):
     reachable = fields.Boolean(metadata={"description": "the result of the last reachability check"})
     unreachable_since = fields.AwareDateTime(
         default_timezone=None,
@@ -71,7 +72,7 @@ class InventoryImportSchema(Schema):
     )
 
 
-class InventoryExportArgs(Schema):
+class InventoryExportArgs(FilterArgs):
     format = fields.String(required=True, validate=validate.OneOf(FORMATS))
     group = fields.Integer(metadata={"description": "export this group and its descendants only"})
 
