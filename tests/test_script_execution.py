@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 
 import psutil
@@ -9,6 +10,8 @@ import psutil
 from tests.conftest import add_hosts, add_local_host, run_script
 
 INJECTION = "{{ lookup('pipe', 'id') }}"
+# A command line no other test run on this machine uses, so leftovers found are this run's.
+LONG_SLEEP = f"sleep {random.randint(1000, 9999)}"
 
 
 def test_success_on_several_hosts(service, project, account, lab):
@@ -188,17 +191,17 @@ def wait_until(condition, timeout: float = 30) -> None:
 
 def test_timeout_ends_every_process(service, project, account, lab):
     hosts = add_hosts(service, project, lab, 3, first=70)
-    job = run_script(service, project, hosts, "sleep 300", timeout=3, account_id=account["id"])
+    job = run_script(service, project, hosts, LONG_SLEEP, timeout=3, account_id=account["id"])
     done = service.wait_job(project["id"], job["id"], timeout=60)
     assert done["status"] == "timeout", done
     assert done["counts"]["timeout"] == 3
     assert ansible_processes(service) == []
-    assert host_processes("sleep 300") == []
+    assert host_processes(LONG_SLEEP) == []
 
 
 def test_cancel_ends_every_host_and_process(service, project, account, lab):
     hosts = add_hosts(service, project, lab, 4, first=80)
-    job = run_script(service, project, hosts, "echo started; sleep 300", account_id=account["id"])
+    job = run_script(service, project, hosts, f"echo started; {LONG_SLEEP}", account_id=account["id"])
     wait_until(lambda: service.get(f"/projects/{project['id']}/jobs/{job['id']}")["counts"]["running"] == 4)
     wait_until(lambda: ansible_processes(service) != [])
     cancelled = service.post(f"/projects/{project['id']}/jobs/{job['id']}/cancel", expect=202).get_json()
@@ -207,6 +210,6 @@ def test_cancel_ends_every_host_and_process(service, project, account, lab):
     assert done["status"] == "terminated", done
     assert done["counts"]["cancelled"] == 4
     assert ansible_processes(service) == []
-    assert host_processes("sleep 300") == []
+    assert host_processes(LONG_SLEEP) == []
     again = service.post(f"/projects/{project['id']}/jobs/{job['id']}/cancel", expect=409).get_json()
     assert again["error"]["code"] == "conflict"
