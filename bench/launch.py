@@ -1,0 +1,137 @@
+"""Benchmark: bring a 10,000-host inventory in and launch a script on all of it.
+
+Run it from the repository root, with the project's virtualenv::
+
+    .venv/bin/python -m bench.launch                                    # SQLite in a temporary data dir
+    .venv/bin/python -m bench.launch --hosts 20000
+    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test .venv/bin/python -m bench.launch
+
+It needs a Redis (REDIS_URL, default redis://127.0.0.1:6379/11; that database is emptied before and
+after), because a launch puts its slices on the queue; no worker runs, so no host is contacted. Through
+the application (Flask's test client with a bearer token) it times:
+
+  import      POST /inventories/import of an INI inventory of --hosts hosts in groups of 100 under one
+              parent group, with a host variable each (written by a range per group)
+  re-import   the same text again (nothing changes)
+  preview     GET /dynamic-groups/{id}/hosts?page_size=100 of a dynamic group matching every host
+  launch      POST /script-executions with targets {dynamic_groups: [id]}: resolution, rule checks, the job
+              instance, its slices and one host result per host written, the slices queued; until the 202
+
+Each launch is repeated --repeat times (fresh job instances). Nothing passes or fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import redis as redis_lib
+
+from bench.history import TOKEN, drop_postgres, fresh_postgres
+
+
+def inventory(hosts: int) -> str:
+    lines = []
+    for group in range(0, hosts, 100):
+        last = min(group + 100, hosts) - 1
+        lines += [
+            f"[rack{group // 100:03d}]",
+            f"node[{group:05d}:{last:05d}].example.com rack={group // 100}",
+            "",
+        ]
+    lines += ["[site:children]", *(f"rack{group // 100:03d}" for group in range(0, hosts, 100))]
+    return "\n".join(lines) + "\n"
+
+
+def timed(call) -> tuple[float, object]:
+    began = time.perf_counter()
+    response = call()
+    return time.perf_counter() - began, response
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--hosts", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    data_dir = tempfile.mkdtemp(prefix="opsflow-bench-launch-")
+    redis_url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/11"
+    os.environ.update(
+        OPSFLOW_DATA_DIR=data_dir,
+        REDIS_URL=redis_url,
+        OPSFLOW_IMPORT_HOSTS_MAX=str(args.hosts),
+        OPSFLOW_PROJECT_RUNNING_LIMIT="0",
+    )
+    target = None
+    if os.environ.get("DATABASE_URL"):
+        target = fresh_postgres(os.environ["DATABASE_URL"])
+        os.environ["DATABASE_URL"] = target
+    queue = redis_lib.Redis.from_url(redis_url)
+    queue.flushdb()
+
+    from flask_migrate import upgrade
+
+    from app import create_app
+    from app.extensions import db
+    from app.services.identity import bootstrap_admin
+
+    app = create_app()
+    try:
+        with app.app_context():
+            upgrade()
+            bootstrap_admin(Path(data_dir), TOKEN)
+            dialect = db.engine.dialect.name
+        client = app.test_client()
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+
+        def call(method: str, path: str, body=None, expect: int = 200):
+            response = client.open(f"/api/v1{path}", method=method, json=body, headers=headers)
+            assert response.status_code == expect, response.get_data(as_text=True)[:500]
+            return response.get_json()
+
+        pid = call("POST", "/projects", {"name": "launch"}, 201)["id"]
+        text = inventory(args.hosts)
+        body = {"format": "ini", "content": text}
+        imported, report = timed(lambda: call("POST", f"/projects/{pid}/inventories/import", body))
+        reimported, again = timed(lambda: call("POST", f"/projects/{pid}/inventories/import", body))
+        assert not again["hosts"]["added"] and not again["hosts"]["updated"]
+        nodes = {"name": "all-nodes", "filter": {"names": ["node*"]}}
+        group = call("POST", f"/projects/{pid}/dynamic-groups", nodes, 201)["id"]
+        preview, _ = timed(lambda: call("GET", f"/projects/{pid}/dynamic-groups/{group}/hosts?page_size=100"))
+        account = call("POST", f"/projects/{pid}/accounts", {"name": "a", "username": "nobody"}, 201)["id"]
+        launch = {
+            "script": {"content": "uptime"},
+            "targets": {"dynamic_groups": [group]},
+            "account_id": account,
+        }
+        launches = []
+        for _ in range(args.repeat):
+            seconds, job = timed(lambda: call("POST", f"/projects/{pid}/script-executions", launch, 202))
+            assert job["host_count"] == args.hosts, job["host_count"]
+            launches.append(seconds)
+        print(f"database: {dialect}; {args.hosts} hosts in {len(report['groups']['added'])} groups")
+        print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+        print(f"import      {imported:7.2f} s  ({len(report['hosts']['added'])} hosts added)")
+        print(f"re-import   {reimported:7.2f} s  (nothing changed)")
+        print(f"preview     {preview * 1000:7.1f} ms (first page of 100)")
+        slices = len(job["steps"][0]["slices"])
+        median = statistics.median(launches)
+        worst = max(launches)
+        print(f"launch      {median:7.2f} s  median of {args.repeat}, worst {worst:.2f} s; {slices} slices")
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+        queue.flushdb()
+        if target:
+            drop_postgres(target)
+
+
+if __name__ == "__main__":
+    main()
