@@ -19,6 +19,9 @@ TIMEOUT_MIN = 1
 TIMEOUT_MAX = 86400
 # Longest regular expression a dangerous-command rule may have.
 DANGER_PATTERN_MAX_CHARS = 1000
+# A file transfer: how many sources it may name, and the largest inline file (files beyond go to the store).
+TRANSFER_SOURCES_MAX = 100
+INLINE_FILE_MAX_BYTES = 1024 * 1024
 
 
 def _int(name: str, default: int) -> int:
@@ -73,6 +76,9 @@ class Settings:
     script_max_bytes: int = 1024 * 1024
     request_max_bytes: int = 16 * 1024 * 1024
     keep_run_dirs: bool = False
+    # The file store: the largest upload, and days a stored file is kept (0: until deleted).
+    file_max_bytes: int = 5 * 1024**3
+    file_retention_days: int = 30
     ssh_host_key_checking: bool = False
     # Job instances one project may run at once (0: no limit), and what a launch over it does:
     # "queue" holds it until a running one ends, "refuse" answers 429 with Retry-After.
@@ -87,6 +93,15 @@ class Settings:
     @property
     def runs_dir(self) -> Path:
         return self.data_dir / "runs"
+
+    @property
+    def files_dir(self) -> Path:
+        return self.data_dir / "files"
+
+    @property
+    def staging_dir(self) -> Path:
+        """Files a transfer fetched from its source hosts, one directory per job instance."""
+        return self.data_dir / "staging"
 
     @property
     def redis_socket(self) -> Path:
@@ -112,6 +127,8 @@ class Settings:
             output_cap_bytes=_int("OPSFLOW_OUTPUT_CAP_BYTES", 5 * 1024 * 1024),
             script_max_bytes=_int("OPSFLOW_SCRIPT_MAX_BYTES", 1024 * 1024),
             keep_run_dirs=_bool("OPSFLOW_KEEP_RUN_DIRS", False),
+            file_max_bytes=_int("OPSFLOW_FILE_MAX_BYTES", 5 * 1024**3),
+            file_retention_days=_int("OPSFLOW_FILE_RETENTION_DAYS", 30),
             ssh_host_key_checking=_bool("OPSFLOW_SSH_HOST_KEY_CHECKING", False),
             heartbeat_ttl=_int("OPSFLOW_HEARTBEAT_TTL", 30),
             project_running_limit=_int("OPSFLOW_PROJECT_RUNNING_LIMIT", 20),
