@@ -22,6 +22,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         auth,
         danger_rules,
         errors,
+        files,
         groups,
         health,
         hosts,
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         scripts,
         danger_rules,
         jobs,
+        files,
         audit,
     ):
         api.register_blueprint(module.blp)

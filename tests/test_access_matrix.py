@@ -84,6 +84,10 @@ def fresh_version(w: World, public: bool = False, operation: str | None = None) 
     return f"{scripts}/versions/{version}"
 
 
+def fresh_file(w: World) -> int:
+    return w.service.post(f"/projects/{w.project}/files?name={w.unique('f')}", expect=201).get_json()["id"]
+
+
 # Made off, so that it never takes part in another test's checks.
 NEW_RULE = {"pattern": "matrix-never-[0-9]{64}", "action": "scan", "enabled": False}
 
@@ -286,6 +290,23 @@ MATRIX: dict[tuple[str, str], tuple[str, Request]] = {
             f"/projects/{w.project}/script-executions",
             {"script": {"content": "true"}, "targets": {"hosts": [w.host]}, "account_id": w.account},
         ),
+    ),
+    ("GET", "/api/v1/projects/<int:pid>/files"): ("read", lambda w: (f"/projects/{w.project}/files", None)),
+    ("POST", "/api/v1/projects/<int:pid>/files"): (
+        "operate",
+        lambda w: (f"/projects/{w.project}/files?name={w.unique('f')}", None),
+    ),
+    ("GET", "/api/v1/projects/<int:pid>/files/<int:fid>"): (
+        "read",
+        lambda w: (f"/projects/{w.project}/files/{fresh_file(w)}", None),
+    ),
+    ("DELETE", "/api/v1/projects/<int:pid>/files/<int:fid>"): (
+        "operate",
+        lambda w: (f"/projects/{w.project}/files/{fresh_file(w)}", None),
+    ),
+    ("GET", "/api/v1/projects/<int:pid>/files/<int:fid>/content"): (
+        "read",
+        lambda w: (f"/projects/{w.project}/files/{fresh_file(w)}/content", None),
     ),
     ("GET", "/api/v1/projects/<int:pid>/jobs"): ("read", lambda w: (f"/projects/{w.project}/jobs", None)),
     ("GET", "/api/v1/projects/<int:pid>/jobs/<int:jid>"): (
