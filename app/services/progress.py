@@ -15,7 +15,7 @@ from app.extensions import db
 from app.models import HostResult, HostStatus, JobInstance, RunStatus, Slice, StepInstance
 from app.models.base import utcnow
 from app.models.status import HOST_PENDING, HOST_STATUS_FOR_UNFINISHED, RUN_FINAL
-from app.services.dispatch import release_held
+from app.services.dispatch import dispatch_next_steps, release_held
 
 
 def host_counts(*where) -> dict[str, int]:
@@ -66,6 +66,8 @@ def settle_step(step: StepInstance) -> None:
         return
     step.status = step_status(host_counts(HostResult.step_instance_id == step.id))
     step.ended_at = utcnow()
+    if step.job.status != RunStatus.STOPPING:
+        dispatch_next_steps(step.job)
     settle_job(step.job)
 
 
