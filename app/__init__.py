@@ -30,6 +30,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         members,
         projects,
         scripts,
+        transfers,
         users,
     )
     from app.config import ROOT, Settings
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         danger_rules,
         jobs,
         files,
+        transfers,
         audit,
     ):
         api.register_blueprint(module.blp)

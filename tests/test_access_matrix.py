@@ -308,6 +308,22 @@ MATRIX: dict[tuple[str, str], tuple[str, Request]] = {
         "read",
         lambda w: (f"/projects/{w.project}/files/{fresh_file(w)}/content", None),
     ),
+    ("POST", "/api/v1/projects/<int:pid>/file-transfers"): (
+        "operate",
+        lambda w: (
+            f"/projects/{w.project}/file-transfers",
+            {
+                "sources": [{"name": "matrix.conf", "content": "x"}],
+                "target_path": f"/tmp/opsflow-matrix-{w.project}",
+                "targets": {"hosts": [w.host]},
+                "mode": "force",
+            },
+        ),
+    ),
+    ("GET", "/api/v1/projects/<int:pid>/jobs/<int:jid>/file-results"): (
+        "read",
+        lambda w: (f"/projects/{w.project}/jobs/{w.job}/file-results", None),
+    ),
     ("GET", "/api/v1/projects/<int:pid>/jobs"): ("read", lambda w: (f"/projects/{w.project}/jobs", None)),
     ("GET", "/api/v1/projects/<int:pid>/jobs/<int:jid>"): (
         "read",
