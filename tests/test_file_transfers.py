@@ -128,6 +128,12 @@ def test_sources_on_hosts_staged_per_host_in_safe_mode(service, project, account
     assert len(results) == 2 + 2 + 4
     assert {r["source"] for r in results} == {h["name"] for h in sources}
     assert all(r["checksum_verified"] for r in results)
+    # The ingester's periodic pass removes the staging directory of an ended transfer.
+    staging = service.data_dir / "staging" / str(job["id"])
+    deadline = time.monotonic() + 30
+    while staging.exists():
+        assert time.monotonic() < deadline, "staging directory left behind"
+        time.sleep(0.2)
 
 
 def test_safe_mode_by_host_and_date(service, project, account, lab, tmp_path, target_dir):

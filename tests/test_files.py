@@ -60,6 +60,14 @@ def test_upload_list_download_delete(service, project):
     assert stored(service, project) == []
 
 
+def test_uploads_are_not_bound_by_the_json_body_limit(service, project):
+    service.app.config["MAX_CONTENT_LENGTH"], saved = 1000, service.app.config["MAX_CONTENT_LENGTH"]
+    try:
+        assert upload(service, project, b"y" * 5000, name="larger than a json body")["size"] == 5000
+    finally:
+        service.app.config["MAX_CONTENT_LENGTH"] = saved
+
+
 def test_multipart_upload_takes_the_part_filename(service, project):
     content = b"key = value\n"
     data = {"file": (io.BytesIO(content), "app config.ini"), "other": (io.BytesIO(b"x"), "ignored.txt")}
@@ -104,8 +112,9 @@ def test_a_name_is_required(service, project):
 
 
 def test_over_the_limit_is_413_declared_or_streamed(service, project, small_limit):
-    error = upload(service, project, b"x" * (small_limit + 1), expect=413)["error"]
-    assert (error["code"], error["field"]) == ("too_large", "file")
+    for size in (small_limit + 1, small_limit + 100_000):
+        error = upload(service, project, b"x" * size, expect=413)["error"]
+        assert (error["code"], error["field"]) == ("too_large", "file")
     # A chunked body declares no length: it is counted as it arrives, and the partial file removed.
     chunked = service.api(
         "POST",

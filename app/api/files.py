@@ -49,8 +49,8 @@ class Files(MethodView):
         files.require_upload(actor, pid, request.content_length)
         if "name" in args:
             files.checked_name(args["name"])
-        # The store's own limit applies, counted as the body arrives.
-        request.max_content_length = None
+        # The store's limit replaces the one of JSON bodies; the file's own bytes are counted as they arrive.
+        request.max_content_length = files.upload_body_limit()
         if request.mimetype == "multipart/form-data":
             filename, incoming = multipart_file(pid)
         else:

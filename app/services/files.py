@@ -19,7 +19,7 @@ from sqlalchemy import Select, delete, select
 from app.config import Settings
 from app.config import current as settings
 from app.extensions import db
-from app.models import JobInstance, StoredFile
+from app.models import JobInstance, Project, StoredFile
 from app.models.base import utcnow
 from app.models.status import RUN_FINAL
 from app.services import records
@@ -28,6 +28,8 @@ from app.services.errors import Invalid, TooLarge
 
 CHUNK_BYTES = 1024 * 1024
 NAME_MAX_BYTES = 255
+# What a multipart body may hold beyond the file: boundaries, part headers, small fields.
+MULTIPART_ENVELOPE_BYTES = 64 * 1024
 
 
 def checked_name(name: str | None, field: str = "name") -> str:
@@ -83,12 +85,16 @@ class Incoming:
         self.path.unlink(missing_ok=True)
 
 
+def upload_body_limit() -> int:
+    """The largest request body an upload may have: the file, and a multipart envelope around it."""
+    return settings().file_max_bytes + MULTIPART_ENVELOPE_BYTES
+
+
 def require_upload(actor: Actor, project_id: int, declared_bytes: int | None) -> None:
     """Refuse an upload before reading its body: no right to upload, or a declared size over the limit."""
     require(actor, project_id, Action.OPERATE)
-    limit = settings().file_max_bytes
-    if declared_bytes is not None and declared_bytes > limit:
-        raise TooLarge(f"the file is larger than the limit of {limit} bytes", "file")
+    if declared_bytes is not None and declared_bytes > upload_body_limit():
+        raise TooLarge(f"the file is larger than the limit of {settings().file_max_bytes} bytes", "file")
 
 
 def receive(project_id: int) -> Incoming:
@@ -138,7 +144,8 @@ def remove(actor: Actor, project_id: int, file_id: int) -> None:
 
 
 def housekeep(config: Settings) -> int:
-    """Delete stored files past the retention and staging dirs of ended transfers; returns files deleted."""
+    """Delete stored files past the retention or of deleted projects, and staging dirs of ended
+    transfers; returns how many stored files past the retention were deleted."""
     removed = 0
     if config.file_retention_days:
         cutoff = utcnow() - timedelta(days=config.file_retention_days)
@@ -148,6 +155,12 @@ def housekeep(config: Settings) -> int:
         db.session.execute(delete(StoredFile).where(StoredFile.id.in_([row.id for row in old])))
         db.session.commit()
         removed = len(old)
+    if config.files_dir.is_dir():
+        # A deleted project's rows went with it; its bytes go here.
+        stored = {int(path.name): path for path in config.files_dir.iterdir() if path.name.isdigit()}
+        alive = set(db.session.scalars(select(Project.id).where(Project.id.in_(stored))).all())
+        for project_id in set(stored) - alive:
+            shutil.rmtree(stored[project_id], ignore_errors=True)
     if config.staging_dir.is_dir():
         staged = {int(path.name): path for path in config.staging_dir.iterdir() if path.name.isdigit()}
         ended = db.session.scalars(
