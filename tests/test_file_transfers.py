@@ -208,7 +208,7 @@ def test_no_permission_to_write(service, project, account, lab, target_dir):
         [result] = service.host_results(project["id"], job["id"])
         assert "not permitted" in result["error"] or "ermission" in result["error"], result["error"]
         [file] = file_results(service, project, job["id"])
-        assert file["status"] == "failed" and file["error"] and file["checksum_verified"] is False
+        assert file["status"] == "failed" and file["error"] and file["checksum_verified"] is None
     finally:
         subprocess.run(["chattr", "-i", str(locked)], check=True)
     assert list(locked.iterdir()) == []
@@ -332,3 +332,22 @@ def test_checksum_of_the_pushed_bytes(service, project, account, lab, target_dir
         hashlib.sha256((target_dir / "bin.dat").read_bytes()).hexdigest()
         == hashlib.sha256(content).hexdigest()
     )
+
+
+def test_a_file_changed_in_the_store_fails_its_checksum(service, project, account, lab, target_dir):
+    [host] = add_hosts(service, project, lab, 1, first=76)
+    stored = upload(service, project, b"original\n", name="checked.txt")
+    [path] = (service.data_dir / "files" / str(project["id"])).iterdir()
+    path.write_bytes(b"tampered\n")
+    body = {
+        "sources": [{"file_id": stored["id"]}],
+        "target_path": str(target_dir),
+        "targets": {"hosts": [host["id"]]},
+        "account_id": account["id"],
+    }
+    job = transfer(service, project, body)
+    assert service.wait_job(project["id"], job["id"])["status"] == "failed"
+    [file] = file_results(service, project, job["id"])
+    assert (file["status"], file["checksum_verified"]) == ("failed", False)
+    assert "checksum" in file["error"]
+    assert not (target_dir / "checked.txt").exists()

@@ -54,7 +54,7 @@ def test_strict_checks_directories_force_creates_them():
         "check target directories",
         "target directories must exist",
         "create directories",
-        "push",
+        "push files",
     ]
     # Only the directory a directory source brings is made; the target directory itself must exist.
     assert strict[2]["loop"] == [("UNSAFE", "/srv/sub")]
@@ -68,13 +68,15 @@ def test_names_and_paths_are_data_never_templates():
         [PushFile("inline-0", name, 1, "ab", WEB)], PushPlan(f"/srv/{INJECTION}", "force")
     )
     push = tasks[-1]
-    [item] = push["block"][0]["loop"]
+    [item] = push["loop"]
     assert item["dest"] == ("UNSAFE", f"/srv/{INJECTION}/{name}")
     assert item["src"] == ("UNSAFE", "inline-0")
     assert item["source"] == ("UNSAFE", "web1")
-    assert push["always"][0]["stat"]["checksum_algorithm"] == "sha256"
+    # The known SHA-1 travels with each file: the controller does not hash it per host.
+    assert item["sha1"] == ("UNSAFE", "ab")
+    assert push["opsflow_copy"]["checksum"] == "{{ item.sha1 }}"
     assert compiled.files == {"inline-0": b"x"}
-    assert compiled.task_count == 3
+    assert compiled.task_count == 2
 
 
 def test_fetch_holds_the_path_in_unsafe_variables():

@@ -185,18 +185,8 @@ def apply_events(events: list[dict[str, Any]]) -> None:
         finish_slice(event["slice"], RunStatus(event["status"]), event.get("error"))
 
 
-VERIFY = (
-    update(FileResult.__table__)
-    .where(
-        FileResult.__table__.c.host_result_id == bindparam("hid"),
-        FileResult.__table__.c.seq == bindparam("file_seq"),
-    )
-    .values(checksum_verified=bindparam("verified"))
-)
-
-
 def apply_file_results(events: list[tuple[int, dict[str, Any]]]) -> None:
-    """A transfer's files: each push makes a row; the sha256 read back after it sets `checksum_verified`."""
+    """A transfer's files: one row per file and host, from the loop item that pushed it."""
     owners = {
         id: (step_id, job_id)
         for id, step_id, job_id in db.session.execute(
@@ -205,12 +195,8 @@ def apply_file_results(events: list[tuple[int, dict[str, Any]]]) -> None:
             )
         )
     }
-    pushed, verified = [], []
+    pushed = []
     for hid, event in events:
-        if event["phase"] == "verify":
-            match = event["outcome"] == "ok" and event["checksum"] == event["expected"]
-            verified.append({"hid": hid, "file_seq": event["seq"], "verified": match})
-            continue
         failed = event["outcome"] == "failed"
         status = (
             FileStatus.FAILED if failed else FileStatus.COPIED if event["changed"] else FileStatus.UNCHANGED
@@ -228,14 +214,21 @@ def apply_file_results(events: list[tuple[int, dict[str, Any]]]) -> None:
                 "size": event["size"],
                 "status": status,
                 "error": (event["msg"] or "failed") if failed else None,
+                "checksum_verified": checksum_verified(failed, event["msg"]),
                 "started_at": timestamp(event["start"]),
                 "ended_at": timestamp(event["end"]),
             }
         )
     if pushed:
         db.session.execute(insert_ignoring_duplicates(FileResult), pushed)
-    if verified:
-        db.session.execute(VERIFY, verified)
+
+
+def checksum_verified(failed: bool, msg: str) -> bool | None:
+    """A file pushed or left unchanged matched the source's checksum on the target; a failure says
+    whether the checksum was the reason."""
+    if not failed:
+        return True
+    return False if "checksum" in (msg or "").lower() else None
 
 
 def task_row(host_result_id: int, event: dict[str, Any]) -> dict[str, Any]:

@@ -3,10 +3,11 @@
 A transfer whose sources are hosts runs in two steps. The fetch step copies each source path (a file, a
 directory, or a glob of files) from the source hosts into the job's staging directory on the controller,
 one sub-directory per source host, so equal names from different hosts never collide. The push step then
-writes every file to the targets with `copy`, which sends a file only when the target's checksum differs
-(a re-run reports it unchanged), sends it to a temporary name and renames it into place (a cancelled
-transfer leaves no partial file at the final path), and checks the received bytes' checksum before the
-rename. After the push, the sha256 of each file is read back on the target and compared with the source's.
+writes every file to the targets with `opsflow_copy` (plugins/action): Ansible's `copy`, given the
+file's SHA-1 so the controller does not hash it again for every host. It sends a file only when the
+target's checksum differs (a re-run reports it unchanged), sends it to a temporary name, checks the
+received bytes against the SHA-1 on the target and only then renames them into place (a cancelled
+transfer leaves no partial file at the final path).
 
 Paths and names are user data: they reach Ansible as `!unsafe` loop items and variables, never as
 templates. Target path variables are expanded here, in Python.
@@ -46,7 +47,7 @@ class PushFile:
     src: str
     relative: str
     size: int
-    sha256: str
+    sha1: str
     origin: Origin = Origin()
 
 
@@ -129,38 +130,23 @@ def push_tasks(files: list[PushFile], plan: PushPlan) -> list[dict[str, Any]]:
             "src": file.src,
             "dest": path,
             "size": file.size,
-            "sha256": file.sha256,
+            "sha1": file.sha1,
             "source": file.origin.name,
         }
         for seq, (file, _, path) in enumerate(placed, start=1)
     ]
     tasks.append(
         {
-            "name": "push",
-            "block": [
-                {
-                    "name": "push files",
-                    "copy": {"src": "{{ item.src }}", "dest": "{{ item.dest }}", "force": True},
-                    "loop": unsafe(items),
-                    "loop_control": {"label": "{{ item.seq }}"},
-                    "vars": {"opsflow_phase": "push"},
-                }
-            ],
-            "always": [
-                {
-                    "name": "verify files",
-                    "stat": {
-                        "path": "{{ item.dest }}",
-                        "get_checksum": True,
-                        "checksum_algorithm": "sha256",
-                        "get_mime": False,
-                        "get_attributes": False,
-                    },
-                    "loop": unsafe(items),
-                    "loop_control": {"label": "{{ item.seq }}"},
-                    "vars": {"opsflow_phase": "verify"},
-                }
-            ],
+            "name": "push files",
+            "opsflow_copy": {
+                "src": "{{ item.src }}",
+                "dest": "{{ item.dest }}",
+                "force": True,
+                "checksum": "{{ item.sha1 }}",
+            },
+            "loop": unsafe(items),
+            "loop_control": {"label": "{{ item.seq }}"},
+            "vars": {"opsflow_phase": "push"},
         }
     )
     return tasks
@@ -192,7 +178,7 @@ def compile_push(
     tasks = push_tasks(files, plan)
     playbook = [{"name": "push", "hosts": "all", "gather_facts": False, "tasks": tasks}]
     inventory_data = transfer_inventory(targets, account, plan.speed_limit)
-    return CompiledStep(playbook, inventory_data, dict(inline or {}), task_count=task_count(tasks))
+    return CompiledStep(playbook, inventory_data, dict(inline or {}), task_count=len(tasks))
 
 
 def source_pattern(path: str) -> tuple[str, str]:
@@ -264,9 +250,4 @@ def compile_fetch(
     tasks, variables = fetch_tasks(path, staging)
     playbook = [{"name": "fetch", "hosts": "all", "gather_facts": False, "vars": variables, "tasks": tasks}]
     inventory_data = transfer_inventory(sources, account, speed_limit)
-    return CompiledStep(playbook, inventory_data, {}, task_count=task_count(tasks))
-
-
-def task_count(tasks: list[dict[str, Any]]) -> int:
-    """Tasks a host runs, counting those inside blocks."""
-    return sum(task_count(task["block"] + task.get("always", [])) if "block" in task else 1 for task in tasks)
+    return CompiledStep(playbook, inventory_data, {}, task_count=len(tasks))

@@ -25,6 +25,8 @@ class StoredFile(db.Model):
     storage_name: Mapped[str] = mapped_column(String(64), unique=True)
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
+    # What Ansible's copy compares on targets: known here, the file is not hashed again per host.
+    sha1: Mapped[str] = mapped_column(String(40))
     uploaded_by: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -52,7 +54,8 @@ class FileResult(db.Model):
     size: Mapped[int | None] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(16), default=FileStatus.FAILED)
     error: Mapped[str | None] = mapped_column(Text)
-    # The sha256 read back on the host after the push matched the source's; None when not checked.
+    # The target checked the file against the source's checksum (the bytes it received, before renaming
+    # them into place; or the file it already held); None when the push failed for another reason.
     checksum_verified: Mapped[bool | None] = mapped_column(Boolean)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

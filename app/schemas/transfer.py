@@ -145,7 +145,11 @@ class FileResultSchema(Schema):
     status = fields.String(metadata={"enum": FILE_STATUSES})
     error = fields.String(allow_none=True)
     checksum_verified = fields.Boolean(
-        allow_none=True, metadata={"description": "the sha256 read back on the host matched the source's"}
+        allow_none=True,
+        metadata={
+            "description": "the host checked the file against the source's checksum (the bytes received, "
+            "before they took the file's place, or the file it already held); null: failed for another reason"
+        },
     )
     started_at = fields.DateTime(allow_none=True)
     ended_at = fields.DateTime(allow_none=True)

@@ -61,6 +61,7 @@ class Incoming:
         self.limit = limit
         self.size = 0
         self.digest = hashlib.sha256()
+        self.sha1 = hashlib.sha1()
         self.handle = self.path.open("xb")
 
     def write(self, chunk: bytes) -> int:
@@ -68,6 +69,7 @@ class Incoming:
         if self.size > self.limit:
             raise TooLarge(f"the file is larger than the limit of {self.limit} bytes", "file")
         self.digest.update(chunk)
+        self.sha1.update(chunk)
         return self.handle.write(chunk)
 
     def fill(self, stream: BinaryIO) -> None:
@@ -113,6 +115,7 @@ def store(actor: Actor, project_id: int, name: str | None, incoming: Incoming) -
             storage_name=incoming.storage_name,
             size=incoming.size,
             sha256=incoming.digest.hexdigest(),
+            sha1=incoming.sha1.hexdigest(),
             uploaded_by=actor.username,
         )
         db.session.add(row)

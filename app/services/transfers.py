@@ -18,7 +18,6 @@ from app.config import current as settings
 from app.execution.compiler import Target
 from app.execution.runner import RunRequest
 from app.execution.transfer import (
-    CONTROLLER,
     Origin,
     PushFile,
     PushPlan,
@@ -26,7 +25,6 @@ from app.execution.transfer import (
     compile_push,
     fetch_tasks,
     push_tasks,
-    task_count,
 )
 from app.extensions import db
 from app.models import (
@@ -67,7 +65,13 @@ def controller_files(project_id: int, sources: list[dict[str, Any]]) -> list[dic
     for index, source in enumerate(sources):
         if "file_id" in source:
             [row] = records.get_many(StoredFile, [source["file_id"]], project_id, f"sources.{index}.file_id")
-            entry = {"file_id": row.id, "name": row.name, "size": row.size, "sha256": row.sha256}
+            entry = {
+                "file_id": row.id,
+                "name": row.name,
+                "size": row.size,
+                "sha256": row.sha256,
+                "sha1": row.sha1,
+            }
         elif "content" in source:
             content = source["content"].encode()
             if len(content) > INLINE_FILE_MAX_BYTES:
@@ -80,6 +84,7 @@ def controller_files(project_id: int, sources: list[dict[str, Any]]) -> list[dic
                 "content": source["content"],
                 "size": len(content),
                 "sha256": hashlib.sha256(content).hexdigest(),
+                "sha1": hashlib.sha1(content).hexdigest(),
             }
         else:
             continue
@@ -134,7 +139,7 @@ def launch_transfer(
             name=f"fetch {source['path']}",
             kind=FETCH,
             host_count=len(hosts),
-            task_count=task_count(fetch_tasks(source["path"], "")[0]),
+            task_count=len(fetch_tasks(source["path"], "")[0]),
             spec={"path": source["path"], "account_id": source.get("account_id"), **common},
         )
         planned.append((step, hosts))
@@ -143,7 +148,7 @@ def launch_transfer(
         name=f"push to {data['target_path']}",
         kind=PUSH,
         host_count=len(targets),
-        task_count=task_count(push_tasks([], PushPlan(data["target_path"], data["mode"]))),
+        task_count=len(push_tasks([], PushPlan(data["target_path"], data["mode"]))),
         spec={
             "files": stored,
             "fetched": bool(fetches),
@@ -174,8 +179,8 @@ def staging_of(job_id: int) -> Path:
     return settings().staging_dir / str(job_id)
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
+def sha1_of(path: Path) -> str:
+    digest = hashlib.sha1()
     with path.open("rb") as handle:
         while chunk := handle.read(HASH_CHUNK_BYTES):
             digest.update(chunk)
@@ -203,7 +208,7 @@ def fetched_files(step: StepInstance) -> list[PushFile]:
                         str(path),
                         str(path.relative_to(root)),
                         path.stat().st_size,
-                        sha256_of(path),
+                        sha1_of(path),
                         Origin(name, address),
                     )
                 )
@@ -227,9 +232,7 @@ def compile_push_slice(piece: Slice) -> RunRequest:
         else:
             src = f"inline-{index}"
             inline[src] = entry["content"].encode()
-        pushed.append(
-            PushFile(src, entry["name"], entry["size"], entry["sha256"], Origin(CONTROLLER, CONTROLLER))
-        )
+        pushed.append(PushFile(src, entry["name"], entry["size"], entry["sha1"], Origin()))
     if spec["fetched"]:
         pushed.extend(fetched_files(step))
     if not pushed:
