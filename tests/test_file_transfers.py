@@ -226,7 +226,8 @@ def test_disk_full(service, project, account, lab, target_dir):
         assert "No space left" in result["error"], result["error"]
         [file] = file_results(service, project, job["id"])
         assert file["status"] == "failed"
-        assert not (small / "file.txt").exists()
+        # Nothing half-written is left: no file at the final path, nor a temporary one beside it.
+        assert list(small.iterdir()) == []
     finally:
         subprocess.run(["umount", str(small)], check=True)
 
@@ -351,3 +352,27 @@ def test_a_file_changed_in_the_store_fails_its_checksum(service, project, accoun
     assert (file["status"], file["checksum_verified"]) == ("failed", False)
     assert "checksum" in file["error"]
     assert not (target_dir / "checked.txt").exists()
+
+
+def test_nothing_fetched_fails_the_targets(service, project, account, lab, target_dir):
+    source, target = add_hosts(service, project, lab, 2, first=78)
+    body = {
+        "sources": [
+            {
+                "path": f"{target_dir}/absent",
+                "source_hosts": {"hosts": [source["id"]]},
+                "account_id": account["id"],
+            }
+        ],
+        "target_path": str(target_dir),
+        "targets": {"hosts": [target["id"]]},
+        "account_id": account["id"],
+    }
+    job = transfer(service, project, body)
+    done = service.wait_job(project["id"], job["id"])
+    assert [step["status"] for step in done["steps"]] == ["failed", "failed"]
+    errors = {r["host_name"]: r["error"] for r in service.host_results(project["id"], job["id"])}
+    assert errors == {
+        source["name"]: f"source missing: {target_dir}/absent",
+        target["name"]: "nothing to push: no source host gave a file",
+    }

@@ -30,6 +30,7 @@ GLOB_CHARS = re.compile(r"[*?\[]")
 STRICT, FORCE, SAFE = "strict", "force", "safe"
 MODES = (STRICT, FORCE, SAFE)
 SAFE_LAYOUTS = ("host", "host_date")
+NOTHING_TO_PUSH = "nothing to push: no source host gave a file"
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,8 @@ def destinations(files: list[PushFile], plan: PushPlan) -> list[tuple[PushFile, 
 
 def push_tasks(files: list[PushFile], plan: PushPlan) -> list[dict[str, Any]]:
     """Tasks that write every file on a target, with the checks and directories the mode asks for."""
+    if not files:
+        return [{"name": "nothing to push", "fail": {"msg": NOTHING_TO_PUSH}}]
     placed = destinations(files, plan)
     bases = sorted({directory for _, directory, _ in placed})
     parents = sorted({posixpath.dirname(path) for _, _, path in placed})
@@ -150,6 +153,11 @@ def push_tasks(files: list[PushFile], plan: PushPlan) -> list[dict[str, Any]]:
         }
     )
     return tasks
+
+
+def push_task_count(plan: PushPlan) -> int:
+    """Tasks a push runs per host at most: the mode's checks, directories to create, the files."""
+    return len(push_tasks([PushFile("file", "directory/file", 0, "")], plan))
 
 
 def transfer_inventory(targets: list[Target], account: Account | None, speed_limit: int | None) -> dict:

@@ -24,7 +24,7 @@ from app.execution.transfer import (
     compile_fetch,
     compile_push,
     fetch_tasks,
-    push_tasks,
+    push_task_count,
 )
 from app.extensions import db
 from app.models import (
@@ -148,7 +148,7 @@ def launch_transfer(
         name=f"push to {data['target_path']}",
         kind=PUSH,
         host_count=len(targets),
-        task_count=len(push_tasks([], PushPlan(data["target_path"], data["mode"]))),
+        task_count=push_task_count(PushPlan(data["target_path"], data["mode"])),
         spec={
             "files": stored,
             "fetched": bool(fetches),
@@ -235,8 +235,6 @@ def compile_push_slice(piece: Slice) -> RunRequest:
         pushed.append(PushFile(src, entry["name"], entry["size"], entry["sha1"], Origin()))
     if spec["fetched"]:
         pushed.extend(fetched_files(step))
-    if not pushed:
-        raise Invalid("nothing to push: no source host gave a file")
     plan = PushPlan(
         spec["target_path"], spec["mode"], spec["safe_layout"], spec["date"], bytes_per_second(spec)
     )
