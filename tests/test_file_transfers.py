@@ -136,6 +136,30 @@ def test_sources_on_hosts_staged_per_host_in_safe_mode(service, project, account
         time.sleep(0.2)
 
 
+def test_a_long_source_path_is_named_within_limits(service, project, account, lab, tmp_path, target_dir):
+    [host] = add_hosts(service, project, lab, 1, first=80)
+    long_dir = tmp_path / ("d" * 200) / ("e" * 200)
+    long_dir.mkdir(parents=True)
+    (long_dir / "f.txt").write_text("f\n")
+    body = {
+        "sources": [
+            {
+                "path": str(long_dir / "f.txt"),
+                "source_hosts": {"hosts": [host["id"]]},
+                "account_id": account["id"],
+            }
+        ],
+        "target_path": str(target_dir),
+        "targets": {"hosts": [host["id"]]},
+        "account_id": account["id"],
+        "mode": "safe",
+    }
+    job = transfer(service, project, body)
+    assert all(len(step["name"]) <= 255 for step in job["steps"])
+    assert service.wait_job(project["id"], job["id"])["status"] == "success"
+    assert (target_dir / host["name"] / "f.txt").read_text() == "f\n"
+
+
 def test_safe_mode_by_host_and_date(service, project, account, lab, tmp_path, target_dir):
     source = tmp_path / "one.txt"
     source.write_text("one\n")

@@ -46,6 +46,8 @@ from app.services.errors import Invalid, TooLarge
 
 FETCH, PUSH = "file_fetch", "file_push"
 HASH_CHUNK_BYTES = 1024 * 1024
+# Step names quote a path, which may be longer than a name column holds.
+NAME_MAX_CHARS = 255
 
 
 def checked_hosts(project_id: int, targets: dict[str, list[int]], field: str) -> list[Host]:
@@ -136,7 +138,7 @@ def launch_transfer(
     for source, hosts in fetches:
         step = StepInstance(
             seq=1,
-            name=f"fetch {source['path']}",
+            name=f"fetch {source['path']}"[:NAME_MAX_CHARS],
             kind=FETCH,
             host_count=len(hosts),
             task_count=len(fetch_tasks(source["path"], "")[0]),
@@ -145,7 +147,7 @@ def launch_transfer(
         planned.append((step, hosts))
     push = StepInstance(
         seq=2 if fetches else 1,
-        name=f"push to {data['target_path']}",
+        name=f"push to {data['target_path']}"[:NAME_MAX_CHARS],
         kind=PUSH,
         host_count=len(targets),
         task_count=push_task_count(PushPlan(data["target_path"], data["mode"])),
