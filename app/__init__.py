@@ -23,6 +23,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         danger_rules,
         dynamic_groups,
         errors,
+        files,
         groups,
         health,
         hosts,
@@ -32,6 +33,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         projects,
         reachability,
         scripts,
+        transfers,
         users,
     )
     from app.config import ROOT, Settings
@@ -75,6 +77,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         danger_rules,
         jobs,
         reachability,
+        files,
+        transfers,
         audit,
     ):
         api.register_blueprint(module.blp)

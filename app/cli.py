@@ -63,11 +63,12 @@ def worker(name: str | None) -> None:
 @cli.command()
 @click.option("--name", default=socket.gethostname(), help="consumer name in the ingest group")
 def ingest(name: str) -> None:
-    """Run the ingester (and the reaper): events from Redis into the database."""
+    """Run the ingester, the reaper and the file store's retention: events from Redis into the database."""
     from app import create_app
     from app.execution.ingest import Ingester
     from app.execution.reaper import reap
     from app.extensions import redis
+    from app.services.files import housekeep
 
     app = create_app()
     settings: Settings = app.config["OPSFLOW"]
@@ -81,7 +82,12 @@ def ingest(name: str) -> None:
     signal.signal(signal.SIGINT, stop)
     with app.app_context():
         ingester = Ingester(redis.client, settings.event_stream, name)
-        ingester.run(lambda: stopping, lambda: reap(settings, redis.client), settings.reaper_interval)
+
+        def every() -> None:
+            reap(settings, redis.client)
+            housekeep(settings)
+
+        ingester.run(lambda: stopping, every, settings.reaper_interval)
 
 
 @cli.command()

@@ -21,6 +21,9 @@ TIMEOUT_MAX = 86400
 DANGER_PATTERN_MAX_CHARS = 1000
 # How long a reachability check may take, unless the request says otherwise.
 CHECK_TIMEOUT_DEFAULT = 300
+# A file transfer: how many sources it may name, and the largest inline file (files beyond go to the store).
+TRANSFER_SOURCES_MAX = 100
+INLINE_FILE_MAX_BYTES = 1024 * 1024
 
 
 def _int(name: str, default: int) -> int:
@@ -77,6 +80,9 @@ class Settings:
     # Most hosts one inventory import may hold, host ranges counted before Ansible expands them.
     import_hosts_max: int = 10000
     keep_run_dirs: bool = False
+    # The file store: the largest upload, and days a stored file is kept (0: until deleted).
+    file_max_bytes: int = 5 * 1024**3
+    file_retention_days: int = 30
     ssh_host_key_checking: bool = False
     # Job instances one project may run at once (0: no limit), and what a launch over it does:
     # "queue" holds it until a running one ends, "refuse" answers 429 with Retry-After.
@@ -91,6 +97,15 @@ class Settings:
     @property
     def runs_dir(self) -> Path:
         return self.data_dir / "runs"
+
+    @property
+    def files_dir(self) -> Path:
+        return self.data_dir / "files"
+
+    @property
+    def staging_dir(self) -> Path:
+        """Files a transfer fetched from its source hosts, one directory per job instance."""
+        return self.data_dir / "staging"
 
     @property
     def redis_socket(self) -> Path:
@@ -117,6 +132,8 @@ class Settings:
             script_max_bytes=_int("OPSFLOW_SCRIPT_MAX_BYTES", 1024 * 1024),
             import_hosts_max=_int("OPSFLOW_IMPORT_HOSTS_MAX", 10000),
             keep_run_dirs=_bool("OPSFLOW_KEEP_RUN_DIRS", False),
+            file_max_bytes=_int("OPSFLOW_FILE_MAX_BYTES", 5 * 1024**3),
+            file_retention_days=_int("OPSFLOW_FILE_RETENTION_DAYS", 30),
             ssh_host_key_checking=_bool("OPSFLOW_SSH_HOST_KEY_CHECKING", False),
             heartbeat_ttl=_int("OPSFLOW_HEARTBEAT_TTL", 30),
             project_running_limit=_int("OPSFLOW_PROJECT_RUNNING_LIMIT", 20),

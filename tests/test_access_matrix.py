@@ -88,6 +88,10 @@ def fresh_version(w: World, public: bool = False, operation: str | None = None) 
     return f"{scripts}/versions/{version}"
 
 
+def fresh_file(w: World) -> int:
+    return w.service.post(f"/projects/{w.project}/files?name={w.unique('f')}", expect=201).get_json()["id"]
+
+
 # Made off, so that it never takes part in another test's checks.
 NEW_RULE = {"pattern": "matrix-never-[0-9]{64}", "action": "scan", "enabled": False}
 
@@ -329,6 +333,39 @@ MATRIX: dict[tuple[str, str], tuple[str, Request]] = {
             f"/projects/{w.project}/script-executions",
             {"script": {"content": "true"}, "targets": {"hosts": [w.host]}, "account_id": w.account},
         ),
+    ),
+    ("GET", "/api/v1/projects/<int:pid>/files"): ("read", lambda w: (f"/projects/{w.project}/files", None)),
+    ("POST", "/api/v1/projects/<int:pid>/files"): (
+        "operate",
+        lambda w: (f"/projects/{w.project}/files?name={w.unique('f')}", None),
+    ),
+    ("GET", "/api/v1/projects/<int:pid>/files/<int:fid>"): (
+        "read",
+        lambda w: (f"/projects/{w.project}/files/{fresh_file(w)}", None),
+    ),
+    ("DELETE", "/api/v1/projects/<int:pid>/files/<int:fid>"): (
+        "operate",
+        lambda w: (f"/projects/{w.project}/files/{fresh_file(w)}", None),
+    ),
+    ("GET", "/api/v1/projects/<int:pid>/files/<int:fid>/content"): (
+        "read",
+        lambda w: (f"/projects/{w.project}/files/{fresh_file(w)}/content", None),
+    ),
+    ("POST", "/api/v1/projects/<int:pid>/file-transfers"): (
+        "operate",
+        lambda w: (
+            f"/projects/{w.project}/file-transfers",
+            {
+                "sources": [{"name": "matrix.conf", "content": "x"}],
+                "target_path": f"/tmp/opsflow-matrix-{w.project}",
+                "targets": {"hosts": [w.host]},
+                "mode": "force",
+            },
+        ),
+    ),
+    ("GET", "/api/v1/projects/<int:pid>/jobs/<int:jid>/file-results"): (
+        "read",
+        lambda w: (f"/projects/{w.project}/jobs/{w.job}/file-results", None),
     ),
     ("GET", "/api/v1/projects/<int:pid>/jobs"): ("read", lambda w: (f"/projects/{w.project}/jobs", None)),
     ("GET", "/api/v1/projects/<int:pid>/jobs/<int:jid>"): (

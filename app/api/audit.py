@@ -19,6 +19,7 @@ blp = Blueprint("audit", __name__, url_prefix="/api/v1", description="The audit 
 # What an endpoint's call is, where the method alone does not say it.
 ACTIONS = {
     ("jobs.ScriptExecutions", "POST"): ("job", "launch"),
+    ("transfers.FileTransfers", "POST"): ("job", "launch"),
     ("jobs.JobCancel", "POST"): ("job", "cancel"),
     ("jobs.JobRelaunch", "POST"): ("job", "relaunch"),
     ("reachability.ReachabilityChecks", "POST"): ("job", "launch"),

@@ -2,8 +2,8 @@
 
 Each stream entry holds one field, `events`: a JSON list of event dicts, every
 one carrying the `slice` it belongs to and a `type`. The callback plugin writes
-`task_start`, `task_result` and `stats` events (plugins/callback/opsflow.py);
-the worker and the reaper write `slice_done` once a slice has ended.
+`task_start`, `task_result`, `file_result` (a transfer's files) and `stats` events
+(plugins/callback/opsflow.py); the worker and the reaper write `slice_done` once a slice has ended.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The ingester: reads the event stream with a consumer group and writes it to the database.
 
 Events are applied in bulk, one transaction per read, and acknowledged only
-after the commit. Applying the same events twice changes nothing: task results
-are inserted with ON CONFLICT DO NOTHING, and a host's status only moves
+after the commit. Applying the same events twice changes nothing: task and file
+results are inserted with ON CONFLICT DO NOTHING, and a host's status only moves
 forward (waiting → running → final).
 """
 
@@ -22,7 +22,16 @@ from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.extensions import db
-from app.models import HostResult, HostStatus, RunStatus, Slice, StepInstance, TaskResult
+from app.models import (
+    FileResult,
+    FileStatus,
+    HostResult,
+    HostStatus,
+    RunStatus,
+    Slice,
+    StepInstance,
+    TaskResult,
+)
 from app.models.base import UTCDateTime
 from app.models.job import digest_of
 from app.models.status import HOST_PENDING
@@ -120,7 +129,7 @@ def apply_events(events: list[dict[str, Any]]) -> None:
         )
     }
     starts: dict[int, dict] = {}
-    results, tasks, recaps, done = [], [], [], []
+    results, tasks, recaps, done, files = [], [], [], [], []
     for event in events:
         kind, slice_id = event["type"], event["slice"]
         if slice_id not in steps:
@@ -137,6 +146,8 @@ def apply_events(events: list[dict[str, Any]]) -> None:
                     )
         elif (slice_id, event["host"]) not in hosts:
             log.warning("event for unknown host %r of slice %s dropped", event["host"], slice_id)
+        elif kind == "file_result":
+            files.append((hosts[slice_id, event["host"]], event))
         elif kind == "task_start":
             starts.setdefault(hosts[slice_id, event["host"]], {"ts": timestamp(event["ts"])})
         elif kind == "task_result":
@@ -168,8 +179,56 @@ def apply_events(events: list[dict[str, Any]]) -> None:
         db.session.execute(RESULT, results)
     if recaps:
         db.session.execute(RECAP, recaps)
+    if files:
+        apply_file_results(files)
     for event in done:
         finish_slice(event["slice"], RunStatus(event["status"]), event.get("error"))
+
+
+def apply_file_results(events: list[tuple[int, dict[str, Any]]]) -> None:
+    """A transfer's files: one row per file and host, from the loop item that pushed it."""
+    owners = {
+        id: (step_id, job_id)
+        for id, step_id, job_id in db.session.execute(
+            select(HostResult.id, HostResult.step_instance_id, HostResult.job_instance_id).where(
+                HostResult.id.in_({hid for hid, _ in events})
+            )
+        )
+    }
+    pushed = []
+    for hid, event in events:
+        failed = event["outcome"] == "failed"
+        status = (
+            FileStatus.FAILED if failed else FileStatus.COPIED if event["changed"] else FileStatus.UNCHANGED
+        )
+        step_id, job_id = owners[hid]
+        pushed.append(
+            {
+                "job_instance_id": job_id,
+                "step_instance_id": step_id,
+                "host_result_id": hid,
+                "host_name": event["host"],
+                "seq": event["seq"],
+                "path": event["path"],
+                "source": event["source"],
+                "size": event["size"],
+                "status": status,
+                "error": (event["msg"] or "failed") if failed else None,
+                "checksum_verified": checksum_verified(failed, event["msg"]),
+                "started_at": timestamp(event["start"]),
+                "ended_at": timestamp(event["end"]),
+            }
+        )
+    if pushed:
+        db.session.execute(insert_ignoring_duplicates(FileResult), pushed)
+
+
+def checksum_verified(failed: bool, msg: str) -> bool | None:
+    """A file pushed or left unchanged matched the source's checksum on the target; a failure says
+    whether the checksum was the reason."""
+    if not failed:
+        return True
+    return False if "checksum" in (msg or "").lower() else None
 
 
 def task_row(host_result_id: int, event: dict[str, Any]) -> dict[str, Any]:

@@ -34,6 +34,7 @@ PLAYBOOK = "main.yml"
 KEY_FILE = "ssh_key"
 MASK_FILE = "mask.json"
 CALLBACK_DIR = ROOT / "plugins" / "callback"
+ACTION_DIR = ROOT / "plugins" / "action"
 HEARTBEAT_EVERY = 5.0
 # ansible-runner checks for a cancel once per pexpect timeout.
 CANCEL_POLL_SECONDS = 0.5
@@ -144,6 +145,7 @@ class Runner:
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             "ANSIBLE_CALLBACK_PLUGINS": str(CALLBACK_DIR),
             "ANSIBLE_CALLBACKS_ENABLED": "opsflow",
+            "ANSIBLE_ACTION_PLUGINS": str(ACTION_DIR),
             "ANSIBLE_SSH_ARGS": ssh_args,
             "ANSIBLE_SSH_CONTROL_PATH_DIR": str(data_dir / "cp"),
             "ANSIBLE_HOST_KEY_CHECKING": str(settings.ssh_host_key_checking),

@@ -3,12 +3,13 @@
 from app.models.account import Account
 from app.models.audit import AuditEvent
 from app.models.danger import DangerRule, DangerRuleOverride, RuleAction
+from app.models.file import FileResult, StoredFile
 from app.models.identity import ApiToken, Membership, Role, User
 from app.models.inventory import Connection, DynamicGroup, Group, Host
 from app.models.job import HostResult, JobInstance, LaunchType, Slice, StepInstance, TaskResult
 from app.models.project import Project
 from app.models.script import Script, ScriptVersion
-from app.models.status import HostStatus, RunStatus, VersionState
+from app.models.status import FileStatus, HostStatus, RunStatus, VersionState
 
 __all__ = [
     "Account",
@@ -18,6 +19,8 @@ __all__ = [
     "DangerRule",
     "DangerRuleOverride",
     "DynamicGroup",
+    "FileResult",
+    "FileStatus",
     "Group",
     "Host",
     "HostResult",
@@ -33,6 +36,7 @@ __all__ = [
     "ScriptVersion",
     "Slice",
     "StepInstance",
+    "StoredFile",
     "TaskResult",
     "User",
     "VersionState",

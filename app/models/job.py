@@ -88,6 +88,8 @@ class StepInstance(db.Model):
     # How many tasks the compiled playbook runs per host: with one, a host's first result is final.
     task_count: Mapped[int] = mapped_column(Integer, default=1)
     host_count: Mapped[int] = mapped_column(Integer, default=0)
+    # When its slices went on the queue: steps of a higher seq wait for the lower ones to end.
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

@@ -62,6 +62,15 @@ HOST_STATUS_FOR_UNFINISHED = {
 }
 
 
+class FileStatus(StrEnum):
+    """What happened to one file on one target host of a transfer."""
+
+    COPIED = "copied"
+    # The host already held the identical file: nothing was sent.
+    UNCHANGED = "unchanged"
+    FAILED = "failed"
+
+
 class VersionState(StrEnum):
     """The state of a script version: at most one version of a script is online."""
 

@@ -39,11 +39,25 @@ def has_room(project_id: int) -> bool:
 
 
 def dispatch(job: JobInstance) -> None:
-    """Queue one RQ job per slice of the job's steps."""
-    queue = Queue(settings().queue_name, connection=redis.client)
+    """Start the job: queue its first steps."""
     job.dispatched_at = utcnow()
+    dispatch_next_steps(job)
+
+
+def dispatch_next_steps(job: JobInstance) -> None:
+    """Queue one RQ job per slice of the steps of the lowest seq not queued yet, once every step
+    queued before has ended (a transfer pushes what its fetch steps brought)."""
+    queued = [step for step in job.steps if step.dispatched_at is not None]
+    pending = [step for step in job.steps if step.dispatched_at is None]
+    if not pending or any(not RunStatus(step.status).final for step in queued):
+        return
+    seq = min(step.seq for step in pending)
+    steps = [step for step in pending if step.seq == seq]
+    for step in steps:
+        step.dispatched_at = utcnow()
     db.session.commit()
-    for step in job.steps:
+    queue = Queue(settings().queue_name, connection=redis.client)
+    for step in steps:
         for piece in step.slices:
             queue.enqueue_call(
                 "app.execution.tasks.run_slice",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -12,7 +13,7 @@ from app.config import TIMEOUT_MAX
 from app.config import current as settings
 from app.execution import events
 from app.execution.compiler import Account as LoginAccount
-from app.execution.compiler import ScriptStep, Target, compile_connection_test, compile_script
+from app.execution.compiler import CompiledStep, ScriptStep, Target, compile_script
 from app.execution.keys import cancel_key, heartbeat_key
 from app.execution.runner import RunRequest
 from app.extensions import db, redis
@@ -34,11 +35,55 @@ from app.services.access import Action, Actor, require
 from app.services.errors import Conflict, Invalid, TooManyRequests
 from app.services.inventory import effective_variables, resolve_targets
 from app.services.progress import finish_slice, mark_started
-from app.services.reachability import CHECK_STEP
 
 # A cancel request outlives any run it can concern.
 CANCEL_KEY_TTL = TIMEOUT_MAX + dispatch.RQ_TIMEOUT_MARGIN
 RETRY_AFTER_SECONDS = 30
+
+
+def refuse_over_limit(project_id: int) -> None:
+    """429 when the project runs as many job instances as it may and launches over it are refused."""
+    limits = settings()
+    if limits.over_limit == "refuse" and not dispatch.has_room(project_id):
+        raise TooManyRequests(
+            f"project {project_id} runs {limits.project_running_limit} job instances already; retry later",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
+
+def add_slices(step: StepInstance, hosts: list[Host]) -> list[list[Host]]:
+    """Split the step's hosts into slices of the configured size; returns the hosts of each slice."""
+    size = settings().slice_size
+    chunks = [hosts[start : start + size] for start in range(0, len(hosts), size)]
+    for index, chunk in enumerate(chunks):
+        step.slices.append(Slice(index=index, host_count=len(chunk)))
+    return chunks
+
+
+def insert_host_results(job: JobInstance, step: StepInstance, chunks: list[list[Host]]) -> None:
+    """One waiting host result per host of the step (after a flush gave the rows their ids)."""
+    rows = [
+        {
+            "job_instance_id": job.id,
+            "step_instance_id": step.id,
+            "slice_id": piece.id,
+            "host_id": host.id,
+            "host_name": host.name,
+            "address": host.address,
+            "status": HostStatus.WAITING,
+        }
+        for piece, chunk in zip(step.slices, chunks, strict=True)
+        for host in chunk
+    ]
+    db.session.execute(insert(HostResult), rows)
+
+
+def require_account(project_id: int, account_id: int | None, hosts: list[Host], field: str) -> None:
+    """The account exists in the project, or none is needed: every host is local."""
+    if account_id is not None:
+        records.get_many(Account, [account_id], project_id, field)
+    elif any(host.connection != Connection.LOCAL for host in hosts):
+        raise Invalid("an account is required to reach ssh and winrm hosts", field)
 
 
 def launch_script(
@@ -57,7 +102,7 @@ def launch_script(
     danger.refuse_intercepted(verdict, "script.content")
     hosts = resolve_targets(project_id, data["targets"])
     account_id = data.get("account_id")
-    require_account(project_id, account_id, hosts)
+    require_account(project_id, account_id, hosts, "account_id")
     if script.language != "powershell" and any(host.connection == Connection.WINRM for host in hosts):
         raise Invalid("winrm hosts run powershell scripts only", "script.language")
 
@@ -96,55 +141,23 @@ def launch_script(
     return enqueue(job, hosts)
 
 
-def require_account(project_id: int, account_id: int | None, hosts: list[Host]) -> None:
-    """Invalid unless the account exists in the project, or every host is local and none is named."""
-    if account_id is not None:
-        records.get_many(Account, [account_id], project_id, "account_id")
-    elif any(host.connection != Connection.LOCAL for host in hosts):
-        raise Invalid("an account is required to reach ssh and winrm hosts", "account_id")
-
-
-def refuse_over_limit(project_id: int) -> None:
-    """TooManyRequests when the project runs its limit of job instances and launches over it are refused."""
-    limits = settings()
-    if limits.over_limit == "refuse" and not dispatch.has_room(project_id):
-        raise TooManyRequests(
-            f"project {project_id} runs {limits.project_running_limit} job instances already; retry later",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
-
-
 def enqueue(job: JobInstance, hosts: list[Host]) -> JobInstance:
     """Write a new job instance of one step with its slices and host rows, and queue it when it has room."""
     step = job.steps[0]
-    size = settings().slice_size
-    chunks = [hosts[start : start + size] for start in range(0, len(hosts), size)]
-    for index, chunk in enumerate(chunks):
-        step.slices.append(Slice(index=index, host_count=len(chunk)))
+    chunks = add_slices(step, hosts)
     db.session.add(job)
     db.session.flush()
-    rows = [
-        {
-            "job_instance_id": job.id,
-            "step_instance_id": step.id,
-            "slice_id": piece.id,
-            "host_id": host.id,
-            "host_name": host.name,
-            "address": host.address,
-            "status": HostStatus.WAITING,
-        }
-        for piece, chunk in zip(step.slices, chunks, strict=True)
-        for host in chunk
-    ]
-    db.session.execute(insert(HostResult), rows)
+    insert_host_results(job, step, chunks)
     db.session.commit()
     if dispatch.has_room(job.project_id):
         dispatch.dispatch(job)
     return job
 
 
-# The launchers a relaunch can replay, by job kind.
+# The launchers a relaunch can replay, by job kind (file transfers add theirs: app/services/transfers.py).
 RELAUNCHABLE = {"script_execution": launch_script}
+# How a worker compiles a slice of a step, by step kind, beyond scripts.
+STEP_COMPILERS: dict[str, Callable[[Slice], RunRequest]] = {}
 
 
 def relaunch(actor: Actor, project_id: int, job_id: int, only_failed: bool = False) -> JobInstance:
@@ -162,7 +175,8 @@ def relaunch(actor: Actor, project_id: int, job_id: int, only_failed: bool = Fal
         failed = db.session.scalars(
             select(HostResult.host_id)
             .where(
-                HostResult.job_instance_id == job.id,
+                # The last step's hosts are the targets; earlier steps reach sources.
+                HostResult.step_instance_id == job.steps[-1].id,
                 HostResult.status != HostStatus.SUCCESS,
                 HostResult.host_id.is_not(None),
             )
@@ -193,42 +207,60 @@ def claim(slice_id: int, worker: str) -> RunRequest | None:
 
 def compile_slice(piece: Slice) -> RunRequest:
     step = piece.step
+    if step.kind in STEP_COMPILERS:
+        return STEP_COMPILERS[step.kind](piece)
     spec = step.spec
     scripts.require_runnable(spec)
+    targets = slice_targets(piece)
+    account = step_account(spec)
+    params = json.loads(step.secret_params) if spec.get("sensitive") else spec.get("params") or []
+    compiled = compile_script(
+        ScriptStep(spec["language"], spec["content"], params), targets, login_of(account)
+    )
+    return run_request(piece, compiled, len(targets), account, params if spec.get("sensitive") else [])
+
+
+def slice_targets(piece: Slice) -> list[Target]:
+    """The slice's hosts that still exist, as the compiler sees them."""
     results = db.session.scalars(select(HostResult).where(HostResult.slice_id == piece.id)).all()
     host_ids = [result.host_id for result in results if result.host_id is not None]
     hosts = {host.id: host for host in db.session.scalars(select(Host).where(Host.id.in_(host_ids)))}
     variables = effective_variables(list(hosts.values()))
-    targets = [
+    return [
         Target(host.name, host.address, host.port, host.connection, variables[host.id])
         for host in (hosts.get(result.host_id) for result in results)
         if host is not None
     ]
-    account = db.session.get(Account, spec["account_id"]) if spec.get("account_id") else None
-    params = json.loads(step.secret_params) if spec.get("sensitive") else spec.get("params") or []
-    login = (
-        LoginAccount(account.username, account.become, account.become_method, account.become_user)
-        if account
-        else None
-    )
-    if step.kind == CHECK_STEP:
-        compiled = compile_connection_test(targets, login)
-    else:
-        compiled = compile_script(ScriptStep(spec["language"], spec["content"], params), targets, login)
-    forks = min(spec.get("forks") or settings().forks_max, settings().forks_max, max(len(targets), 1))
-    secrets = [account.password, account.become_password] if account else []
-    if spec.get("sensitive"):
-        secrets.extend(params)
+
+
+def step_account(spec: dict[str, Any]) -> Account | None:
+    """The account a step logs in with, if it names one."""
+    return db.session.get(Account, spec["account_id"]) if spec.get("account_id") else None
+
+
+def login_of(account: Account | None) -> LoginAccount | None:
+    if account is None:
+        return None
+    return LoginAccount(account.username, account.become, account.become_method, account.become_user)
+
+
+def run_request(
+    piece: Slice, compiled: CompiledStep, host_count: int, account: Account | None, secrets: list[str]
+) -> RunRequest:
+    """What the runner needs for a compiled slice: forks, timeout, the secrets to use and to mask."""
+    spec = piece.step.spec
+    forks = min(spec.get("forks") or settings().forks_max, settings().forks_max, max(host_count, 1))
+    masked = [account.password, account.become_password, *secrets] if account else list(secrets)
     return RunRequest(
         slice_id=piece.id,
-        job_id=step.job_instance_id,
+        job_id=piece.step.job_instance_id,
         compiled=compiled,
         forks=forks,
         timeout=spec["timeout"],
         private_key=account.private_key if account else None,
         password=account.password if account else None,
         become_password=account.become_password if account else None,
-        secrets=[secret for secret in secrets if secret],
+        secrets=[secret for secret in masked if secret],
     )
 
 

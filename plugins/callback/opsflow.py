@@ -71,6 +71,7 @@ class CallbackModule(CallbackBase):
         self.redis = redis.Redis.from_url(url) if url and redis else None
         self.task_seq: dict[str, int] = {}
         self.started: dict[tuple[str, str], float] = {}
+        self.item_ended: dict[tuple[str, str], float] = {}
         self.buffer: list[dict] = []
         self.lock = threading.Lock()
         self.wake = threading.Event()
@@ -154,7 +155,7 @@ class CallbackModule(CallbackBase):
         end = time.time()
         stdout, stdout_cut = cap(self._mask(str(data.get("stdout") or "")), self.output_cap)
         stderr, stderr_cut = cap(self._mask(str(data.get("stderr") or "")), self.output_cap)
-        msg, _ = cap(self._mask(str(data.get("msg") or "")), self.output_cap)
+        msg, _ = cap(self._mask(self._message(data)), self.output_cap)
         rc = data.get("rc")
         self._emit(
             {
@@ -174,6 +175,57 @@ class CallbackModule(CallbackBase):
                 "end": end,
             }
         )
+
+    @staticmethod
+    def _message(data: dict) -> str:
+        """The result's message; for a loop, with the first item's own message (items that went
+        well carry none, and a loop's summary drops their `failed` flag)."""
+        msg = str(data.get("msg") or "")
+        failed = [
+            item
+            for item in data.get("results") or []
+            if isinstance(item, dict) and item.get("msg") and not item.get("skipped")
+        ]
+        if failed and failed[0].get("msg"):
+            return f"{msg}: {failed[0]['msg']}" if msg else str(failed[0]["msg"])
+        return msg
+
+    def _item(self, result, outcome: str) -> None:
+        """A file of a transfer: the outcome of one loop item of a task marked with opsflow_phase."""
+        task = result._task
+        phase = (task.vars or {}).get("opsflow_phase")
+        item = result._result.get("item")
+        if phase is None or not isinstance(item, dict):
+            return
+        name = result._host.get_name()
+        data = result._result
+        end = time.time()
+        # Items run one after the other: each starts when the one before it ended.
+        key = (name, task._uuid)
+        start = self.item_ended.get(key) or self.started.get(key, end)
+        self.item_ended[key] = end
+        self._emit(
+            {
+                "type": "file_result",
+                "host": name,
+                "phase": phase,
+                "seq": item.get("seq"),
+                "path": item.get("dest"),
+                "source": item.get("source"),
+                "size": item.get("size"),
+                "outcome": outcome,
+                "changed": bool(data.get("changed")),
+                "msg": cap(self._mask(str(data.get("msg") or "")), self.output_cap)[0],
+                "start": start,
+                "end": end,
+            }
+        )
+
+    def v2_runner_item_on_ok(self, result) -> None:
+        self._item(result, "ok")
+
+    def v2_runner_item_on_failed(self, result) -> None:
+        self._item(result, "failed")
 
     def v2_runner_on_ok(self, result) -> None:
         self._result(result, "changed" if result._result.get("changed") else "ok")

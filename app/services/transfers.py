@@ -1,0 +1,274 @@
+"""Launching file transfers, compiling their slices, and reading their per-file results.
+
+A transfer is one job instance: a fetch step per source path on hosts (all queued at once), then
+one push step to the targets, queued when the fetch steps have ended (app/services/dispatch.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Select, select
+
+from app.config import INLINE_FILE_MAX_BYTES
+from app.config import current as settings
+from app.execution.compiler import Target
+from app.execution.runner import RunRequest
+from app.execution.transfer import (
+    Origin,
+    PushFile,
+    PushPlan,
+    compile_fetch,
+    compile_push,
+    fetch_tasks,
+    push_task_count,
+)
+from app.extensions import db
+from app.models import (
+    Connection,
+    FileResult,
+    Host,
+    HostResult,
+    JobInstance,
+    LaunchType,
+    Slice,
+    StepInstance,
+    StoredFile,
+)
+from app.models.base import utcnow
+from app.services import dispatch, executions, files, records
+from app.services.access import Action, Actor, require
+from app.services.errors import Invalid, TooLarge
+from app.services.inventory import resolve_targets
+
+FETCH, PUSH = "file_fetch", "file_push"
+HASH_CHUNK_BYTES = 1024 * 1024
+# Step names quote a path, which may be longer than a name column holds.
+NAME_MAX_CHARS = 255
+
+
+def checked_hosts(project_id: int, targets: dict[str, list[int]], field: str) -> list[Host]:
+    """The hosts a transfer reaches through `targets` (as a script run's); errors name `field`."""
+    try:
+        hosts = resolve_targets(project_id, targets)
+    except Invalid as exc:
+        raise Invalid(exc.message, field + (exc.field or "").removeprefix("targets"), exc.details) from exc
+    if any(host.connection == Connection.WINRM for host in hosts):
+        raise Invalid("file transfers reach ssh and local hosts", field)
+    return hosts
+
+
+def controller_files(project_id: int, sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The uploaded and inline files of a launch, as the push step's spec records them."""
+    chosen, names = [], {}
+    for index, source in enumerate(sources):
+        if "file_id" in source:
+            [row] = records.get_many(StoredFile, [source["file_id"]], project_id, f"sources.{index}.file_id")
+            entry = {
+                "file_id": row.id,
+                "name": row.name,
+                "size": row.size,
+                "sha256": row.sha256,
+                "sha1": row.sha1,
+            }
+        elif "content" in source:
+            content = source["content"].encode()
+            if len(content) > INLINE_FILE_MAX_BYTES:
+                raise TooLarge(
+                    f"an inline file is at most {INLINE_FILE_MAX_BYTES} bytes: upload larger ones",
+                    f"sources.{index}.content",
+                )
+            entry = {
+                "name": files.checked_name(source["name"], f"sources.{index}.name"),
+                "content": source["content"],
+                "size": len(content),
+                "sha256": hashlib.sha256(content).hexdigest(),
+                "sha1": hashlib.sha1(content).hexdigest(),
+            }
+        else:
+            continue
+        if entry["name"] in names:
+            raise Invalid(
+                f"sources {names[entry['name']]} and {index} both write {entry['name']!r}",
+                f"sources.{index}",
+            )
+        names[entry["name"]] = index
+        chosen.append(entry)
+    return chosen
+
+
+def launch_transfer(
+    actor: Actor,
+    project_id: int,
+    data: dict[str, Any],
+    launch_type: LaunchType = LaunchType.API,
+    relaunch_of: int | None = None,
+) -> JobInstance:
+    """Create the job instance of a file transfer and queue its first steps; returns at once."""
+    require(actor, project_id, Action.OPERATE)
+    executions.refuse_over_limit(project_id)
+    targets = checked_hosts(project_id, data["targets"], "targets")
+    executions.require_account(project_id, data.get("account_id"), targets, "account_id")
+    stored = controller_files(project_id, data["sources"])
+    fetches = []
+    for index, source in enumerate(data["sources"]):
+        if "path" in source:
+            field = f"sources.{index}"
+            hosts = checked_hosts(project_id, source["source_hosts"], f"{field}.source_hosts")
+            executions.require_account(project_id, source.get("account_id"), hosts, f"{field}.account_id")
+            fetches.append((source, hosts))
+
+    now = utcnow()
+    common = {"timeout": data["timeout"], "forks": data.get("forks"), "speed_limit": data.get("speed_limit")}
+    job = JobInstance(
+        project_id=project_id,
+        name=data.get("name") or "file transfer",
+        kind="file_transfer",
+        host_count=len(targets),
+        launched_by=actor.username,
+        launch_type=launch_type,
+        relaunch_of_id=relaunch_of,
+        request=data,
+        created_at=now,
+    )
+    planned: list[tuple[StepInstance, list[Host]]] = []
+    for source, hosts in fetches:
+        step = StepInstance(
+            seq=1,
+            name=f"fetch {source['path']}"[:NAME_MAX_CHARS],
+            kind=FETCH,
+            host_count=len(hosts),
+            task_count=len(fetch_tasks(source["path"], "")[0]),
+            spec={"path": source["path"], "account_id": source.get("account_id"), **common},
+        )
+        planned.append((step, hosts))
+    push = StepInstance(
+        seq=2 if fetches else 1,
+        name=f"push to {data['target_path']}"[:NAME_MAX_CHARS],
+        kind=PUSH,
+        host_count=len(targets),
+        task_count=push_task_count(PushPlan(data["target_path"], data["mode"])),
+        spec={
+            "files": stored,
+            "fetched": bool(fetches),
+            "target_path": data["target_path"],
+            "mode": data["mode"],
+            "safe_layout": data["safe_layout"],
+            "date": now.strftime(data["date_format"]),
+            "account_id": data.get("account_id"),
+            **common,
+        },
+    )
+    planned.append((push, targets))
+    chunks = []
+    for step, hosts in planned:
+        job.steps.append(step)
+        chunks.append(executions.add_slices(step, hosts))
+    db.session.add(job)
+    db.session.flush()
+    for (step, _), step_chunks in zip(planned, chunks, strict=True):
+        executions.insert_host_results(job, step, step_chunks)
+    db.session.commit()
+    if dispatch.has_room(project_id):
+        dispatch.dispatch(job)
+    return job
+
+
+def staging_of(job_id: int) -> Path:
+    return settings().staging_dir / str(job_id)
+
+
+def sha1_of(path: Path) -> str:
+    digest = hashlib.sha1()
+    with path.open("rb") as handle:
+        while chunk := handle.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetched_files(step: StepInstance) -> list[PushFile]:
+    """What the job's fetch steps brought into staging, a directory per source host."""
+    staging = staging_of(step.job_instance_id)
+    sources = db.session.execute(
+        select(HostResult.host_name, HostResult.address)
+        .join(StepInstance, HostResult.step_instance_id == StepInstance.id)
+        .where(StepInstance.job_instance_id == step.job_instance_id, StepInstance.kind == FETCH)
+        .distinct()
+        .order_by(HostResult.host_name)
+    ).all()
+    found = []
+    for name, address in sources:
+        root = staging / name
+        for directory, _, names in sorted(os.walk(root)):
+            for filename in sorted(names):
+                path = Path(directory) / filename
+                found.append(
+                    PushFile(
+                        str(path),
+                        str(path.relative_to(root)),
+                        path.stat().st_size,
+                        sha1_of(path),
+                        Origin(name, address),
+                    )
+                )
+    return found
+
+
+def compile_push_slice(piece: Slice) -> RunRequest:
+    step = piece.step
+    spec = step.spec
+    pushed, inline = [], {}
+    for index, entry in enumerate(spec["files"]):
+        if "file_id" in entry:
+            row = db.session.get(StoredFile, entry["file_id"])
+            if row is None:
+                raise Invalid(f"stored file {entry['file_id']} ({entry['name']}) was deleted before the push")
+            src = str(files.path_of(row))
+        else:
+            src = f"inline-{index}"
+            inline[src] = entry["content"].encode()
+        pushed.append(PushFile(src, entry["name"], entry["size"], entry["sha1"], Origin()))
+    if spec["fetched"]:
+        pushed.extend(fetched_files(step))
+    plan = PushPlan(
+        spec["target_path"], spec["mode"], spec["safe_layout"], spec["date"], bytes_per_second(spec)
+    )
+    targets = executions.slice_targets(piece)
+    account = executions.step_account(spec)
+    compiled = compile_push(pushed, plan, targets, executions.login_of(account), inline)
+    return executions.run_request(piece, compiled, len(targets), account, [])
+
+
+def compile_fetch_slice(piece: Slice) -> RunRequest:
+    spec = piece.step.spec
+    sources: list[Target] = executions.slice_targets(piece)
+    account = executions.step_account(spec)
+    staging = staging_of(piece.step.job_instance_id)
+    staging.mkdir(parents=True, exist_ok=True)
+    compiled = compile_fetch(
+        spec["path"], str(staging), sources, executions.login_of(account), bytes_per_second(spec)
+    )
+    return executions.run_request(piece, compiled, len(sources), account, [])
+
+
+def bytes_per_second(spec: dict[str, Any]) -> int | None:
+    """The speed limit (given in KB/s)."""
+    return spec["speed_limit"] * 1000 if spec.get("speed_limit") else None
+
+
+def file_results_query(job: JobInstance, filters: dict[str, Any]) -> Select:
+    query = select(FileResult).where(FileResult.job_instance_id == job.id)
+    if "step" in filters:
+        query = query.where(FileResult.step_instance_id == filters["step"])
+    if "host" in filters:
+        query = query.where(FileResult.host_name == filters["host"])
+    if "status" in filters:
+        query = query.where(FileResult.status == filters["status"])
+    return query.order_by(FileResult.step_instance_id, FileResult.host_name, FileResult.seq)
+
+
+executions.RELAUNCHABLE["file_transfer"] = launch_transfer
+executions.STEP_COMPILERS.update({FETCH: compile_fetch_slice, PUSH: compile_push_slice})
