@@ -38,6 +38,8 @@ def test_success_on_several_hosts(service, project, account, lab):
         assert result["stderr"].startswith("err:")
         assert "out:" not in result["stderr"]
         assert result["started_at"] and result["ended_at"] and result["duration"] >= 0
+    # The run's ssh ControlPersist masters end with it rather than linger for their 60 s.
+    assert ssh_masters(service) == []
 
 
 def test_non_zero_exit_keeps_streams_apart(service, project, account, lab):
@@ -173,6 +175,17 @@ def ansible_processes(service) -> list[psutil.Process]:
     for process in psutil.process_iter(["cmdline", "environ"]):
         env = process.info.get("environ") or {}
         if "OPSFLOW_RUN_MARKER" in env and env.get("OPSFLOW_DATA_DIR") == str(service.data_dir):
+            found.append(process)
+    return found
+
+
+def ssh_masters(service) -> list[psutil.Process]:
+    """Live ssh ControlPersist masters of this service's runs (their title names the run's control path)."""
+    runs = f"{service.data_dir}/runs/"
+    found = []
+    for process in psutil.process_iter(["cmdline", "status"]):
+        title = " ".join(process.info["cmdline"] or [])
+        if runs in title and "[mux]" in title and process.info["status"] != psutil.STATUS_ZOMBIE:
             found.append(process)
     return found
 

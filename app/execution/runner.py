@@ -84,9 +84,10 @@ class Runner:
 
     def run(self, request: RunRequest) -> RunOutcome:
         data_dir = self._prepare(request)
-        marker = secrets.token_hex(12)
+        marker, control_dir = secrets.token_hex(12), str(data_dir / "cp")
+        watchdog_args = [marker, control_dir, *map(str, self._secret_files(data_dir))]
         watchdog = subprocess.Popen(
-            [sys.executable, "-m", "app.execution.watchdog", marker, *map(str, self._secret_files(data_dir))],
+            [sys.executable, "-m", "app.execution.watchdog", *watchdog_args],
             stdin=subprocess.PIPE,
             cwd=ROOT,
             start_new_session=True,
@@ -97,7 +98,7 @@ class Runner:
                 playbook=PLAYBOOK,
                 inventory=str(data_dir / "inventory" / "hosts.yml"),
                 ident="run",
-                envvars=self._environment(request, data_dir, marker),
+                envvars=self._environment(request, data_dir, marker, control_dir),
                 forks=request.forks,
                 cmdline=self._cmdline(request),
                 passwords=self._passwords(request),
@@ -111,7 +112,7 @@ class Runner:
         except Exception as exc:
             outcome = RunOutcome(RunStatus.ABNORMAL, f"the run could not start: {exc}")
         finally:
-            kill_marked(marker)
+            kill_marked(marker, control_dir)
             watchdog.communicate(DONE)
             self._clean(data_dir, request)
         return outcome
@@ -136,7 +137,9 @@ class Runner:
     def _secret_files(data_dir: Path) -> list[Path]:
         return [data_dir / KEY_FILE, data_dir / MASK_FILE]
 
-    def _environment(self, request: RunRequest, data_dir: Path, marker: str) -> dict[str, str]:
+    def _environment(
+        self, request: RunRequest, data_dir: Path, marker: str, control_dir: str
+    ) -> dict[str, str]:
         settings = self.settings
         ssh_args = "-o ControlMaster=auto -o ControlPersist=60s -o ServerAliveInterval=15"
         if not settings.ssh_host_key_checking:
@@ -147,7 +150,7 @@ class Runner:
             "ANSIBLE_CALLBACKS_ENABLED": "opsflow",
             "ANSIBLE_ACTION_PLUGINS": str(ACTION_DIR),
             "ANSIBLE_SSH_ARGS": ssh_args,
-            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(data_dir / "cp"),
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": control_dir,
             "ANSIBLE_HOST_KEY_CHECKING": str(settings.ssh_host_key_checking),
             "ANSIBLE_TIMEOUT": "10",
             "ANSIBLE_NOCOLOR": "1",
