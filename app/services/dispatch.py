@@ -48,7 +48,8 @@ def dispatch_next_steps(job: JobInstance) -> None:
     """Queue one RQ job per slice of the steps of the lowest seq not queued yet, once every step
     queued before has ended (a transfer pushes what its fetch steps brought)."""
     queued = [step for step in job.steps if step.dispatched_at is not None]
-    pending = [step for step in job.steps if step.dispatched_at is None]
+    # A step that ended without being queued (its job was cancelled first) is not queued any more.
+    pending = [step for step in job.steps if step.dispatched_at is None and not RunStatus(step.status).final]
     if not pending or any(not RunStatus(step.status).final for step in queued):
         return
     seq = min(step.seq for step in pending)
