@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.conftest import add_local_host
+from tests.conftest import ADMIN_TOKEN, add_local_host
 
 
 @pytest.fixture
@@ -58,3 +59,26 @@ def test_held_jobs_outlive_the_reaper(service, project, local_host):
     assert jobs[limit]["dispatched_at"] is None
     done = [service.wait_job(project["id"], job["id"], timeout=90) for job in jobs]
     assert [job["status"] for job in done] == ["success"] * (limit + 1)
+
+
+def test_simultaneous_launches_never_overshoot_the_limit(service, project, local_host):
+    limit = service.app.config["OPSFLOW"].project_running_limit
+    body = {"script": {"content": "sleep 4"}, "targets": {"hosts": [local_host["id"]]}}
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+    def launch_now(_) -> dict:
+        # A thread of its own is a request of its own: its own application context and session.
+        response = service.client.post(
+            f"/api/v1/projects/{project['id']}/script-executions", json=body, headers=headers
+        )
+        assert response.status_code == 202, response.get_data(as_text=True)
+        return response.get_json()
+
+    with ThreadPoolExecutor(max_workers=limit + 4) as pool:
+        jobs = list(pool.map(launch_now, range(limit + 4)))
+    dispatched = [job for job in service.get(f"/projects/{project['id']}/jobs") if job["dispatched_at"]]
+    assert len(dispatched) == limit
+    # The oldest launches went first; the others wait their turn and then run.
+    assert sorted(job["id"] for job in dispatched) == sorted(job["id"] for job in jobs)[:limit]
+    done = [service.wait_job(project["id"], job["id"], timeout=120) for job in jobs]
+    assert [job["status"] for job in done] == ["success"] * len(jobs)

@@ -4,6 +4,11 @@ A project may run at most OPSFLOW_PROJECT_RUNNING_LIMIT job instances at once, s
 one project cannot starve the others. Over the limit a launch is either held
 (queued in the database, dispatched when a running job of the project ends) or
 refused with 429, as OPSFLOW_OVER_LIMIT says.
+
+Every decision goes through release_held: under a per-project lock in Redis it
+counts the running jobs and dispatches held ones, oldest first, while there is
+room. A new launch is written held and then released the same way, so two
+launches at once cannot both take the last place, and none jumps the queue.
 """
 
 from __future__ import annotations
@@ -18,6 +23,10 @@ from app.models.base import utcnow
 from app.models.status import RUN_FINAL
 
 RQ_TIMEOUT_MARGIN = 600
+# How long a decision waits for another one about the same project.
+ADMISSION_WAIT_SECONDS = 10
+# Projects whose held jobs are to be released once the session's transaction has committed.
+RELEASE_AFTER_COMMIT = "opsflow.release_after_commit"
 
 
 def running(project_id: int) -> int:
@@ -72,17 +81,35 @@ def dispatch_next_steps(job: JobInstance) -> None:
 
 def release_held(project_id: int) -> None:
     """Dispatch the project's oldest held job instances while it has room."""
-    while has_room(project_id):
-        held = db.session.scalar(
-            select(JobInstance)
-            .where(
-                JobInstance.project_id == project_id,
-                JobInstance.dispatched_at.is_(None),
-                JobInstance.status == RunStatus.WAITING,
+    lock = redis.client.lock(
+        f"opsflow:admission:{project_id}",
+        timeout=ADMISSION_WAIT_SECONDS * 3,
+        blocking_timeout=ADMISSION_WAIT_SECONDS,
+    )
+    with lock:
+        while has_room(project_id):
+            held = db.session.scalar(
+                select(JobInstance)
+                .where(
+                    JobInstance.project_id == project_id,
+                    JobInstance.dispatched_at.is_(None),
+                    JobInstance.status == RunStatus.WAITING,
+                )
+                .order_by(JobInstance.id)
+                .limit(1)
             )
-            .order_by(JobInstance.id)
-            .limit(1)
-        )
-        if held is None:
-            return
-        dispatch(held)
+            if held is None:
+                return
+            dispatch(held)
+
+
+def release_after_commit(project_id: int) -> None:
+    """Release the project's held jobs once the current transaction has committed (release_pending)."""
+    db.session.info.setdefault(RELEASE_AFTER_COMMIT, set()).add(project_id)
+
+
+def release_pending() -> None:
+    """Release what release_after_commit asked for; called right after a commit, holding no write lock
+    while it waits for a project's lock."""
+    for project_id in sorted(db.session.info.pop(RELEASE_AFTER_COMMIT, ())):
+        release_held(project_id)

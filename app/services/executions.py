@@ -149,8 +149,7 @@ def enqueue(job: JobInstance, hosts: list[Host]) -> JobInstance:
     db.session.flush()
     insert_host_results(job, step, chunks)
     db.session.commit()
-    if dispatch.has_room(job.project_id):
-        dispatch.dispatch(job)
+    dispatch.release_held(job.project_id)
     return job
 
 
@@ -282,6 +281,7 @@ def cancel(actor: Actor, project_id: int, job_id: int) -> JobInstance:
             if piece.status == RunStatus.WAITING:
                 finish_slice(piece.id, RunStatus.TERMINATED, "cancelled before it started")
     db.session.commit()
+    dispatch.release_pending()
     return job
 
 

@@ -15,7 +15,7 @@ from app.extensions import db
 from app.models import HostResult, HostStatus, JobInstance, RunStatus, Slice, StepInstance
 from app.models.base import utcnow
 from app.models.status import HOST_PENDING, HOST_STATUS_FOR_UNFINISHED, RUN_FINAL
-from app.services.dispatch import dispatch_next_steps, release_held
+from app.services.dispatch import dispatch_next_steps, release_after_commit
 from app.services.reachability import CHECK_STEP, record_results
 
 
@@ -81,7 +81,7 @@ def settle_job(job: JobInstance) -> None:
     failed = [status for status in statuses if status is not RunStatus.SUCCESS]
     job.status = failed[0] if failed else RunStatus.SUCCESS
     job.ended_at = utcnow()
-    release_held(job.project_id)
+    release_after_commit(job.project_id)
 
 
 def mark_started(piece: Slice) -> None:

@@ -172,8 +172,7 @@ def launch_transfer(
     for (step, _), step_chunks in zip(planned, chunks, strict=True):
         executions.insert_host_results(job, step, step_chunks)
     db.session.commit()
-    if dispatch.has_room(project_id):
-        dispatch.dispatch(job)
+    dispatch.release_held(project_id)
     return job
 
 
