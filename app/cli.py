@@ -63,11 +63,12 @@ def worker(name: str | None) -> None:
 @cli.command()
 @click.option("--name", default=socket.gethostname(), help="consumer name in the ingest group")
 def ingest(name: str) -> None:
-    """Run the ingester, the reaper and the file store's retention: events from Redis into the database."""
+    """Run the ingester with its periodic work (the reaper, held jobs, the file store's retention)."""
     from app import create_app
     from app.execution.ingest import Ingester
     from app.execution.reaper import reap
     from app.extensions import redis
+    from app.services.dispatch import release_all_held
     from app.services.files import housekeep
 
     app = create_app()
@@ -85,6 +86,7 @@ def ingest(name: str) -> None:
 
         def every() -> None:
             reap(settings, redis.client)
+            release_all_held()
             housekeep(settings)
 
         ingester.run(lambda: stopping, every, settings.reaper_interval)

@@ -7,6 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from app.services import dispatch, executions
+from app.services.access import Actor
 from tests.conftest import ADMIN_TOKEN, add_local_host
 
 
@@ -82,3 +84,14 @@ def test_simultaneous_launches_never_overshoot_the_limit(service, project, local
     assert sorted(job["id"] for job in dispatched) == sorted(job["id"] for job in jobs)[:limit]
     done = [service.wait_job(project["id"], job["id"], timeout=120) for job in jobs]
     assert [job["status"] for job in done] == ["success"] * len(jobs)
+
+
+def test_a_missed_release_is_made_up_by_the_periodic_pass(service, project, local_host, monkeypatch):
+    # A launch whose own release never happened (its lock not obtained, its process gone): the job is
+    # written held although the project has room, and the ingester's periodic pass dispatches it.
+    monkeypatch.setattr(dispatch, "release_held", lambda project_id: None)
+    data = {"script": {"content": "echo late"}, "targets": {"hosts": [local_host["id"]]}, "timeout": 60}
+    job = executions.launch_script(Actor(0, "admin", is_admin=True), project["id"], data)
+    assert job.dispatched_at is None
+    done = service.wait_job(project["id"], job.id, timeout=60)
+    assert done["status"] == "success" and done["dispatched_at"]

@@ -113,3 +113,15 @@ def release_pending() -> None:
     while it waits for a project's lock."""
     for project_id in sorted(db.session.info.pop(RELEASE_AFTER_COMMIT, ())):
         release_held(project_id)
+
+
+def release_all_held() -> None:
+    """Release the held jobs of every project that has some: the periodic safety net for a release that
+    did not happen (its lock not obtained in time, its process gone between commit and release)."""
+    projects = db.session.scalars(
+        select(JobInstance.project_id)
+        .where(JobInstance.dispatched_at.is_(None), JobInstance.status == RunStatus.WAITING)
+        .distinct()
+    ).all()
+    for project_id in projects:
+        release_held(project_id)
