@@ -13,6 +13,8 @@ launches at once cannot both take the last place, and none jumps the queue.
 
 from __future__ import annotations
 
+import logging
+
 from rq import Queue
 from sqlalchemy import func, select
 
@@ -21,6 +23,8 @@ from app.extensions import db, redis
 from app.models import JobInstance, RunStatus
 from app.models.base import utcnow
 from app.models.status import RUN_FINAL
+
+log = logging.getLogger(__name__)
 
 RQ_TIMEOUT_MARGIN = 600
 # How long a decision waits for another one about the same project.
@@ -86,7 +90,10 @@ def release_held(project_id: int) -> None:
         timeout=ADMISSION_WAIT_SECONDS * 3,
         blocking_timeout=ADMISSION_WAIT_SECONDS,
     )
-    with lock:
+    if not lock.acquire():
+        log.warning("project %s: its lock is busy; the periodic pass will release its held jobs", project_id)
+        return
+    try:
         while has_room(project_id):
             held = db.session.scalar(
                 select(JobInstance)
@@ -101,6 +108,8 @@ def release_held(project_id: int) -> None:
             if held is None:
                 return
             dispatch(held)
+    finally:
+        lock.release()
 
 
 def release_after_commit(project_id: int) -> None:
