@@ -114,13 +114,19 @@ RECAP = (
 def apply_events(events: list[dict[str, Any]]) -> None:
     """Write a batch of events in the current transaction."""
     slice_ids = {event["slice"] for event in events}
-    steps = dict(
-        db.session.execute(
-            select(Slice.id, StepInstance.task_count)
+    slices = {
+        row.id: row
+        for row in db.session.execute(
+            select(
+                Slice.id,
+                StepInstance.task_count,
+                StepInstance.id.label("step_id"),
+                StepInstance.job_instance_id,
+            )
             .join(StepInstance, Slice.step_instance_id == StepInstance.id)
             .where(Slice.id.in_(slice_ids))
-        ).all()
-    )
+        )
+    }
     hosts = {
         (slice_id, name): id
         for id, slice_id, name in db.session.execute(
@@ -133,7 +139,7 @@ def apply_events(events: list[dict[str, Any]]) -> None:
     results, tasks, recaps, done, files = [], [], [], [], []
     for event in events:
         kind, slice_id = event["type"], event["slice"]
-        if slice_id not in steps:
+        if slice_id not in slices:
             log.warning("event for unknown slice %s dropped", slice_id)
             continue
         if kind == "slice_done":
@@ -148,11 +154,11 @@ def apply_events(events: list[dict[str, Any]]) -> None:
         elif (slice_id, event["host"]) not in hosts:
             log.warning("event for unknown host %r of slice %s dropped", event["host"], slice_id)
         elif kind == "file_result":
-            files.append((hosts[slice_id, event["host"]], event))
+            files.append(file_row(slices[slice_id], hosts[slice_id, event["host"]], event))
         elif kind == "task_start":
             starts.setdefault(hosts[slice_id, event["host"]], {"ts": timestamp(event["ts"])})
         elif kind == "task_result":
-            single = steps[slice_id] == 1
+            single = slices[slice_id].task_count == 1
             hid = hosts[slice_id, event["host"]]
             status = host_status(event["outcome"], event["msg"], single)
             results.append(
@@ -181,47 +187,30 @@ def apply_events(events: list[dict[str, Any]]) -> None:
     if recaps:
         db.session.execute(RECAP, recaps)
     if files:
-        apply_file_results(files)
+        db.session.execute(insert_ignoring_duplicates(FileResult), files)
     for event in done:
         finish_slice(event["slice"], RunStatus(event["status"]), event.get("error"))
 
 
-def apply_file_results(events: list[tuple[int, dict[str, Any]]]) -> None:
-    """A transfer's files: one row per file and host, from the loop item that pushed it."""
-    owners = {
-        id: (step_id, job_id)
-        for id, step_id, job_id in db.session.execute(
-            select(HostResult.id, HostResult.step_instance_id, HostResult.job_instance_id).where(
-                HostResult.id.in_({hid for hid, _ in events})
-            )
-        )
+def file_row(piece: Any, host_result_id: int, event: dict[str, Any]) -> dict[str, Any]:
+    """A transfer's file on one host, from the loop item that pushed it."""
+    failed = event["outcome"] == "failed"
+    status = FileStatus.FAILED if failed else FileStatus.COPIED if event["changed"] else FileStatus.UNCHANGED
+    return {
+        "job_instance_id": piece.job_instance_id,
+        "step_instance_id": piece.step_id,
+        "host_result_id": host_result_id,
+        "host_name": event["host"],
+        "seq": event["seq"],
+        "path": event["path"],
+        "source": event["source"],
+        "size": event["size"],
+        "status": status,
+        "error": (event["msg"] or "failed") if failed else None,
+        "checksum_verified": checksum_verified(failed, event["msg"]),
+        "started_at": timestamp(event["start"]),
+        "ended_at": timestamp(event["end"]),
     }
-    pushed = []
-    for hid, event in events:
-        failed = event["outcome"] == "failed"
-        status = (
-            FileStatus.FAILED if failed else FileStatus.COPIED if event["changed"] else FileStatus.UNCHANGED
-        )
-        step_id, job_id = owners[hid]
-        pushed.append(
-            {
-                "job_instance_id": job_id,
-                "step_instance_id": step_id,
-                "host_result_id": hid,
-                "host_name": event["host"],
-                "seq": event["seq"],
-                "path": event["path"],
-                "source": event["source"],
-                "size": event["size"],
-                "status": status,
-                "error": (event["msg"] or "failed") if failed else None,
-                "checksum_verified": checksum_verified(failed, event["msg"]),
-                "started_at": timestamp(event["start"]),
-                "ended_at": timestamp(event["end"]),
-            }
-        )
-    if pushed:
-        db.session.execute(insert_ignoring_duplicates(FileResult), pushed)
 
 
 def checksum_verified(failed: bool, msg: str) -> bool | None:
