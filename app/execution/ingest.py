@@ -35,7 +35,7 @@ from app.models import (
 from app.models.base import UTCDateTime
 from app.models.job import digest_of
 from app.models.status import HOST_PENDING
-from app.services.dispatch import release_pending
+from app.services.dispatch import after_commit
 from app.services.progress import finish_slice
 
 log = logging.getLogger(__name__)
@@ -300,7 +300,7 @@ class Ingester:
             raise
         self.redis.xack(self.stream, GROUP, *ids)
         self.redis.xdel(self.stream, *ids)
-        release_pending()
+        after_commit()
 
     def run(self, should_stop: Callable[[], bool], every: Callable[[], None], interval: float) -> None:
         """Consume until told to stop, calling `every` (the reaper) each `interval` seconds."""

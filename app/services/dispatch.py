@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 RQ_TIMEOUT_MARGIN = 600
 # How long a decision waits for another one about the same project.
 ADMISSION_WAIT_SECONDS = 10
-# Projects whose held jobs are to be released once the session's transaction has committed.
+# What settling asks for, done once the session's transaction has committed (after_commit): jobs whose
+# next steps may be due, and projects whose held jobs may go.
+NEXT_STEPS_AFTER_COMMIT = "opsflow.next_steps_after_commit"
 RELEASE_AFTER_COMMIT = "opsflow.release_after_commit"
 
 
@@ -59,7 +61,10 @@ def dispatch(job: JobInstance) -> None:
 
 def dispatch_next_steps(job: JobInstance) -> None:
     """Queue one RQ job per slice of the steps of the lowest seq not queued yet, once every step
-    queued before has ended (a transfer pushes what its fetch steps brought)."""
+    queued before has ended (a transfer pushes what its fetch steps brought). A job being stopped
+    queues nothing more."""
+    if job.status == RunStatus.STOPPING:
+        return
     queued = [step for step in job.steps if step.dispatched_at is not None]
     # A step that ended without being queued (its job was cancelled first) is not queued any more.
     pending = [step for step in job.steps if step.dispatched_at is None and not RunStatus(step.status).final]
@@ -112,14 +117,20 @@ def release_held(project_id: int) -> None:
         lock.release()
 
 
+def next_steps_after_commit(job: JobInstance) -> None:
+    db.session.info.setdefault(NEXT_STEPS_AFTER_COMMIT, set()).add(job.id)
+
+
 def release_after_commit(project_id: int) -> None:
-    """Release the project's held jobs once the current transaction has committed (release_pending)."""
     db.session.info.setdefault(RELEASE_AFTER_COMMIT, set()).add(project_id)
 
 
-def release_pending() -> None:
-    """Release what release_after_commit asked for; called right after a commit, holding no write lock
-    while it waits for a project's lock."""
+def after_commit() -> None:
+    """Queue what settling asked for; called right after a commit, so that no write lock is held while
+    steps are committed and queued or while a project's lock is awaited, and a batch stays one
+    transaction."""
+    for job_id in sorted(db.session.info.pop(NEXT_STEPS_AFTER_COMMIT, ())):
+        dispatch_next_steps(db.session.get(JobInstance, job_id))
     for project_id in sorted(db.session.info.pop(RELEASE_AFTER_COMMIT, ())):
         release_held(project_id)
 

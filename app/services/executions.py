@@ -281,7 +281,7 @@ def cancel(actor: Actor, project_id: int, job_id: int) -> JobInstance:
             if piece.status == RunStatus.WAITING:
                 finish_slice(piece.id, RunStatus.TERMINATED, "cancelled before it started")
     db.session.commit()
-    dispatch.release_pending()
+    dispatch.after_commit()
     return job
 
 

@@ -15,7 +15,7 @@ from app.extensions import db
 from app.models import HostResult, HostStatus, JobInstance, RunStatus, Slice, StepInstance
 from app.models.base import utcnow
 from app.models.status import HOST_PENDING, HOST_STATUS_FOR_UNFINISHED, RUN_FINAL
-from app.services.dispatch import dispatch_next_steps, release_after_commit
+from app.services.dispatch import next_steps_after_commit, release_after_commit
 from app.services.reachability import CHECK_STEP, record_results
 
 
@@ -69,8 +69,7 @@ def settle_step(step: StepInstance) -> None:
     step.ended_at = utcnow()
     if step.kind == CHECK_STEP:
         record_results(step)
-    if step.job.status != RunStatus.STOPPING:
-        dispatch_next_steps(step.job)
+    next_steps_after_commit(step.job)
     settle_job(step.job)
 
 
