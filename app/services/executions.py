@@ -51,33 +51,6 @@ def refuse_over_limit(project_id: int) -> None:
         )
 
 
-def add_slices(step: StepInstance, hosts: list[Host]) -> list[list[Host]]:
-    """Split the step's hosts into slices of the configured size; returns the hosts of each slice."""
-    size = settings().slice_size
-    chunks = [hosts[start : start + size] for start in range(0, len(hosts), size)]
-    for index, chunk in enumerate(chunks):
-        step.slices.append(Slice(index=index, host_count=len(chunk)))
-    return chunks
-
-
-def insert_host_results(job: JobInstance, step: StepInstance, chunks: list[list[Host]]) -> None:
-    """One waiting host result per host of the step (after a flush gave the rows their ids)."""
-    rows = [
-        {
-            "job_instance_id": job.id,
-            "step_instance_id": step.id,
-            "slice_id": piece.id,
-            "host_id": host.id,
-            "host_name": host.name,
-            "address": host.address,
-            "status": HostStatus.WAITING,
-        }
-        for piece, chunk in zip(step.slices, chunks, strict=True)
-        for host in chunk
-    ]
-    db.session.execute(insert(HostResult), rows)
-
-
 def require_account(project_id: int, account_id: int | None, hosts: list[Host], field: str) -> None:
     """The account exists in the project, or none is needed: every host is local."""
     if account_id is not None:
@@ -138,16 +111,35 @@ def launch_script(
         secret_params=json.dumps(params) if sensitive else None,
     )
     job.steps.append(step)
-    return enqueue(job, hosts)
+    return enqueue(job, [hosts])
 
 
-def enqueue(job: JobInstance, hosts: list[Host]) -> JobInstance:
-    """Write a new job instance of one step with its slices and host rows, and queue it when it has room."""
-    step = job.steps[0]
-    chunks = add_slices(step, hosts)
+def enqueue(job: JobInstance, hosts_of_steps: list[list[Host]]) -> JobInstance:
+    """Write a new job instance, its steps' slices and host rows (the hosts of each step in order), and
+    queue it when its project has room."""
+    size = settings().slice_size
+    chunks_of_steps = []
+    for step, hosts in zip(job.steps, hosts_of_steps, strict=True):
+        chunks = [hosts[start : start + size] for start in range(0, len(hosts), size)]
+        step.slices.extend(Slice(index=index, host_count=len(chunk)) for index, chunk in enumerate(chunks))
+        chunks_of_steps.append(chunks)
     db.session.add(job)
     db.session.flush()
-    insert_host_results(job, step, chunks)
+    rows = [
+        {
+            "job_instance_id": job.id,
+            "step_instance_id": step.id,
+            "slice_id": piece.id,
+            "host_id": host.id,
+            "host_name": host.name,
+            "address": host.address,
+            "status": HostStatus.WAITING,
+        }
+        for step, chunks in zip(job.steps, chunks_of_steps, strict=True)
+        for piece, chunk in zip(step.slices, chunks, strict=True)
+        for host in chunk
+    ]
+    db.session.execute(insert(HostResult), rows)
     db.session.commit()
     dispatch.release_held(job.project_id)
     return job
@@ -155,8 +147,6 @@ def enqueue(job: JobInstance, hosts: list[Host]) -> JobInstance:
 
 # The launchers a relaunch can replay, by job kind (file transfers add theirs: app/services/transfers.py).
 RELAUNCHABLE = {"script_execution": launch_script}
-# How a worker compiles a slice of a step, by step kind, beyond scripts.
-STEP_COMPILERS: dict[str, Callable[[Slice], RunRequest]] = {}
 
 
 def relaunch(actor: Actor, project_id: int, job_id: int, only_failed: bool = False) -> JobInstance:
@@ -205,9 +195,11 @@ def claim(slice_id: int, worker: str) -> RunRequest | None:
 
 
 def compile_slice(piece: Slice) -> RunRequest:
+    return STEP_COMPILERS[piece.step.kind](piece)
+
+
+def compile_script_slice(piece: Slice) -> RunRequest:
     step = piece.step
-    if step.kind in STEP_COMPILERS:
-        return STEP_COMPILERS[step.kind](piece)
     spec = step.spec
     scripts.require_runnable(spec)
     targets = slice_targets(piece)
@@ -217,6 +209,10 @@ def compile_slice(piece: Slice) -> RunRequest:
         ScriptStep(spec["language"], spec["content"], params), targets, login_of(account)
     )
     return run_request(piece, compiled, len(targets), account, params if spec.get("sensitive") else [])
+
+
+# How a worker compiles a slice, by step kind (transfers and reachability checks add theirs).
+STEP_COMPILERS: dict[str, Callable[[Slice], RunRequest]] = {"script": compile_script_slice}
 
 
 def slice_targets(piece: Slice) -> list[Target]:

@@ -35,7 +35,7 @@ def launch_check(actor: Actor, project_id: int, data: dict[str, Any]) -> JobInst
             spec={"account_id": account_id, "timeout": data["timeout"], "forks": data.get("forks")},
         )
     )
-    return executions.enqueue(job, hosts)
+    return executions.enqueue(job, [hosts])
 
 
 def compile_check_slice(piece: Slice) -> RunRequest:

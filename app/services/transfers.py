@@ -39,7 +39,7 @@ from app.models import (
     StoredFile,
 )
 from app.models.base import utcnow
-from app.services import dispatch, executions, files, records
+from app.services import executions, files, records
 from app.services.access import Action, Actor, require
 from app.services.errors import Invalid, TooLarge
 from app.services.inventory import resolve_targets
@@ -163,17 +163,8 @@ def launch_transfer(
         },
     )
     planned.append((push, targets))
-    chunks = []
-    for step, hosts in planned:
-        job.steps.append(step)
-        chunks.append(executions.add_slices(step, hosts))
-    db.session.add(job)
-    db.session.flush()
-    for (step, _), step_chunks in zip(planned, chunks, strict=True):
-        executions.insert_host_results(job, step, step_chunks)
-    db.session.commit()
-    dispatch.release_held(project_id)
-    return job
+    job.steps.extend(step for step, _ in planned)
+    return executions.enqueue(job, [hosts for _, hosts in planned])
 
 
 def staging_of(job_id: int) -> Path:
