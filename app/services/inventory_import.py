@@ -14,7 +14,6 @@ from typing import Any
 
 from marshmallow import ValidationError
 from sqlalchemy import delete, insert, select, tuple_
-from sqlalchemy.exc import IntegrityError
 
 from app.config import current as settings
 from app.extensions import db
@@ -22,7 +21,7 @@ from app.models import Group, Host
 from app.models.inventory import group_child, group_host
 from app.schemas.inventory import GroupSchema, HostSchema
 from app.services import records
-from app.services.errors import Conflict, Invalid, first_error
+from app.services.errors import Invalid, first_error
 from app.services.inventory_formats import GroupEntry, HostEntry, Inventory, parse, render
 
 FORMAT_OF_SUFFIX = {".ini": "ini", ".cfg": "ini", ".yml": "yaml", ".yaml": "yaml", ".json": "json"}
@@ -205,14 +204,8 @@ def import_inventory(project_id: int, data: dict[str, Any]) -> dict[str, Any]:
     changes = diff(current, incoming, data["remove_missing"])
     refuse_cycle(current, changes)
     if not data["dry_run"]:
-        try:
-            apply(project_id, incoming, changes)
-            db.session.commit()
-        except IntegrityError as exc:
-            db.session.rollback()
-            raise Conflict(
-                "the project's inventory changed during the import; import again", "content"
-            ) from exc
+        apply(project_id, incoming, changes)
+        records.commit("the project's inventory changed during the import; import again", "content")
     return changes.report(data["dry_run"])
 
 

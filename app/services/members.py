@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
 from app.models import Membership, Role, User
+from app.services import records
 from app.services.access import Action, Actor, require
 from app.services.errors import Conflict, Invalid, NotFound
 
@@ -28,13 +28,7 @@ def grant(actor: Actor, project_id: int, data: dict[str, Any]) -> Membership:
         raise Invalid(f"user {data['user_id']} does not exist", "user_id")
     member = Membership(project_id=project_id, granted_by=actor.username, **data)
     db.session.add(member)
-    try:
-        db.session.commit()
-    except IntegrityError as exc:
-        db.session.rollback()
-        raise Conflict(
-            f"user {data['user_id']} is already a member; change the role instead", "user_id"
-        ) from exc
+    records.commit(f"user {data['user_id']} is already a member; change the role instead", "user_id")
     return member
 
 

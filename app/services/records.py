@@ -37,15 +37,19 @@ def get_many(model: type[Model], ids: list[int], project_id: int, field: str) ->
     return [found[id] for id in wanted]
 
 
-def save(row: Any, unique_field: str = "name") -> Any:
-    """Commit the row; a duplicate of a unique value is a Conflict naming the field."""
-    db.session.add(row)
+def commit(conflict: str, field: str) -> None:
+    """Commit; when a unique constraint refuses it, roll back and raise a Conflict with this message."""
     try:
         db.session.commit()
     except IntegrityError as exc:
         db.session.rollback()
-        value = getattr(row, unique_field, None)
-        raise Conflict(f"{unique_field} {value!r} is already taken", field=unique_field) from exc
+        raise Conflict(conflict, field=field) from exc
+
+
+def save(row: Any, unique_field: str = "name") -> Any:
+    """Commit the row; a duplicate of a unique value is a Conflict naming the field."""
+    db.session.add(row)
+    commit(f"{unique_field} {getattr(row, unique_field, None)!r} is already taken", unique_field)
     return row
 
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, literal, select, union_all, update
-from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
 from app.models import JobInstance, Script, ScriptVersion, StepInstance, VersionState
@@ -133,13 +132,7 @@ def transition(script: Script, version_id: int, operation: str) -> ScriptVersion
             .values(state=VersionState.OFFLINE)
         )
     version.state = target
-    try:
-        db.session.commit()
-    except IntegrityError as exc:
-        db.session.rollback()
-        raise Conflict(
-            f"another version of script {script.id} went online at the same time", "state"
-        ) from exc
+    records.commit(f"another version of script {script.id} went online at the same time", "state")
     return version
 
 
