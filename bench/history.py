@@ -18,42 +18,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import statistics
-import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import psycopg
 from sqlalchemy import insert, select
-from sqlalchemy.engine import make_url
+
+from bench.app import HEADERS, application, machine
 
 STATUSES = ["success"] * 90 + ["failed"] * 8 + ["timeout", "terminated"]
 LAUNCH_TYPES = ["api"] * 95 + ["timed"] * 4 + ["relaunch"]
 NAMES = [f"{verb} {thing}" for verb in ("deploy", "restart", "check", "backup", "rotate") for thing in
          ("web", "db", "cache", "queue", "logs", "certs", "disk", "kernel", "agent", "dns")]  # fmt: skip
-TOKEN = "opf_bench-history-token"
-
-
-def fresh_postgres(url: str) -> str:
-    """A new, empty database on the server of `url`, for the benchmark alone."""
-    name = f"opsflow_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(_libpq(url), autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    return make_url(url).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_postgres(url: str) -> None:
-    with psycopg.connect(_libpq(url).rsplit("/", 1)[0] + "/postgres", autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
-
-
-def _libpq(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def fill(project_id: int, jobs: int, hosts_per_job: int, seed: int = 7) -> None:
@@ -115,25 +92,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
 
-    data_dir = tempfile.mkdtemp(prefix="opsflow-bench-history-")
-    os.environ["OPSFLOW_DATA_DIR"] = data_dir
-    target = None
-    if os.environ.get("DATABASE_URL"):
-        target = fresh_postgres(os.environ["DATABASE_URL"])
-        os.environ["DATABASE_URL"] = target
-
-    from flask_migrate import upgrade
-
-    from app import create_app
     from app.extensions import db
     from app.models import JobInstance, Project
-    from app.services.identity import bootstrap_admin
 
-    app = create_app()
-    try:
+    with application("history") as app:
         with app.app_context():
-            upgrade()
-            bootstrap_admin(Path(data_dir), TOKEN)
             project = Project(name="history")
             db.session.add(project)
             db.session.commit()
@@ -151,7 +114,7 @@ def main() -> None:
         results = args.jobs * args.hosts_per_job
         print(f"database: {dialect}; {args.jobs} job instances, {results} host results,")
         print(f"filled in {filled:.1f} s (not timed)")
-        print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+        print(machine())
         day = (newest - timedelta(days=30)).isoformat()
         next_day = (newest - timedelta(days=29)).isoformat()
         cases = [
@@ -170,23 +133,16 @@ def main() -> None:
                                               "created_after": (newest - timedelta(days=90)).isoformat()}),
         ]  # fmt: skip
         client = app.test_client()
-        headers = {"Authorization": f"Bearer {TOKEN}"}
         print(f"\n{'filter':<40} {'matches':>8} {'median ms':>10} {'worst ms':>9}")
         for label, query in cases:
             timings, total = [], None
             for _ in range(args.repeat):
                 began = time.perf_counter()
-                response = client.get(f"/api/v1/projects/{pid}/jobs", query_string=query, headers=headers)
+                response = client.get(f"/api/v1/projects/{pid}/jobs", query_string=query, headers=HEADERS)
                 timings.append((time.perf_counter() - began) * 1000)
                 assert response.status_code == 200, response.get_data(as_text=True)
                 total = json.loads(response.headers["X-Pagination"])["total"]
             print(f"{label:<40} {total:>8} {statistics.median(timings):>10.1f} {max(timings):>9.1f}")
-    finally:
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
-        if target:
-            drop_postgres(target)
 
 
 if __name__ == "__main__":

@@ -24,15 +24,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import redis as redis_lib
 
-from bench.history import TOKEN, drop_postgres, fresh_postgres
+from bench.app import HEADERS, application, machine
 
 
 def inventory(hosts: int) -> str:
@@ -60,38 +57,23 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    data_dir = tempfile.mkdtemp(prefix="opsflow-bench-launch-")
+    from app.extensions import db
+
     redis_url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/11"
-    os.environ.update(
-        OPSFLOW_DATA_DIR=data_dir,
-        REDIS_URL=redis_url,
-        OPSFLOW_IMPORT_HOSTS_MAX=str(args.hosts),
-        OPSFLOW_PROJECT_RUNNING_LIMIT="0",
-    )
-    target = None
-    if os.environ.get("DATABASE_URL"):
-        target = fresh_postgres(os.environ["DATABASE_URL"])
-        os.environ["DATABASE_URL"] = target
     queue = redis_lib.Redis.from_url(redis_url)
     queue.flushdb()
-
-    from flask_migrate import upgrade
-
-    from app import create_app
-    from app.extensions import db
-    from app.services.identity import bootstrap_admin
-
-    app = create_app()
-    try:
+    settings = {
+        "REDIS_URL": redis_url,
+        "OPSFLOW_IMPORT_HOSTS_MAX": str(args.hosts),
+        "OPSFLOW_PROJECT_RUNNING_LIMIT": "0",
+    }
+    with application("launch", **settings) as app:
         with app.app_context():
-            upgrade()
-            bootstrap_admin(Path(data_dir), TOKEN)
             dialect = db.engine.dialect.name
         client = app.test_client()
-        headers = {"Authorization": f"Bearer {TOKEN}"}
 
         def call(method: str, path: str, body=None, expect: int = 200):
-            response = client.open(f"/api/v1{path}", method=method, json=body, headers=headers)
+            response = client.open(f"/api/v1{path}", method=method, json=body, headers=HEADERS)
             assert response.status_code == expect, response.get_data(as_text=True)[:500]
             return response.get_json()
 
@@ -116,7 +98,7 @@ def main() -> None:
             assert job["host_count"] == args.hosts, job["host_count"]
             launches.append(seconds)
         print(f"database: {dialect}; {args.hosts} hosts in {len(report['groups']['added'])} groups")
-        print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+        print(machine())
         print(f"import      {imported:7.2f} s  ({len(report['hosts']['added'])} hosts added)")
         print(f"re-import   {reimported:7.2f} s  (nothing changed)")
         print(f"preview     {preview * 1000:7.1f} ms (first page of 100)")
@@ -124,13 +106,7 @@ def main() -> None:
         median = statistics.median(launches)
         worst = max(launches)
         print(f"launch      {median:7.2f} s  median of {args.repeat}, worst {worst:.2f} s; {slices} slices")
-    finally:
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
-        queue.flushdb()
-        if target:
-            drop_postgres(target)
+    queue.flushdb()
 
 
 if __name__ == "__main__":

@@ -17,18 +17,14 @@ archive streamed (sampled at every chunk). Nothing passes or fails.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import random
 import string
-import tempfile
 import time
-from pathlib import Path
 
 import psutil
 from sqlalchemy import insert
 
-from bench.history import TOKEN, drop_postgres, fresh_postgres
+from bench.app import HEADERS, application, machine
 
 
 def fill(project_id: int, hosts: int, stdout_bytes: int) -> tuple[int, int]:
@@ -68,25 +64,11 @@ def main() -> None:
     parser.add_argument("--stdout-kib", type=int, default=64)
     args = parser.parse_args()
 
-    data_dir = tempfile.mkdtemp(prefix="opsflow-bench-archive-")
-    os.environ["OPSFLOW_DATA_DIR"] = data_dir
-    target = None
-    if os.environ.get("DATABASE_URL"):
-        target = fresh_postgres(os.environ["DATABASE_URL"])
-        os.environ["DATABASE_URL"] = target
-
-    from flask_migrate import upgrade
-
-    from app import create_app
     from app.extensions import db
     from app.models import Project
-    from app.services.identity import bootstrap_admin
 
-    app = create_app()
-    try:
+    with application("archive") as app:
         with app.app_context():
-            upgrade()
-            bootstrap_admin(Path(data_dir), TOKEN)
             project = Project(name="archive")
             db.session.add(project)
             db.session.commit()
@@ -99,7 +81,7 @@ def main() -> None:
         began = time.perf_counter()
         response = app.test_client().get(
             f"/api/v1/projects/{pid}/jobs/{job_id}/steps/{step_id}/logs",
-            headers={"Authorization": f"Bearer {TOKEN}"},
+            headers=HEADERS,
             buffered=False,
         )
         assert response.status_code == 200, response.status_code
@@ -110,15 +92,9 @@ def main() -> None:
         elapsed = time.perf_counter() - began
         log_mib = args.hosts * args.stdout_kib / 1024
         print(f"database: {dialect}; {args.hosts} hosts x {args.stdout_kib} KiB of stdout: {log_mib:.0f} MiB")
-        print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+        print(machine())
         print(f"archive: {archive_bytes / 2**20:.1f} MiB in {elapsed:.1f} s")
         print(f"resident memory: {before / 2**20:.0f} MiB before, at most {highest / 2**20:.0f} MiB after")
-    finally:
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
-        if target:
-            drop_postgres(target)
 
 
 if __name__ == "__main__":

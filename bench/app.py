@@ -1,0 +1,72 @@
+"""The application in this process, for benchmarks that time the API itself (Flask's test client).
+
+`application()` builds it on a fresh database, migrated, with an admin token: SQLite in a temporary
+data dir, or, when DATABASE_URL is set, a new database on that server, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+from flask import Flask
+from sqlalchemy.engine import make_url
+
+TOKEN = "opf_bench-token"
+HEADERS = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@contextmanager
+def application(name: str, **settings: str) -> Iterator[Flask]:
+    """The application on a fresh database; `settings` are environment variables for it."""
+    data_dir = tempfile.mkdtemp(prefix=f"opsflow-bench-{name}-")
+    os.environ.update(OPSFLOW_DATA_DIR=data_dir, **settings)
+    database = fresh_postgres(os.environ["DATABASE_URL"]) if os.environ.get("DATABASE_URL") else None
+    if database:
+        os.environ["DATABASE_URL"] = database
+
+    from flask_migrate import upgrade
+
+    from app import create_app
+    from app.extensions import db
+    from app.services.identity import bootstrap_admin
+
+    app = create_app()
+    try:
+        with app.app_context():
+            upgrade()
+            bootstrap_admin(Path(data_dir), TOKEN)
+        yield app
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+        if database:
+            drop_postgres(database)
+
+
+def machine() -> str:
+    return f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+
+
+def fresh_postgres(url: str) -> str:
+    """A new, empty database on the server of `url`, for the benchmark alone."""
+    name = f"opsflow_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(_libpq(url), autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_postgres(url: str) -> None:
+    with psycopg.connect(_libpq(url).rsplit("/", 1)[0] + "/postgres", autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+
+
+def _libpq(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
