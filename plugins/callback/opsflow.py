@@ -181,14 +181,17 @@ class CallbackModule(CallbackBase):
         """The result's message; for a loop, with the first item's own message (items that went
         well carry none, and a loop's summary drops their `failed` flag)."""
         msg = str(data.get("msg") or "")
-        failed = [
-            item
-            for item in data.get("results") or []
-            if isinstance(item, dict) and item.get("msg") and not item.get("skipped")
-        ]
-        if failed and failed[0].get("msg"):
-            return f"{msg}: {failed[0]['msg']}" if msg else str(failed[0]["msg"])
-        return msg
+        told = next(
+            (
+                str(item["msg"])
+                for item in data.get("results") or []
+                if isinstance(item, dict) and item.get("msg") and not item.get("skipped")
+            ),
+            None,
+        )
+        if told is None:
+            return msg
+        return f"{msg}: {told}" if msg else told
 
     def _item(self, result, outcome: str) -> None:
         """A file of a transfer: the outcome of one loop item of a task marked with opsflow_phase."""
