@@ -15,10 +15,6 @@ from app.services.errors import Invalid
 from app.services.inventory_formats import ALL
 
 
-def create_host(project_id: int, data: dict[str, Any]) -> Host:
-    return records.save(Host(project_id=project_id, **data))
-
-
 def create_group(project_id: int, data: dict[str, Any]) -> Group:
     group = Group(project_id=project_id, **_members(project_id, data))
     return records.save(group)
