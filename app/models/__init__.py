@@ -6,10 +6,22 @@ from app.models.danger import DangerRule, DangerRuleOverride, RuleAction
 from app.models.file import FileResult, StoredFile
 from app.models.identity import ApiToken, Membership, Role, User
 from app.models.inventory import Connection, DynamicGroup, Group, Host
-from app.models.job import HostResult, JobInstance, LaunchType, Slice, StepInstance, TaskResult
+from app.models.job import (
+    HostResult,
+    JobInstance,
+    JobOperation,
+    LaunchType,
+    NamespaceValue,
+    OnFailure,
+    RollingMode,
+    Slice,
+    StepInstance,
+    TaskResult,
+)
 from app.models.project import Project
 from app.models.script import Script, ScriptVersion
 from app.models.status import FileStatus, HostStatus, RunStatus, VersionState
+from app.models.template import JobPlan, JobTemplate, StepType, VariableType
 
 __all__ = [
     "Account",
@@ -26,18 +38,26 @@ __all__ = [
     "HostResult",
     "HostStatus",
     "JobInstance",
+    "JobOperation",
+    "JobPlan",
+    "JobTemplate",
     "LaunchType",
     "Membership",
+    "NamespaceValue",
+    "OnFailure",
     "Project",
     "Role",
+    "RollingMode",
     "RuleAction",
     "RunStatus",
     "Script",
     "ScriptVersion",
     "Slice",
     "StepInstance",
+    "StepType",
     "StoredFile",
     "TaskResult",
     "User",
+    "VariableType",
     "VersionState",
 ]

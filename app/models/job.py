@@ -22,6 +22,24 @@ class LaunchType(StrEnum):
     RELAUNCH = "relaunch"
 
 
+class OnFailure(StrEnum):
+    """What a step's failure does to its job."""
+
+    STOP = "stop"
+    # The step ends ignored_error and the job goes on as if it had succeeded.
+    IGNORE = "ignore"
+    # The job goes on and ends failed: a plain transfer pushes what its other sources brought.
+    CONTINUE = "continue"
+
+
+class RollingMode(StrEnum):
+    """What a rolling step does after a batch."""
+
+    PAUSE = "pause"
+    IGNORE = "ignore"
+    CONFIRM = "confirm"
+
+
 def digest_of(stdout: str) -> str:
     """The key that groups hosts with identical output."""
     return hashlib.blake2b(stdout.encode(), digest_size=16).hexdigest()
@@ -38,6 +56,8 @@ class JobInstance(db.Model):
         Index("ix_job_instance_project_status_created", "project_id", "status", "created_at"),
         Index("ix_job_instance_project_launcher_created", "project_id", "launched_by", "created_at"),
         Index("ix_job_instance_project_type_created", "project_id", "launch_type", "created_at"),
+        # A client's retried launch finds the job instance its first attempt started.
+        UniqueConstraint("project_id", "idempotency_key", name="uq_job_instance_project_id_idempotency_key"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -60,9 +80,22 @@ class JobInstance(db.Model):
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Matches of dangerous-command rules whose action is scan: the launch went on, with these warnings.
     warnings: Mapped[list] = mapped_column(JSON, default=list, server_default="[]")
+    template_id: Mapped[int | None] = mapped_column(
+        ForeignKey("job_template.id", ondelete="SET NULL"), index=True
+    )
+    plan_id: Mapped[int | None] = mapped_column(ForeignKey("job_plan.id", ondelete="SET NULL"), index=True)
+    # The global variables as launched: {name: {"type", "value"}}, secret values left out.
+    variables: Mapped[dict] = mapped_column(JSON, default=dict, server_default="{}")
+    # Secret variable values as launched: encrypted JSON {name: value}.
+    secret_variables: Mapped[str | None] = mapped_column(EncryptedText)
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
 
     steps: Mapped[list[StepInstance]] = relationship(
         back_populates="job", order_by="StepInstance.seq", cascade="all, delete-orphan"
+    )
+    operations: Mapped[list[JobOperation]] = relationship(
+        order_by="JobOperation.id", cascade="all, delete-orphan"
     )
 
 
@@ -88,6 +121,14 @@ class StepInstance(db.Model):
     # How many tasks the compiled playbook runs per host: with one, a host's first result is final.
     task_count: Mapped[int] = mapped_column(Integer, default=1)
     host_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The template step it comes from (a transfer step makes a fetch step per source path and a push step).
+    template_step: Mapped[str | None] = mapped_column(String(64))
+    on_failure: Mapped[str] = mapped_column(String(16), default=OnFailure.STOP, server_default="stop")
+    # A rolling step's batch sizes, in order; empty: one batch of every host.
+    batches: Mapped[list] = mapped_column(JSON, default=list, server_default="[]")
+    rolling_mode: Mapped[str | None] = mapped_column(String(16))
+    # The batch running or last run (0 before the first).
+    current_batch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # When its slices went on the queue: steps of a higher seq wait for the lower ones to end.
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -108,8 +149,12 @@ class Slice(db.Model):
         ForeignKey("step_instance.id", ondelete="CASCADE"), index=True
     )
     index: Mapped[int] = mapped_column(Integer)
+    # The rolling batch it belongs to (1 for a step run in one batch).
+    batch: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     status: Mapped[str] = mapped_column(String(16), default=RunStatus.WAITING)
     host_count: Mapped[int] = mapped_column(Integer, default=0)
+    # When it went on the queue: a step's slices go batch by batch, and a retry adds slices.
+    queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     worker: Mapped[str | None] = mapped_column(String(255))
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -177,3 +222,34 @@ class TaskResult(db.Model):
     msg: Mapped[str] = mapped_column(Text, default="")
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class JobOperation(db.Model):
+    """Something done to a job instance or one of its steps: who, when, what, and why."""
+
+    __tablename__ = "job_operation"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_instance_id: Mapped[int] = mapped_column(
+        ForeignKey("job_instance.id", ondelete="CASCADE"), index=True
+    )
+    step_instance_id: Mapped[int | None] = mapped_column(ForeignKey("step_instance.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class NamespaceValue(db.Model):
+    """One host's own value of a namespace variable in a job instance, set from its output in a step."""
+
+    __tablename__ = "namespace_value"
+    __table_args__ = (UniqueConstraint("job_instance_id", "name", "host_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_instance_id: Mapped[int] = mapped_column(ForeignKey("job_instance.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    host_name: Mapped[str] = mapped_column(String(255))
+    value: Mapped[str] = mapped_column(Text)
+    step_instance_id: Mapped[int | None] = mapped_column(ForeignKey("step_instance.id", ondelete="SET NULL"))

@@ -14,21 +14,30 @@ class RunStatus(StrEnum):
 
     WAITING = "waiting"
     RUNNING = "running"
+    # A manual step, or a rolling step between batches, waits for someone to confirm it.
+    WAITING_USER = "waiting_user"
     STOPPING = "stopping"
     SUCCESS = "success"
     FAILED = "failed"
     TIMEOUT = "timeout"
     TERMINATED = "terminated"
     ABNORMAL = "abnormal"
+    SKIPPED = "skipped"
+    # A step that failed and was told (or set) to let the job go on.
+    IGNORED_ERROR = "ignored_error"
 
     @property
     def final(self) -> bool:
         return self in RUN_FINAL
 
+    @property
+    def failing(self) -> bool:
+        return self in RUN_FAILING
 
-RUN_FINAL = frozenset(
-    {RunStatus.SUCCESS, RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.TERMINATED, RunStatus.ABNORMAL}
-)
+
+# A job instance can leave a failing status again: retry, ignore or skip its failed step.
+RUN_FAILING = frozenset({RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.TERMINATED, RunStatus.ABNORMAL})
+RUN_FINAL = RUN_FAILING | {RunStatus.SUCCESS, RunStatus.SKIPPED, RunStatus.IGNORED_ERROR}
 
 
 class HostStatus(StrEnum):
@@ -43,6 +52,8 @@ class HostStatus(StrEnum):
     TIMEOUT = "timeout"
     CANCELLED = "cancelled"
     ABNORMAL = "abnormal"
+    # Its step was skipped before the host ran it.
+    SKIPPED = "skipped"
 
     @property
     def final(self) -> bool:
