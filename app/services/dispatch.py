@@ -14,25 +14,30 @@ launches at once cannot both take the last place, and none jumps the queue.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
-from rq import Queue
+from rq import Queue, Retry
 from sqlalchemy import func, select
 
 from app.config import current as settings
 from app.extensions import db, redis
-from app.models import JobInstance, RunStatus
+from app.models import JobInstance, OnFailure, RunStatus, Slice, StepInstance, StepType
 from app.models.base import utcnow
 from app.models.status import RUN_FINAL
 
 log = logging.getLogger(__name__)
 
 RQ_TIMEOUT_MARGIN = 600
+# A job's callback URL is tried once and then retried this many times, this many seconds apart.
+CALLBACK_RETRIES = 3
+CALLBACK_RETRY_INTERVALS = [5, 30, 120]
 # How long a decision waits for another one about the same project.
 ADMISSION_WAIT_SECONDS = 10
 # What settling asks for, done once the session's transaction has committed (after_commit): jobs whose
 # next steps may be due, and projects whose held jobs may go.
 NEXT_STEPS_AFTER_COMMIT = "opsflow.next_steps_after_commit"
 RELEASE_AFTER_COMMIT = "opsflow.release_after_commit"
+CALLBACK_AFTER_COMMIT = "opsflow.callback_after_commit"
 
 
 def running(project_id: int) -> int:
@@ -43,7 +48,8 @@ def running(project_id: int) -> int:
         .where(
             JobInstance.project_id == project_id,
             JobInstance.dispatched_at.is_not(None),
-            JobInstance.status.not_in(RUN_FINAL),
+            # A job waiting for someone's confirmation holds no place.
+            JobInstance.status.not_in(RUN_FINAL | {RunStatus.WAITING_USER}),
         )
     )
 
@@ -56,36 +62,78 @@ def has_room(project_id: int) -> bool:
 def dispatch(job: JobInstance) -> None:
     """Start the job: queue its first steps."""
     job.dispatched_at = utcnow()
-    dispatch_next_steps(job)
+    advance(job)
 
 
-def dispatch_next_steps(job: JobInstance) -> None:
-    """Queue one RQ job per slice of the steps of the lowest seq not queued yet, once every step
-    queued before has ended (a transfer pushes what its fetch steps brought). A job being stopped
-    queues nothing more."""
-    if job.status == RunStatus.STOPPING:
+def advance(job: JobInstance) -> None:
+    """Start what is due, then commit and queue its slices.
+
+    What is due: the next batch of a rolling step, a retry's new slices, or, once every step of
+    lower seq has ended and none of them stops the job, the steps of the next seq. A manual step
+    starts by waiting for its confirmation. A job being stopped or ended starts nothing.
+    """
+    if job.status == RunStatus.STOPPING or RunStatus(job.status).final:
         return
-    queued = [step for step in job.steps if step.dispatched_at is not None]
-    # A step that ended without being queued (its job was cancelled first) is not queued any more.
-    pending = [step for step in job.steps if step.dispatched_at is None and not RunStatus(step.status).final]
-    if not pending or any(not RunStatus(step.status).final for step in queued):
-        return
-    seq = min(step.seq for step in pending)
-    steps = [step for step in pending if step.seq == seq]
-    for step in steps:
-        step.dispatched_at = utcnow()
+    now = utcnow()
+    due: list[Slice] = []
+    for seq in sorted({step.seq for step in job.steps}):
+        steps = [step for step in job.steps if step.seq == seq]
+        if all(RunStatus(step.status).final for step in steps):
+            if any(stops_job(step) for step in steps):
+                break
+            continue
+        for step in steps:
+            if step.dispatched_at is None and step.status == RunStatus.WAITING:
+                start_step(step, now)
+            if step.status in (RunStatus.WAITING, RunStatus.RUNNING):
+                due.extend(
+                    piece
+                    for piece in step.slices
+                    if piece.batch == step.current_batch
+                    and piece.queued_at is None
+                    and piece.status == RunStatus.WAITING
+                )
+        break
+    for piece in due:
+        piece.queued_at = now
+    mark_waiting_for_user(job)
     db.session.commit()
     queue = Queue(settings().queue_name, connection=redis.client)
-    for step in steps:
-        for piece in step.slices:
-            queue.enqueue_call(
-                "app.execution.tasks.run_slice",
-                args=(piece.id,),
-                job_id=piece.rq_job_id,
-                timeout=step.spec["timeout"] + RQ_TIMEOUT_MARGIN,
-                result_ttl=3600,
-                failure_ttl=86400,
-            )
+    for piece in due:
+        queue.enqueue_call(
+            "app.execution.tasks.run_slice",
+            args=(piece.id,),
+            job_id=piece.rq_job_id,
+            timeout=piece.step.spec["timeout"] + RQ_TIMEOUT_MARGIN,
+            result_ttl=3600,
+            failure_ttl=86400,
+        )
+
+
+def start_step(step: StepInstance, now: datetime) -> None:
+    step.dispatched_at = now
+    step.current_batch = 1
+    if step.kind == StepType.MANUAL:
+        step.status = RunStatus.WAITING_USER
+        step.started_at = now
+        if step.job.started_at is None:
+            step.job.started_at = now
+
+
+def stops_job(step: StepInstance) -> bool:
+    """The step ended failing and its job may not go on past it."""
+    return RunStatus(step.status).failing and step.on_failure == OnFailure.STOP
+
+
+def mark_waiting_for_user(job: JobInstance) -> None:
+    """A job whose only live steps wait for a confirmation waits for a user too; it runs again after."""
+    if RunStatus(job.status).final or job.status == RunStatus.STOPPING:
+        return
+    statuses = {step.status for step in job.steps if step.dispatched_at is not None}
+    if RunStatus.WAITING_USER in statuses and RunStatus.RUNNING not in statuses:
+        job.status = RunStatus.WAITING_USER
+    elif job.status == RunStatus.WAITING_USER:
+        job.status = RunStatus.RUNNING
 
 
 def release_held(project_id: int) -> None:
@@ -125,14 +173,31 @@ def release_after_commit(project_id: int) -> None:
     db.session.info.setdefault(RELEASE_AFTER_COMMIT, set()).add(project_id)
 
 
+def callback_after_commit(job: JobInstance) -> None:
+    """The job has ended: its callback URL, if it has one, is posted its final status."""
+    if job.callback_url:
+        db.session.info.setdefault(CALLBACK_AFTER_COMMIT, {})[job.id] = str(job.status)
+
+
 def after_commit() -> None:
     """Queue what settling asked for; called right after a commit, so that no write lock is held while
     steps are committed and queued or while a project's lock is awaited, and a batch stays one
     transaction."""
     for job_id in sorted(db.session.info.pop(NEXT_STEPS_AFTER_COMMIT, ())):
-        dispatch_next_steps(db.session.get(JobInstance, job_id))
+        advance(db.session.get(JobInstance, job_id))
     for project_id in sorted(db.session.info.pop(RELEASE_AFTER_COMMIT, ())):
         release_held(project_id)
+    callbacks = db.session.info.pop(CALLBACK_AFTER_COMMIT, {})
+    if callbacks:
+        queue = Queue(settings().queue_name, connection=redis.client)
+        for job_id, status in sorted(callbacks.items()):
+            queue.enqueue_call(
+                "app.execution.tasks.post_callback",
+                args=(job_id, status),
+                retry=Retry(max=CALLBACK_RETRIES, interval=CALLBACK_RETRY_INTERVALS),
+                result_ttl=3600,
+                failure_ttl=86400,
+            )
 
 
 def release_all_held() -> None:

@@ -14,14 +14,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO
 
-from sqlalchemy import Select, delete, select
+from sqlalchemy import Select, delete, or_, select
 
 from app.config import Settings
 from app.config import current as settings
 from app.extensions import db
 from app.models import JobInstance, Project, StoredFile
 from app.models.base import utcnow
-from app.models.status import RUN_FINAL
+from app.models.status import RUN_FAILING, RUN_FINAL
 from app.services import records
 from app.services.access import Action, Actor, require
 from app.services.errors import Invalid, TooLarge
@@ -30,6 +30,7 @@ CHUNK_BYTES = 1024 * 1024
 NAME_MAX_BYTES = 255
 # What a multipart body may hold beyond the file: boundaries, part headers, small fields.
 MULTIPART_ENVELOPE_BYTES = 64 * 1024
+FAILED_STAGING_KEPT = timedelta(days=1)
 
 
 def checked_name(name: str | None, field: str = "name") -> str:
@@ -167,7 +168,15 @@ def housekeep(config: Settings) -> int:
     if config.staging_dir.is_dir():
         staged = {int(path.name): path for path in config.staging_dir.iterdir() if path.name.isdigit()}
         ended = db.session.scalars(
-            select(JobInstance.id).where(JobInstance.id.in_(staged), JobInstance.status.in_(RUN_FINAL))
+            select(JobInstance.id).where(
+                JobInstance.id.in_(staged),
+                JobInstance.status.in_(RUN_FINAL),
+                # A failed step can be retried: its job keeps what it fetched for a while.
+                or_(
+                    JobInstance.status.not_in(RUN_FAILING),
+                    JobInstance.ended_at < utcnow() - FAILED_STAGING_KEPT,
+                ),
+            )
         ).all()
         gone = set(staged) - set(
             db.session.scalars(select(JobInstance.id).where(JobInstance.id.in_(staged))).all()

@@ -12,10 +12,26 @@ from collections import Counter
 from sqlalchemy import func, select, update
 
 from app.extensions import db
-from app.models import HostResult, HostStatus, JobInstance, RunStatus, Slice, StepInstance
+from app.models import (
+    HostResult,
+    HostStatus,
+    JobInstance,
+    OnFailure,
+    RollingMode,
+    RunStatus,
+    Slice,
+    StepInstance,
+)
 from app.models.base import utcnow
-from app.models.status import HOST_PENDING, HOST_STATUS_FOR_UNFINISHED, RUN_FINAL
-from app.services.dispatch import next_steps_after_commit, release_after_commit
+from app.models.status import HOST_PENDING, HOST_STATUS_FOR_UNFINISHED
+from app.services.dispatch import (
+    callback_after_commit,
+    mark_waiting_for_user,
+    next_steps_after_commit,
+    release_after_commit,
+    stops_job,
+)
+from app.services.namespaces import record_namespace_values
 from app.services.reachability import CHECK_STEP, record_results
 
 
@@ -63,24 +79,71 @@ def step_status(counts: dict[str, int]) -> RunStatus:
 
 
 def settle_step(step: StepInstance) -> None:
-    if any(not RunStatus(piece.status).final for piece in step.slices):
+    """Once the slices of its current batch have ended: start its next batch, wait for a
+    confirmation, pause on a failed batch, or end the step."""
+    if any(not RunStatus(piece.status).final for piece in step.slices if piece.batch <= step.current_batch):
         return
-    step.status = step_status(host_counts(HostResult.step_instance_id == step.id))
-    step.ended_at = utcnow()
-    if step.kind == CHECK_STEP:
-        record_results(step)
-    next_steps_after_commit(step.job)
-    settle_job(step.job)
+    job = step.job
+    if step.spec.get("namespaces"):
+        record_namespace_values(step)
+    if step.current_batch < len(step.batches) and job.status != RunStatus.STOPPING:
+        between_batches(step)
+    else:
+        status = step_status(host_counts(HostResult.step_instance_id == step.id))
+        if status.failing and step.on_failure == OnFailure.IGNORE:
+            status = RunStatus.IGNORED_ERROR
+        step.status = status
+        step.ended_at = utcnow()
+        if step.kind == CHECK_STEP:
+            record_results(step)
+    next_steps_after_commit(job)
+    settle_job(job)
+
+
+def between_batches(step: StepInstance) -> None:
+    """After a batch of a rolling step that has more: pause on a failure, wait for a confirmation,
+    or go on with the next batch, as the step's mode says."""
+    batch_failed = db.session.scalar(
+        select(func.count())
+        .select_from(HostResult)
+        .join(Slice, HostResult.slice_id == Slice.id)
+        .where(
+            Slice.step_instance_id == step.id,
+            Slice.batch == step.current_batch,
+            HostResult.status != HostStatus.SUCCESS,
+        )
+    )
+    if batch_failed and step.rolling_mode == RollingMode.PAUSE:
+        step.status = step_status(
+            host_counts(HostResult.step_instance_id == step.id, HostResult.status.not_in(HOST_PENDING))
+        )
+        step.ended_at = utcnow()
+    elif step.rolling_mode == RollingMode.CONFIRM:
+        step.status = RunStatus.WAITING_USER
+    else:
+        step.current_batch += 1
 
 
 def settle_job(job: JobInstance) -> None:
-    statuses = [RunStatus(step.status) for step in job.steps]
-    if not all(status in RUN_FINAL for status in statuses):
+    """End the job once nothing of it is live and either a step stops it or every step has ended."""
+    live = [step for step in job.steps if step.dispatched_at is not None and not RunStatus(step.status).final]
+    if live:
+        mark_waiting_for_user(job)
         return
-    failed = [status for status in statuses if status is not RunStatus.SUCCESS]
-    job.status = failed[0] if failed else RunStatus.SUCCESS
+    statuses = [RunStatus(step.status) for step in job.steps]
+    blocking = next((step for step in job.steps if stops_job(step)), None)
+    if blocking is None and not all(status.final for status in statuses):
+        return
+    if job.status == RunStatus.STOPPING:
+        job.status = RunStatus.TERMINATED
+    elif blocking is not None:
+        job.status = blocking.status
+    else:
+        failed = [status for status in statuses if status.failing]
+        job.status = failed[0] if failed else RunStatus.SUCCESS
     job.ended_at = utcnow()
     release_after_commit(job.project_id)
+    callback_after_commit(job)
 
 
 def mark_started(piece: Slice) -> None:
