@@ -74,6 +74,8 @@ class ScriptStep:
     language: str
     content: str
     params: list[str] = field(default_factory=list)
+    # Environment variables of the script on every host; names are identifiers, values data.
+    environment: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ def posix_command(step: ScriptStep, over_ssh: bool) -> str:
     payload = base64.b64encode(step.content.encode()).decode()
     args = " ".join(shlex.quote(param) for param in step.params)
     script = f'"$d/script{interpreter.suffix}"'
-    command = (
+    command = posix_exports(step.environment) + (
         "d=$(mktemp -d) || exit 125; "
         f"printf %s '{payload}' | base64 -d > {script} || {{ rm -rf \"$d\"; exit 125; }}; "
     )
@@ -127,15 +129,24 @@ def posix_command(step: ScriptStep, over_ssh: bool) -> str:
     )
 
 
+def posix_exports(environment: dict[str, str]) -> str:
+    """Shell statements that export these variables, each value quoted as one literal word."""
+    return "".join(f"export {name}={shlex.quote(value)}; " for name, value in environment.items())
+
+
 def powershell_quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+def powershell_exports(environment: dict[str, str]) -> str:
+    return "".join(f"$env:{name} = {powershell_quote(value)}; " for name, value in environment.items())
 
 
 def windows_command(step: ScriptStep) -> str:
     """The PowerShell command that delivers, runs and removes a script on a Windows host."""
     payload = base64.b64encode(step.content.encode()).decode()
     args = " ".join(powershell_quote(param) for param in step.params)
-    return (
+    return powershell_exports(step.environment) + (
         "$d = Join-Path $env:TEMP ([guid]::NewGuid()); New-Item -ItemType Directory $d | Out-Null; "
         "$f = Join-Path $d 'script.ps1'; "
         f"[IO.File]::WriteAllBytes($f, [Convert]::FromBase64String('{payload}')); "
@@ -144,11 +155,24 @@ def windows_command(step: ScriptStep) -> str:
     )
 
 
-def script_task(step: ScriptStep, connection: str, files: dict[str, bytes]) -> dict[str, Any]:
-    """The task that runs the script: `raw` when it fits one command, else `script`."""
+def script_task(
+    step: ScriptStep, connection: str, files: dict[str, bytes], per_host: bool = False
+) -> dict[str, Any]:
+    """The task that runs the script: `raw` when it fits one command, else `script`.
+
+    With `per_host`, each host also exports its own variables (its `opsflow_environment` host
+    variable): the command is then held in a task variable marked unsafe and joined to them by a
+    template that only names the two variables, so neither is evaluated.
+    """
     windows = connection == Connection.WINRM
     command = windows_command(step) if windows else posix_command(step, connection == Connection.SSH)
     if len(command.encode()) <= RAW_COMMAND_MAX_BYTES:
+        if per_host:
+            return {
+                "name": "run script",
+                "raw": "{{ opsflow_environment }}{{ opsflow_command }}",
+                "vars": {"opsflow_command": Unsafe(command)},
+            }
         return {"name": "run script", "raw": Unsafe(command)}
     suffix = ".ps1" if windows else INTERPRETERS[step.language].suffix
     filename = f"script{suffix}"
@@ -158,24 +182,48 @@ def script_task(step: ScriptStep, connection: str, files: dict[str, bytes]) -> d
     task: dict[str, Any] = {"name": "run script", "script": {"cmd": Unsafe(cmd)}}
     if not windows:
         task["script"]["executable"] = Unsafe(INTERPRETERS[step.language].command)
+    if step.environment or per_host:
+        task["environment"] = "{{ opsflow_environment_vars }}" if per_host else unsafe(step.environment)
     return task
 
 
-def compile_script(step: ScriptStep, targets: list[Target], account: Account | None) -> CompiledStep:
-    """Playbook and inventory that run one script on every target."""
+def compile_script(
+    step: ScriptStep,
+    targets: list[Target],
+    account: Account | None,
+    host_environment: dict[str, dict[str, str]] | None = None,
+) -> CompiledStep:
+    """Playbook and inventory that run one script on every target; `host_environment` holds the
+    variables each host has a value of its own for, by target name."""
     files: dict[str, bytes] = {}
+    if host_environment:
+        targets = [
+            with_environment(target, step, host_environment.get(target.name, {})) for target in targets
+        ]
     by_connection = _by_connection(targets)
     playbook = [
         {
             "name": "script",
             "hosts": GROUPS[connection],
             "gather_facts": False,
-            "tasks": [script_task(step, connection, files)],
+            "tasks": [script_task(step, connection, files, per_host=bool(host_environment))],
         }
         for connection in by_connection
     ]
     groups = {GROUPS[connection]: members for connection, members in by_connection.items()}
     return CompiledStep(playbook, inventory(groups, account), files, task_count=1)
+
+
+def with_environment(target: Target, step: ScriptStep, own: dict[str, str]) -> Target:
+    """The target with its own variables as host variables: export statements for a `raw` command,
+    and every variable for the `script` module's environment."""
+    exports = powershell_exports(own) if target.connection == Connection.WINRM else posix_exports(own)
+    variables = {
+        **target.variables,
+        "opsflow_environment": exports,
+        "opsflow_environment_vars": {**step.environment, **own},
+    }
+    return Target(target.name, target.address, target.port, target.connection, variables)
 
 
 def compile_connection_test(targets: list[Target], account: Account | None) -> CompiledStep:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -62,3 +64,17 @@ def first_error(messages: Any, path: tuple[str, ...] = ()) -> tuple[str | None, 
             return (".".join(path) or None), messages[0]
         return first_error(messages[0], path)
     return (".".join(path) or None), str(messages)
+
+
+@contextmanager
+def fields_under(prefix: str, missing_is_invalid: bool = False) -> Iterator[None]:
+    """Errors raised inside name their field under `prefix`; with `missing_is_invalid`, a reference to
+    something missing is bad input (422) rather than a missing resource (404)."""
+    try:
+        yield
+    except ServiceError as exc:
+        field = f"{prefix}.{exc.field}" if exc.field else prefix
+        if missing_is_invalid and isinstance(exc, NotFound):
+            raise Invalid(exc.message, field, exc.details) from exc
+        exc.field = field
+        raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -49,17 +50,17 @@ def _refuse_cycle(group: Group, children: list[Group]) -> None:
             pending.extend(child.children)
 
 
-def resolve_targets(project_id: int, targets: dict[str, list[int]]) -> list[Host]:
+def resolve_targets(project_id: int, targets: dict[str, list[int]], field: str = "targets") -> list[Host]:
     """The hosts named directly, through static groups (and their children) and through dynamic groups.
 
-    Each host once, by id, in one query whatever the number of hosts.
+    Each host once, by id, in one query whatever the number of hosts. Errors name `field`.
     """
     host_ids = [
-        host.id for host in records.get_many(Host, targets.get("hosts", []), project_id, "targets.hosts")
+        host.id for host in records.get_many(Host, targets.get("hosts", []), project_id, f"{field}.hosts")
     ]
-    groups = records.get_many(Group, targets.get("groups", []), project_id, "targets.groups")
+    groups = records.get_many(Group, targets.get("groups", []), project_id, f"{field}.groups")
     dynamic = records.get_many(
-        DynamicGroup, targets.get("dynamic_groups", []), project_id, "targets.dynamic_groups"
+        DynamicGroup, targets.get("dynamic_groups", []), project_id, f"{field}.dynamic_groups"
     )
     conditions = [Host.id.in_(host_ids)]
     if groups:
@@ -69,7 +70,7 @@ def resolve_targets(project_id: int, targets: dict[str, list[int]]) -> list[Host
         select(Host).where(Host.project_id == project_id, or_(*conditions)).order_by(Host.id)
     ).all()
     if not hosts:
-        raise Invalid("targets resolve to no host: name at least one host or a group with hosts", "targets")
+        raise Invalid(f"{field} resolve to no host: name at least one host or a group with hosts", field)
     return list(hosts)
 
 
@@ -79,8 +80,34 @@ def effective_variables(hosts: list[Host]) -> dict[int, dict[str, Any]]:
     Groups apply from the shallowest to the deepest (a child group overrides its parents), by name
     among groups of the same depth, after the group named `all`; a host's own variables win.
     """
+    groups, chosen, depth_of = memberships(hosts)
+    merged = {}
+    for host in hosts:
+        order = sorted(
+            chosen[host.id], key=lambda id: (groups[id].name != ALL, depth_of(id), groups[id].name)
+        )
+        variables: dict[str, Any] = {}
+        for id in order:
+            variables.update(groups[id].variables or {})
+        merged[host.id] = {**variables, **(host.variables or {})}
+    return merged
+
+
+def group_members(hosts: list[Host]) -> dict[str, list[int]]:
+    """{group name: ids of these hosts in it, directly or through a child group}."""
+    groups, chosen, _ = memberships(hosts)
+    members: dict[str, list[int]] = {}
+    for host in hosts:
+        for id in sorted(chosen[host.id]):
+            members.setdefault(groups[id].name, []).append(host.id)
+    return members
+
+
+def memberships(hosts: list[Host]) -> tuple[dict[int, Group], dict[int, set[int]], Callable[[int], int]]:
+    """The project's groups by id, each host's groups (with their ancestors and `all`) by host id, and
+    a group's depth (1 for a group without parents)."""
     if not hosts:
-        return {}
+        return {}, {}, lambda id: 0
     project_id = hosts[0].project_id
     groups = {row.id: row for row in db.session.scalars(select(Group).where(Group.project_id == project_id))}
     parents: dict[int, list[int]] = {}
@@ -103,7 +130,7 @@ def effective_variables(hosts: list[Host]) -> dict[int, dict[str, Any]]:
         return depth[group]
 
     common = [id for id, group in groups.items() if group.name == ALL]
-    merged = {}
+    chosen_by_host = {}
     for host in hosts:
         chosen, pending = set(common), list(direct.get(host.id, []))
         while pending:
@@ -111,9 +138,5 @@ def effective_variables(hosts: list[Host]) -> dict[int, dict[str, Any]]:
             if group not in chosen:
                 chosen.add(group)
                 pending.extend(parents.get(group, []))
-        order = sorted(chosen, key=lambda id: (groups[id].name != ALL, depth_of(id), groups[id].name))
-        variables: dict[str, Any] = {}
-        for id in order:
-            variables.update(groups[id].variables or {})
-        merged[host.id] = {**variables, **(host.variables or {})}
-    return merged
+        chosen_by_host[host.id] = chosen
+    return groups, chosen_by_host, depth_of
