@@ -57,7 +57,7 @@ def worker(name: str | None) -> None:
     settings: Settings = app.config["OPSFLOW"]
     with app.app_context():
         queue = Queue(settings.queue_name, connection=redis.client)
-        Worker([queue], connection=redis.client, name=name).work()
+        Worker([queue], connection=redis.client, name=name).work(with_scheduler=True)
 
 
 @cli.command()

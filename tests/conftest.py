@@ -253,3 +253,22 @@ def add_local_host(service: Service, project: dict, name: str = "controller") ->
 def basic_auth(username: str, password: str) -> dict[str, str]:
     """Headers for the one call that takes a password: making a token."""
     return {"Authorization": "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()}
+
+
+MEMBER_PASSWORD = "member-Password-2026"
+
+
+def make_member(service: Service, project_id: int, role: str) -> str:
+    """A new user holding `role` in the project; returns their API token."""
+    username = f"u{uuid.uuid4().hex[:10]}"
+    user = service.post("/users", {"username": username, "password": MEMBER_PASSWORD}, expect=201).get_json()
+    service.post(f"/projects/{project_id}/members", {"user_id": user["id"], "role": role}, expect=201)
+    response = service.api(
+        "POST",
+        "/users/me/tokens",
+        201,
+        token=None,
+        headers=basic_auth(username, MEMBER_PASSWORD),
+        json={"name": "test"},
+    )
+    return response.get_json()["token"]

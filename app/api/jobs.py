@@ -9,6 +9,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api.auth import current_actor
+from app.api.launching import launched
 from app.api.paging import SelectPage, filter_arguments
 from app.models import JobInstance
 from app.schemas.job import (
@@ -18,9 +19,11 @@ from app.schemas.job import (
     JobSchema,
     OutputGroupSchema,
     RelaunchSchema,
+    RetrySchema,
     ScriptExecutionSchema,
+    StepOperationSchema,
 )
-from app.services import executions, jobs, records
+from app.services import executions, jobs, records, step_operations
 from app.services.access import Action, require
 
 blp = Blueprint(
@@ -34,14 +37,13 @@ class ScriptExecutions(MethodView):
     @blp.response(202, JobSchema)
     def post(self, data: dict[str, Any], pid: int):
         """Run a script on hosts; answers at once with the job instance."""
-        job = executions.launch_script(current_actor(), pid, data)
-        return jobs.job_with_counts(pid, job.id)
+        return launched(pid, data, lambda data: executions.launch_script(current_actor(), pid, data))
 
 
 @blp.route("/<int:pid>/jobs")
 class Jobs(MethodView):
     @filter_arguments(blp, JobListArgs)
-    @blp.response(200, JobSchema(many=True, exclude=("steps", "counts")))
+    @blp.response(200, JobSchema(many=True, exclude=("steps", "counts", "operations")))
     @blp.paginate(SelectPage)
     def get(self, filters: dict[str, Any], pid: int):
         """History: job instances matching every filter given, newest first, paged."""
@@ -60,11 +62,58 @@ class Job(MethodView):
 
 @blp.route("/<int:pid>/jobs/<int:jid>/cancel")
 class JobCancel(MethodView):
+    @blp.arguments(StepOperationSchema, required=False)
     @blp.response(202, JobSchema)
-    def post(self, pid: int, jid: int):
-        """Stop a job: every host ends in a final status."""
-        executions.cancel(current_actor(), pid, jid)
+    def post(self, data: dict[str, Any], pid: int, jid: int):
+        """Terminate a job: every host ends in a final status, steps waiting for a confirmation too."""
+        executions.cancel(current_actor(), pid, jid, data.get("reason", ""))
         return jobs.job_with_counts(pid, jid)
+
+
+def step_operation(name: str, summary: str, schema: type, operate) -> None:
+    """Register POST /jobs/<jid>/steps/<sid>/<name>."""
+
+    @blp.route(f"/<int:pid>/jobs/<int:jid>/steps/<int:sid>/{name}", endpoint=f"step_{name}")
+    class StepOperation(MethodView):
+        @blp.arguments(schema)
+        @blp.response(202, JobSchema)
+        def post(self, data: dict[str, Any], pid: int, jid: int, sid: int):
+            operate(current_actor(), pid, jid, sid, **data)
+            return jobs.job_with_counts(pid, jid)
+
+    StepOperation.post.__doc__ = summary
+
+
+step_operation(
+    "retry",
+    "Run a failed step again on its failed hosts (failed_only, the default) or on all the hosts it ran on.",
+    RetrySchema,
+    step_operations.retry,
+)
+step_operation(
+    "ignore",
+    "Take a failed step's error as ignored and go on (a rolling step rolls on).",
+    StepOperationSchema,
+    step_operations.ignore,
+)
+step_operation(
+    "skip",
+    "Skip a step that has not started, waits for a confirmation, or failed.",
+    StepOperationSchema,
+    step_operations.skip,
+)
+step_operation(
+    "confirm",
+    "Confirm a step waiting for it: a manual step, or a rolling step between batches.",
+    StepOperationSchema,
+    step_operations.confirm,
+)
+step_operation(
+    "reject",
+    "Refuse a step waiting for a confirmation: the job ends terminated.",
+    StepOperationSchema,
+    step_operations.reject,
+)
 
 
 @blp.route("/<int:pid>/jobs/<int:jid>/relaunch")

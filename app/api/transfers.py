@@ -8,11 +8,12 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api.auth import current_actor
+from app.api.launching import launched
 from app.api.paging import SelectPage, filter_arguments
 from app.models import JobInstance
 from app.schemas.job import JobSchema
 from app.schemas.transfer import FileResultArgs, FileResultSchema, FileTransferSchema
-from app.services import jobs, records, transfers
+from app.services import records, transfers
 from app.services.access import Action, require
 
 blp = Blueprint("transfers", __name__, url_prefix="/api/v1/projects", description="File transfers")
@@ -24,8 +25,7 @@ class FileTransfers(MethodView):
     @blp.response(202, JobSchema)
     def post(self, data: dict[str, Any], pid: int):
         """Send files to hosts: uploaded, inline, or taken from source hosts; answers at once with the job."""
-        job = transfers.launch_transfer(current_actor(), pid, data)
-        return jobs.job_with_counts(pid, job.id)
+        return launched(pid, data, lambda data: transfers.launch_transfer(current_actor(), pid, data))
 
 
 @blp.route("/<int:pid>/jobs/<int:jid>/file-results")

@@ -10,7 +10,7 @@ from app.execution.keys import cancel_key
 from app.execution.runner import Runner
 from app.extensions import db, redis
 from app.models import RunStatus
-from app.services import executions
+from app.services import callbacks, executions
 
 
 def run_slice(slice_id: int) -> str:
@@ -32,3 +32,12 @@ def run_slice(slice_id: int) -> str:
     outcome = Runner(settings(), redis.client).run(request)
     executions.publish_slice_done(slice_id, outcome.status, outcome.error)
     return str(outcome.status)
+
+
+def post_callback(job_id: int, status: str) -> int:
+    """Tell a job's callback URL how the job ended."""
+    db.engine.dispose(close=False)
+    try:
+        return callbacks.post(job_id, status)
+    finally:
+        db.session.remove()

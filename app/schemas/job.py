@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
@@ -52,6 +53,10 @@ class TargetsSchema(Schema):
 
 
 class ScriptExecutionSchema(Schema):
+    idempotency_key = fields.String(
+        validate=validate.Length(min=1, max=255),
+        metadata={"description": "a retried launch with the same key returns the first job instance"},
+    )
     name = fields.String(validate=validate.Length(min=1, max=255))
     script = fields.Nested(ScriptSchema, required=True)
     params = fields.List(
@@ -73,12 +78,30 @@ class ScriptExecutionSchema(Schema):
 
 class SliceSchema(Schema):
     index = fields.Integer()
+    batch = fields.Integer(metadata={"description": "the rolling batch it belongs to"})
     status = fields.String(metadata={"enum": RUN_STATUSES})
     host_count = fields.Integer()
     worker = fields.String()
     error = fields.String()
     started_at = fields.DateTime()
     ended_at = fields.DateTime()
+
+
+class BatchSchema(Schema):
+    batch = fields.Integer()
+    size = fields.Integer()
+    status = fields.String(metadata={"enum": RUN_STATUSES})
+    counts = fields.Dict(keys=fields.String(), values=fields.Integer())
+
+
+class OperationSchema(Schema):
+    id = fields.Integer()
+    step_instance_id = fields.Integer(allow_none=True)
+    action = fields.String(metadata={"description": "terminate, retry, ignore, skip, confirm or reject"})
+    actor = fields.String()
+    reason = fields.String()
+    details = fields.Dict()
+    created_at = fields.DateTime()
 
 
 class StepSchema(Schema):
@@ -90,6 +113,11 @@ class StepSchema(Schema):
     host_count = fields.Integer()
     counts = fields.Dict(keys=fields.String(), values=fields.Integer())
     spec = fields.Method("public_spec")
+    template_step = fields.String(allow_none=True, metadata={"description": "the template step's key"})
+    on_failure = fields.String(metadata={"description": "stop, ignore or continue"})
+    rolling_mode = fields.String(allow_none=True)
+    current_batch = fields.Integer()
+    batches = fields.List(fields.Nested(BatchSchema), attribute="batch_view")
     started_at = fields.DateTime()
     ended_at = fields.DateTime()
     slices = fields.List(fields.Nested(SliceSchema))
@@ -123,7 +151,29 @@ class JobSchema(Schema):
         fields.Nested(RuleMatchSchema),
         metadata={"description": "matches of dangerous-command rules that only warn (scan)"},
     )
+    template_id = fields.Integer(allow_none=True)
+    plan_id = fields.Integer(allow_none=True)
+    variables = fields.Method(
+        "launched_variables", metadata={"description": "the global variables as launched; secrets masked"}
+    )
+    callback_url = fields.String(allow_none=True)
     steps = fields.List(fields.Nested(StepSchema))
+    operations = fields.List(fields.Nested(OperationSchema))
+
+    def launched_variables(self, job) -> dict:
+        secrets = json.loads(job.secret_variables or "{}")
+        return {**job.variables, **{name: {"type": "secret", "value": MASK} for name in secrets}}
+
+
+class StepOperationSchema(Schema):
+    reason = fields.String(load_default="", validate=validate.Length(max=4096))
+
+
+class RetrySchema(Schema):
+    failed_only = fields.Boolean(
+        load_default=True,
+        metadata={"description": "the hosts that did not succeed, else every host it ran on"},
+    )
 
 
 class JobListArgs(FilterArgs):

@@ -67,6 +67,10 @@ class SourceSchema(Schema):
 
 
 class FileTransferSchema(Schema):
+    idempotency_key = fields.String(
+        validate=validate.Length(min=1, max=255),
+        metadata={"description": "a retried launch with the same key returns the first job instance"},
+    )
     name = fields.String(validate=validate.Length(min=1, max=255))
     sources = fields.List(
         fields.Nested(SourceSchema), required=True, validate=validate.Length(min=1, max=TRANSFER_SOURCES_MAX)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from app.config import TIMEOUT_MAX
 from app.config import current as settings
@@ -24,17 +25,20 @@ from app.models import (
     HostResult,
     HostStatus,
     JobInstance,
+    JobOperation,
     LaunchType,
     RunStatus,
     Slice,
     StepInstance,
 )
 from app.models.base import utcnow
+from app.models.status import RUN_FINAL
 from app.services import danger, dispatch, records, scripts
 from app.services.access import Action, Actor, require
 from app.services.errors import Conflict, Invalid, TooManyRequests
 from app.services.inventory import effective_variables, resolve_targets
-from app.services.progress import finish_slice, mark_started
+from app.services.progress import finish_slice, mark_started, settle_job
+from app.services.step_values import step_values
 
 # A cancel request outlives any run it can concern.
 CANCEL_KEY_TTL = TIMEOUT_MAX + dispatch.RQ_TIMEOUT_MARGIN
@@ -69,31 +73,44 @@ def launch_script(
     """Create the job instance of a script run and queue its slices; returns at once."""
     require(actor, project_id, Action.OPERATE)
     refuse_over_limit(project_id)
-    script = scripts.runnable(project_id, data["script"])
-    danger.refuse_oversized(script.content, "script.content")
-    verdict = danger.check(project_id, script.content, script.language)
-    danger.refuse_intercepted(verdict, "script.content")
     hosts = resolve_targets(project_id, data["targets"])
-    account_id = data.get("account_id")
-    require_account(project_id, account_id, hosts, "account_id")
-    if script.language != "powershell" and any(host.connection == Connection.WINRM for host in hosts):
-        raise Invalid("winrm hosts run powershell scripts only", "script.language")
-
-    params = data.get("params", [])
-    sensitive = data.get("sensitive", False)
+    step, warnings = script_step(project_id, data, hosts)
+    step.name = data.get("name") or "script execution"
     job = JobInstance(
         project_id=project_id,
-        name=data.get("name") or "script execution",
+        name=step.name,
         kind="script_execution",
         host_count=len(hosts),
         launched_by=actor.username,
         launch_type=launch_type,
         relaunch_of_id=relaunch_of,
-        request={key: value for key, value in data.items() if not (sensitive and key == "params")},
-        warnings=verdict.warnings,
+        request={
+            key: value
+            for key, value in data.items()
+            if key != "idempotency_key" and not (data["sensitive"] and key == "params")
+        },
+        warnings=warnings,
+        idempotency_key=data.get("idempotency_key"),
     )
+    job.steps.append(step)
+    return enqueue(job, [hosts])
+
+
+def script_step(project_id: int, data: dict[str, Any], hosts: list[Host]) -> tuple[StepInstance, list]:
+    """The step that runs a script on `hosts`, checked against the dangerous-command rules, and the
+    warnings of the rules that only scan."""
+    script = scripts.runnable(project_id, data["script"])
+    danger.refuse_oversized(script.content, "script.content")
+    verdict = danger.check(project_id, script.content, script.language)
+    danger.refuse_intercepted(verdict, "script.content")
+    account_id = data.get("account_id")
+    require_account(project_id, account_id, hosts, "account_id")
+    if script.language != "powershell" and any(host.connection == Connection.WINRM for host in hosts):
+        raise Invalid("winrm hosts run powershell scripts only", "script.language")
+    params = data.get("params", [])
+    sensitive = data.get("sensitive", False)
     step = StepInstance(
-        name=job.name,
+        name="script",
         kind="script",
         host_count=len(hosts),
         script_version_id=script.version_id,
@@ -110,21 +127,30 @@ def launch_script(
         },
         secret_params=json.dumps(params) if sensitive else None,
     )
-    job.steps.append(step)
-    return enqueue(job, [hosts])
+    return step, verdict.warnings
 
 
 def enqueue(job: JobInstance, hosts_of_steps: list[list[Host]]) -> JobInstance:
     """Write a new job instance, its steps' slices and host rows (the hosts of each step in order), and
     queue it when its project has room."""
-    size = settings().slice_size
     chunks_of_steps = []
     for step, hosts in zip(job.steps, hosts_of_steps, strict=True):
-        chunks = [hosts[start : start + size] for start in range(0, len(hosts), size)]
-        step.slices.extend(Slice(index=index, host_count=len(chunk)) for index, chunk in enumerate(chunks))
-        chunks_of_steps.append(chunks)
+        chunks = list(chunked(hosts, step.batches))
+        step.slices.extend(
+            Slice(index=index, batch=batch, host_count=len(chunk))
+            for index, (batch, chunk) in enumerate(chunks)
+        )
+        chunks_of_steps.append([chunk for _, chunk in chunks])
     db.session.add(job)
-    db.session.flush()
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        # Another attempt with the same idempotency key got there first.
+        first = replayed(job.project_id, job.idempotency_key)
+        if first is None:
+            raise
+        return first
     rows = [
         {
             "job_instance_id": job.id,
@@ -143,6 +169,29 @@ def enqueue(job: JobInstance, hosts_of_steps: list[list[Host]]) -> JobInstance:
     db.session.commit()
     dispatch.release_held(job.project_id)
     return job
+
+
+def chunked(hosts: list[Host], batches: list[int], first_batch: int = 1) -> Iterator[tuple[int, list[Host]]]:
+    """(batch, hosts) of each slice: hosts in batches of the given sizes (one batch when none), each
+    batch cut into slices of at most the slice size."""
+    size = settings().slice_size
+    start = 0
+    for batch, batch_size in enumerate(batches or [len(hosts)], first_batch):
+        members = hosts[start : start + batch_size]
+        start += batch_size
+        for offset in range(0, len(members), size):
+            yield batch, members[offset : offset + size]
+
+
+def replayed(project_id: int, idempotency_key: str | None) -> JobInstance | None:
+    """The job instance a launch with this idempotency key started, if one did."""
+    if not idempotency_key:
+        return None
+    return db.session.scalar(
+        select(JobInstance).where(
+            JobInstance.project_id == project_id, JobInstance.idempotency_key == idempotency_key
+        )
+    )
 
 
 # The launchers a relaunch can replay, by job kind (file transfers add theirs: app/services/transfers.py).
@@ -205,10 +254,19 @@ def compile_script_slice(piece: Slice) -> RunRequest:
     targets = slice_targets(piece)
     account = step_account(spec)
     params = json.loads(step.secret_params) if spec.get("sensitive") else spec.get("params") or []
+    secrets = params if spec.get("sensitive") else []
+    environment, per_host = {}, None
+    # Steps of a template's job (they carry the job's namespace names) read its variables.
+    if "namespaces" in spec:
+        values = step_values(step, [target.name for target in targets])
+        environment, per_host, secrets = values.environment, values.per_host, [*secrets, *values.secrets]
     compiled = compile_script(
-        ScriptStep(spec["language"], spec["content"], params), targets, login_of(account)
+        ScriptStep(spec["language"], spec["content"], params, environment),
+        targets,
+        login_of(account),
+        per_host,
     )
-    return run_request(piece, compiled, len(targets), account, params if spec.get("sensitive") else [])
+    return run_request(piece, compiled, len(targets), account, secrets)
 
 
 # How a worker compiles a slice, by step kind (transfers and reachability checks add theirs).
@@ -259,8 +317,9 @@ def run_request(
     )
 
 
-def cancel(actor: Actor, project_id: int, job_id: int) -> JobInstance:
-    """Stop a job: slices not started end at once, running ones are stopped by their runner."""
+def cancel(actor: Actor, project_id: int, job_id: int, reason: str = "") -> JobInstance:
+    """Terminate a job: slices not started end at once, running ones are stopped by their runner,
+    steps waiting for a confirmation end terminated."""
     require(actor, project_id, Action.OPERATE)
     job = records.get(JobInstance, job_id, project_id)
     if RunStatus(job.status).final:
@@ -268,17 +327,47 @@ def cancel(actor: Actor, project_id: int, job_id: int) -> JobInstance:
     redis.client.set(cancel_key(job.id), "1", ex=CANCEL_KEY_TTL)
     db.session.execute(
         update(JobInstance)
-        .where(JobInstance.id == job.id, JobInstance.status.in_([RunStatus.WAITING, RunStatus.RUNNING]))
+        .where(JobInstance.id == job.id, JobInstance.status.not_in(RUN_FINAL))
         .values(status=RunStatus.STOPPING, cancelled_by=actor.username)
     )
+    record_operation(job, actor, "terminate", reason=reason)
     db.session.commit()
+    db.session.refresh(job)
+    now = utcnow()
     for step in job.steps:
+        if step.status in (RunStatus.WAITING_USER, RunStatus.WAITING) and not any(
+            piece.status == RunStatus.RUNNING for piece in step.slices
+        ):
+            step.status = RunStatus.TERMINATED
+            step.ended_at = now
         for piece in step.slices:
             if piece.status == RunStatus.WAITING:
                 finish_slice(piece.id, RunStatus.TERMINATED, "cancelled before it started")
+    settle_job(job)
     db.session.commit()
     dispatch.after_commit()
     return job
+
+
+def record_operation(
+    job: JobInstance,
+    actor: Actor,
+    action: str,
+    step: StepInstance | None = None,
+    reason: str = "",
+    **details: Any,
+) -> None:
+    """Note on the job instance who did what, when, and why."""
+    db.session.add(
+        JobOperation(
+            job_instance_id=job.id,
+            step_instance_id=step.id if step else None,
+            action=action,
+            actor=actor.username,
+            reason=reason,
+            details=details,
+        )
+    )
 
 
 def publish_slice_done(slice_id: int, status: RunStatus, error: str | None = None) -> None:

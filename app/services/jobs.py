@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import tarfile
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,7 +14,8 @@ from typing import Any
 from sqlalchemy import Select, func, or_, select
 
 from app.extensions import db
-from app.models import HostResult, HostStatus, JobInstance, StepInstance, TaskResult
+from app.models import HostResult, HostStatus, JobInstance, RunStatus, Slice, StepInstance, TaskResult
+from app.models.status import HOST_PENDING
 from app.services import records
 from app.services.errors import NotFound
 from app.services.progress import counts_by_step
@@ -33,14 +35,46 @@ def job_with_counts(project_id: int, job_id: int) -> JobInstance:
     """The job instance, its steps carrying `counts` of hosts per status."""
     job = records.get(JobInstance, job_id, project_id)
     per_step = counts_by_step(job.id)
+    per_batch = counts_by_batch(job) if any(step.batches for step in job.steps) else {}
     total: dict[str, int] = {}
     for step in job.steps:
         counts = per_step.get(step.id, {})
         step.counts = all_counts(counts)
+        step.batch_view = [
+            batch_view(step, number, size, per_batch.get((step.id, number), Counter()))
+            for number, size in enumerate(step.batches, 1)
+        ]
         for status, count in counts.items():
             total[status] = total.get(status, 0) + count
     job.counts = all_counts(total)
     return job
+
+
+def counts_by_batch(job: JobInstance) -> dict[tuple[int, int], Counter]:
+    """Hosts per status in each batch of the job's rolling steps."""
+    rows = db.session.execute(
+        select(Slice.step_instance_id, Slice.batch, HostResult.status, func.count())
+        .join(Slice, HostResult.slice_id == Slice.id)
+        .where(HostResult.job_instance_id == job.id)
+        .group_by(Slice.step_instance_id, Slice.batch, HostResult.status)
+    ).all()
+    counts: dict[tuple[int, int], Counter] = {}
+    for step_id, batch, status, count in rows:
+        counts.setdefault((step_id, batch), Counter())[status] = count
+    return counts
+
+
+def batch_view(step: StepInstance, number: int, size: int, counts: Counter) -> dict[str, Any]:
+    """One batch of a rolling step: its size, hosts per status, and where it stands."""
+    if number > step.current_batch or not step.current_batch:
+        status = RunStatus.SKIPPED if step.status == RunStatus.SKIPPED else RunStatus.WAITING
+    elif counts.keys() & HOST_PENDING:
+        status = RunStatus.RUNNING
+    elif set(counts) <= {HostStatus.SUCCESS}:
+        status = RunStatus.SUCCESS
+    else:
+        status = RunStatus.FAILED
+    return {"batch": number, "size": size, "status": status, "counts": all_counts(counts)}
 
 
 def contains(text: str) -> str:

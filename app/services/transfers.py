@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from app.models import (
     HostResult,
     JobInstance,
     LaunchType,
+    OnFailure,
     Slice,
     StepInstance,
     StoredFile,
@@ -52,10 +54,7 @@ NAME_MAX_CHARS = 255
 
 def checked_hosts(project_id: int, targets: dict[str, list[int]], field: str) -> list[Host]:
     """The hosts a transfer reaches through `targets` (as a script run's); errors name `field`."""
-    try:
-        hosts = resolve_targets(project_id, targets)
-    except Invalid as exc:
-        raise Invalid(exc.message, field + (exc.field or "").removeprefix("targets"), exc.details) from exc
+    hosts = resolve_targets(project_id, targets, field)
     if any(host.connection == Connection.WINRM for host in hosts):
         raise Invalid("file transfers reach ssh and local hosts", field)
     return hosts
@@ -111,6 +110,34 @@ def launch_transfer(
     require(actor, project_id, Action.OPERATE)
     executions.refuse_over_limit(project_id)
     targets = checked_hosts(project_id, data["targets"], "targets")
+    now = utcnow()
+    job = JobInstance(
+        project_id=project_id,
+        name=data.get("name") or "file transfer",
+        kind="file_transfer",
+        host_count=len(targets),
+        launched_by=actor.username,
+        launch_type=launch_type,
+        relaunch_of_id=relaunch_of,
+        request={key: value for key, value in data.items() if key != "idempotency_key"},
+        created_at=now,
+        idempotency_key=data.get("idempotency_key"),
+    )
+    planned = transfer_steps(project_id, data, targets, now, OnFailure.CONTINUE)
+    job.steps.extend(step for step, _ in planned)
+    return executions.enqueue(job, [hosts for _, hosts in planned])
+
+
+def transfer_steps(
+    project_id: int,
+    data: dict[str, Any],
+    targets: list[Host],
+    now: datetime,
+    fetch_failure: OnFailure,
+    seq: int = 1,
+) -> list[tuple[StepInstance, list[Host]]]:
+    """The steps of a transfer and the hosts of each: a fetch step per source path on hosts (seq `seq`),
+    then the push to `targets`. A failed fetch does to the job what `fetch_failure` says."""
     executions.require_account(project_id, data.get("account_id"), targets, "account_id")
     stored = controller_files(project_id, data["sources"])
     fetches = []
@@ -121,32 +148,21 @@ def launch_transfer(
             executions.require_account(project_id, source.get("account_id"), hosts, f"{field}.account_id")
             fetches.append((source, hosts))
 
-    now = utcnow()
     common = {"timeout": data["timeout"], "forks": data.get("forks"), "speed_limit": data.get("speed_limit")}
-    job = JobInstance(
-        project_id=project_id,
-        name=data.get("name") or "file transfer",
-        kind="file_transfer",
-        host_count=len(targets),
-        launched_by=actor.username,
-        launch_type=launch_type,
-        relaunch_of_id=relaunch_of,
-        request=data,
-        created_at=now,
-    )
     planned: list[tuple[StepInstance, list[Host]]] = []
     for source, hosts in fetches:
         step = StepInstance(
-            seq=1,
+            seq=seq,
             name=f"fetch {source['path']}"[:NAME_MAX_CHARS],
             kind=FETCH,
             host_count=len(hosts),
             task_count=len(fetch_tasks(source["path"], "")[0]),
+            on_failure=fetch_failure,
             spec={"path": source["path"], "account_id": source.get("account_id"), **common},
         )
         planned.append((step, hosts))
     push = StepInstance(
-        seq=2 if fetches else 1,
+        seq=seq + 1 if fetches else seq,
         name=f"push to {data['target_path']}"[:NAME_MAX_CHARS],
         kind=PUSH,
         host_count=len(targets),
@@ -163,8 +179,7 @@ def launch_transfer(
         },
     )
     planned.append((push, targets))
-    job.steps.extend(step for step, _ in planned)
-    return executions.enqueue(job, [hosts for _, hosts in planned])
+    return planned
 
 
 def staging_of(job_id: int) -> Path:
@@ -180,12 +195,17 @@ def sha1_of(path: Path) -> str:
 
 
 def fetched_files(step: StepInstance) -> list[PushFile]:
-    """What the job's fetch steps brought into staging, a directory per source host."""
-    staging = staging_of(step.job_instance_id)
+    """What the fetch steps just before this push brought into staging, a directory per source host."""
+    fetch_seq = step.seq - 1
+    staging = staging_of(step.job_instance_id) / str(fetch_seq)
     sources = db.session.execute(
         select(HostResult.host_name, HostResult.address)
         .join(StepInstance, HostResult.step_instance_id == StepInstance.id)
-        .where(StepInstance.job_instance_id == step.job_instance_id, StepInstance.kind == FETCH)
+        .where(
+            StepInstance.job_instance_id == step.job_instance_id,
+            StepInstance.kind == FETCH,
+            StepInstance.seq == fetch_seq,
+        )
         .distinct()
         .order_by(HostResult.host_name)
     ).all()
@@ -236,7 +256,8 @@ def compile_fetch_slice(piece: Slice) -> RunRequest:
     spec = piece.step.spec
     sources: list[Target] = executions.slice_targets(piece)
     account = executions.step_account(spec)
-    staging = staging_of(piece.step.job_instance_id)
+    # A job of several transfer steps keeps each one's fetched files apart.
+    staging = staging_of(piece.step.job_instance_id) / str(piece.step.seq)
     staging.mkdir(parents=True, exist_ok=True)
     compiled = compile_fetch(
         spec["path"], str(staging), sources, executions.login_of(account), bytes_per_second(spec)

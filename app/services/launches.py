@@ -1,0 +1,208 @@
+"""Launching a job template or a plan: values checked, steps built, the job instance queued."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from app.models import (
+    Connection,
+    Host,
+    JobInstance,
+    JobPlan,
+    JobTemplate,
+    OnFailure,
+    RollingMode,
+    StepInstance,
+    StepType,
+    VariableType,
+)
+from app.models.base import utcnow
+
+# playbook_steps registers how workers compile playbook steps.
+from app.services import executions, playbook_steps, records, rolling, templates, transfers, variables  # noqa: F401
+from app.services.access import Action, Actor, require
+from app.services.errors import Invalid, fields_under
+from app.services.inventory import resolve_targets
+
+JOB_KIND = "job"
+
+
+def launch_template(actor: Actor, project_id: int, template_id: int, data: dict[str, Any]) -> JobInstance:
+    """Run every step of a template with its defaults and the launch's values."""
+    require(actor, project_id, Action.OPERATE)
+    template = records.get(JobTemplate, template_id, project_id)
+    defaults = {definition["name"]: definition.get("default") for definition in template.variables}
+    return launch(
+        actor,
+        project_id,
+        data,
+        template=template,
+        steps=template.steps,
+        definitions=template.variables,
+        defaults=defaults,
+        secret_defaults=templates.secret_defaults(template),
+    )
+
+
+def launch_plan(actor: Actor, project_id: int, plan_id: int, data: dict[str, Any]) -> JobInstance:
+    """Run a plan's enabled steps with its values and the launch's."""
+    require(actor, project_id, Action.OPERATE)
+    plan = records.get(JobPlan, plan_id, project_id)
+    defaults = {definition["name"]: definition.get("default") for definition in plan.variables}
+    defaults.update(plan.values)
+    secret_defaults = {**templates.secret_defaults(plan.template), **json.loads(plan.secret_values or "{}")}
+    enabled = set(plan.enabled_steps)
+    return launch(
+        actor,
+        project_id,
+        data,
+        template=plan.template,
+        steps=[step for step in plan.steps if step["key"] in enabled],
+        definitions=plan.variables,
+        defaults=defaults,
+        secret_defaults=secret_defaults,
+        plan=plan,
+    )
+
+
+def launch(
+    actor: Actor,
+    project_id: int,
+    data: dict[str, Any],
+    template: JobTemplate,
+    steps: list[dict[str, Any]],
+    definitions: list[dict[str, Any]],
+    defaults: dict[str, Any],
+    secret_defaults: dict[str, str],
+    plan: JobPlan | None = None,
+) -> JobInstance:
+    executions.refuse_over_limit(project_id)
+    values = variables.launch_values(definitions, defaults, secret_defaults, data["variables"])
+    kinds = {definition["name"]: definition["type"] for definition in definitions}
+    host_lists = {
+        name: resolve_targets(project_id, value, f"variables.{name}")
+        for name, value in values.items()
+        if kinds[name] == VariableType.HOST_LIST
+    }
+    now = utcnow()
+    job = JobInstance(
+        project_id=project_id,
+        name=data.get("name") or (plan.name if plan else template.name),
+        kind=JOB_KIND,
+        launched_by=actor.username,
+        template_id=template.id,
+        plan_id=plan.id if plan else None,
+        callback_url=data.get("callback_url"),
+        idempotency_key=data.get("idempotency_key"),
+        # Secret values stay out of the request, which is shown; they are kept encrypted below.
+        request={
+            "name": data.get("name"),
+            "variables": {
+                name: value for name, value in data["variables"].items() if kinds[name] != VariableType.SECRET
+            },
+        },
+        created_at=now,
+    )
+    namespaces = [name for name, kind in kinds.items() if kind == VariableType.NAMESPACE]
+    planned: list[tuple[StepInstance, list[Host]]] = []
+    warnings: list[dict[str, Any]] = []
+    seq = 1
+    for index, step in enumerate(steps):
+        with fields_under(f"steps.{index}"):
+            built, step_warnings = build_step(project_id, step, host_lists, now, seq, namespaces)
+        warnings.extend(step_warnings)
+        planned.extend(built)
+        seq = max(instance.seq for instance, _ in built) + 1
+    public, secret = variables.split_secrets(definitions, values)
+    job.variables = {
+        name: {"type": kinds[name], "value": shown_value(kinds[name], value, host_lists.get(name))}
+        for name, value in public.items()
+    }
+    job.secret_variables = json.dumps(secret) if secret else None
+    job.warnings = warnings
+    job.host_count = len({host.id for _, hosts in planned for host in hosts})
+    job.steps.extend(instance for instance, _ in planned)
+    return executions.enqueue(job, [hosts for _, hosts in planned])
+
+
+def shown_value(kind: str, value: Any, hosts: list[Host] | None) -> Any:
+    """A value as the job instance keeps it: a host list with the hosts it named at launch."""
+    if kind != VariableType.HOST_LIST:
+        return value
+    return {
+        "targets": value,
+        "hosts": [host.name for host in hosts or []],
+        "addresses": [host.address for host in hosts or []],
+    }
+
+
+def build_step(
+    project_id: int,
+    step: dict[str, Any],
+    host_lists: dict[str, list[Host]],
+    now: Any,
+    seq: int,
+    namespaces: list[str],
+) -> tuple[list[tuple[StepInstance, list[Host]]], list[dict[str, Any]]]:
+    """The step instances of one template step (a transfer makes fetch steps and a push) and their hosts."""
+    kind = StepType(step["type"])
+    on_failure = OnFailure.IGNORE if step["ignore_error"] else OnFailure.STOP
+    common = {"account_id": step.get("account_id"), "timeout": step["timeout"], "forks": step.get("forks")}
+    hosts = step_hosts(project_id, step, host_lists)
+    warnings: list[dict[str, Any]] = []
+    if kind == StepType.SCRIPT:
+        body = step["script"]
+        source = {key: body[key] for key in ("content", "language", "script_id", "version_id") if key in body}
+        instance, warnings = executions.script_step(
+            project_id, {"script": source, "params": body["params"], **common}, hosts
+        )
+        built = [(instance, hosts)]
+    elif kind == StepType.FILE_TRANSFER:
+        if any(host.connection == Connection.WINRM for host in hosts):
+            raise Invalid("file transfers reach ssh and local hosts", "targets")
+        with fields_under("transfer"):
+            built = transfers.transfer_steps(
+                project_id, {**step["transfer"], **common}, hosts, now, on_failure, seq
+            )
+    elif kind == StepType.PLAYBOOK:
+        executions.require_account(project_id, common["account_id"], hosts, "account_id")
+        instance = StepInstance(
+            kind=kind, host_count=len(hosts), task_count=0, spec={**step["playbook"], **common}
+        )
+        built = [(instance, hosts)]
+    else:
+        manual = step.get("manual") or {}
+        instance = StepInstance(
+            kind=kind,
+            host_count=0,
+            spec={
+                "message": manual.get("message", ""),
+                "confirmers": manual.get("confirmers") or {"users": [], "roles": []},
+                "timeout": step["timeout"],
+            },
+        )
+        built = [(instance, [])]
+    for instance, members in built:
+        instance.seq = instance.seq or seq
+        instance.template_step = step["key"]
+        instance.on_failure = instance.on_failure or on_failure
+        instance.name = step["name"] if len(built) == 1 else f"{step['name']}: {instance.name}"[:255]
+        instance.spec = {**instance.spec, "namespaces": namespaces} if members else instance.spec
+    last, targets = built[-1]
+    if step.get("rolling") and targets:
+        last.batches = rolling.batch_sizes(step["rolling"]["expression"], len(targets))
+        last.rolling_mode = step["rolling"].get("mode", RollingMode.PAUSE)
+    return built, warnings
+
+
+def step_hosts(project_id: int, step: dict[str, Any], host_lists: dict[str, list[Host]]) -> list[Host]:
+    targets = step.get("targets")
+    if not targets:
+        return []
+    if "variable" in targets:
+        name = targets["variable"]
+        if name not in host_lists:
+            raise Invalid(f"host list variable {name!r} has no value", "targets.variable")
+        return host_lists[name]
+    return resolve_targets(project_id, targets)

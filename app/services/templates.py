@@ -1,0 +1,309 @@
+"""Job templates and plans: checking, saving, and keeping plans in step with their template."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from sqlalchemy import Select, select
+
+from app.execution.playbook import check_playbook
+from app.extensions import db
+from app.models import (
+    Account,
+    DynamicGroup,
+    Group,
+    Host,
+    JobPlan,
+    JobTemplate,
+    StepType,
+    StoredFile,
+    VariableType,
+)
+from app.secrets import MASK
+from app.services import danger, records, rolling, scripts, variables
+from app.services.access import Action, Actor, require
+from app.services.errors import Invalid, fields_under
+
+
+def templates_query(project_id: int) -> Select:
+    return select(JobTemplate).where(JobTemplate.project_id == project_id).order_by(JobTemplate.id)
+
+
+def plans_query(project_id: int, template_id: int | None = None) -> Select:
+    query = select(JobPlan).where(JobPlan.project_id == project_id)
+    if template_id is not None:
+        query = query.where(JobPlan.template_id == template_id)
+    return query.order_by(JobPlan.id)
+
+
+def secret_defaults(template: JobTemplate) -> dict[str, str]:
+    return json.loads(template.secret_defaults or "{}")
+
+
+def check_steps(actor: Actor, project_id: int, steps: list[dict[str, Any]], definitions: list[dict]) -> None:
+    """Every reference of every step resolves in the project; keys are given to the steps without one."""
+    kinds = {definition["name"]: definition["type"] for definition in definitions}
+    taken = {step["key"] for step in steps if "key" in step}
+    for index, step in enumerate(steps):
+        if "key" not in step:
+            number = index + 1
+            while f"step-{number}" in taken:
+                number += 1
+            step["key"] = f"step-{number}"
+            taken.add(step["key"])
+    seen: set[str] = set()
+    for index, step in enumerate(steps):
+        where = f"steps.{index}"
+        if step["key"] in seen:
+            raise Invalid(f"two steps have the key {step['key']!r}", f"{where}.key")
+        seen.add(step["key"])
+        with fields_under(where, missing_is_invalid=True):
+            check_step(actor, project_id, step, kinds)
+
+
+def check_step(actor: Actor, project_id: int, step: dict[str, Any], kinds: dict[str, str]) -> None:
+    targets = step.get("targets") or {}
+    if "variable" in targets:
+        name = targets["variable"]
+        if kinds.get(name) != VariableType.HOST_LIST:
+            raise Invalid(f"there is no host_list variable {name!r}", "targets.variable")
+    elif targets:
+        check_target_ids(project_id, targets, "targets")
+    if step.get("account_id") is not None:
+        records.get_many(Account, [step["account_id"]], project_id, "account_id")
+    if step.get("rolling"):
+        try:
+            rolling.parse(step["rolling"]["expression"])
+        except ValueError as exc:
+            raise Invalid(str(exc), "rolling.expression") from exc
+    kind = StepType(step["type"])
+    if kind == StepType.SCRIPT:
+        runnable = scripts.runnable(project_id, step["script"])
+        danger.refuse_oversized(runnable.content, "script.content")
+        danger.refuse_intercepted(
+            danger.check(project_id, runnable.content, runnable.language), "script.content"
+        )
+    elif kind == StepType.FILE_TRANSFER:
+        for number, source in enumerate(step["transfer"]["sources"]):
+            where = f"transfer.sources.{number}"
+            if "file_id" in source:
+                records.get_many(StoredFile, [source["file_id"]], project_id, f"{where}.file_id")
+            if "source_hosts" in source:
+                check_target_ids(project_id, source["source_hosts"], f"{where}.source_hosts")
+            if source.get("account_id") is not None:
+                records.get_many(Account, [source["account_id"]], project_id, f"{where}.account_id")
+    elif kind == StepType.PLAYBOOK:
+        # A playbook runs Ansible's own code on the controller too (lookups, local tasks).
+        require(actor, project_id, Action.ADMIN)
+        try:
+            check_playbook(step["playbook"]["content"])
+        except ValueError as exc:
+            raise Invalid(str(exc), "playbook.content") from exc
+
+
+def check_target_ids(project_id: int, targets: dict[str, list[int]], field: str) -> None:
+    records.get_many(Host, targets.get("hosts", []), project_id, f"{field}.hosts")
+    records.get_many(Group, targets.get("groups", []), project_id, f"{field}.groups")
+    records.get_many(DynamicGroup, targets.get("dynamic_groups", []), project_id, f"{field}.dynamic_groups")
+
+
+def check_definitions(project_id: int, definitions: list[dict[str, Any]]) -> None:
+    variables.check_definitions(definitions)
+    for index, definition in enumerate(definitions):
+        if definition["type"] == VariableType.HOST_LIST and definition.get("default"):
+            with fields_under(f"variables.{index}", missing_is_invalid=True):
+                check_target_ids(project_id, definition["default"], "default")
+
+
+def split_defaults(
+    definitions: list[dict[str, Any]], kept: dict[str, str]
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Definitions without secret defaults, and the secret defaults; a masked default keeps `kept`'s."""
+    public, secrets = [], {}
+    for definition in definitions:
+        definition = dict(definition)
+        if definition["type"] == VariableType.SECRET:
+            value = definition.get("default")
+            if value == MASK and definition["name"] in kept:
+                secrets[definition["name"]] = kept[definition["name"]]
+            elif value is not None:
+                secrets[definition["name"]] = value
+            definition["default"] = None
+        public.append(definition)
+    return public, secrets
+
+
+def create_template(actor: Actor, project_id: int, data: dict[str, Any]) -> JobTemplate:
+    require(actor, project_id, Action.OPERATE)
+    check_definitions(project_id, data["variables"])
+    check_steps(actor, project_id, data["steps"], data["variables"])
+    definitions, secrets = split_defaults(data["variables"], {})
+    template = JobTemplate(
+        project_id=project_id,
+        name=data["name"],
+        description=data["description"],
+        variables=definitions,
+        secret_defaults=json.dumps(secrets) if secrets else None,
+        steps=data["steps"],
+        created_by=actor.username,
+    )
+    return records.save(template)
+
+
+def update_template(actor: Actor, project_id: int, template_id: int, data: dict[str, Any]) -> JobTemplate:
+    require(actor, project_id, Action.OPERATE)
+    template = records.get(JobTemplate, template_id, project_id)
+    definitions = data.get("variables", template.variables)
+    steps = data.get("steps", copy.deepcopy(template.steps))
+    check_definitions(project_id, definitions)
+    check_steps(actor, project_id, steps, definitions)
+    if "variables" in data:
+        public, secrets = split_defaults(definitions, secret_defaults(template))
+        template.variables = public
+        template.secret_defaults = json.dumps(secrets) if secrets else None
+    if "steps" in data:
+        template.steps = steps
+    if "variables" in data or "steps" in data:
+        template.version += 1
+    for key in ("name", "description"):
+        if key in data:
+            setattr(template, key, data[key])
+    return records.save(template)
+
+
+def delete_template(actor: Actor, project_id: int, template_id: int) -> None:
+    require(actor, project_id, Action.OPERATE)
+    records.delete(records.get(JobTemplate, template_id, project_id))
+
+
+def plan_template(project_id: int, template_id: int) -> JobTemplate:
+    """The template a plan is made from: one of this project's."""
+    template = db.session.get(JobTemplate, template_id)
+    if template is None or template.project_id != project_id:
+        raise Invalid(f"job template {template_id} does not exist in this project", "template_id")
+    return template
+
+
+def check_enabled(steps: list[dict[str, Any]], enabled: list[str]) -> None:
+    keys = {step["key"] for step in steps}
+    for index, key in enumerate(enabled):
+        if key not in keys:
+            raise Invalid(f"the template has no step {key!r}", f"enabled_steps.{index}")
+    if not enabled:
+        raise Invalid("enable at least one step", "enabled_steps")
+
+
+def set_values(plan: JobPlan, values: dict[str, Any]) -> None:
+    """The plan's values; a masked secret keeps the value it had."""
+    kept = json.loads(plan.secret_values or "{}")
+    kinds = {definition["name"]: definition["type"] for definition in plan.variables}
+    values = {
+        name: kept[name]
+        if value == MASK and kinds.get(name) == VariableType.SECRET and name in kept
+        else value
+        for name, value in values.items()
+    }
+    variables.check_values(plan.variables, values, "values")
+    public, secrets = variables.split_secrets(plan.variables, values)
+    plan.values = public
+    plan.secret_values = json.dumps(secrets) if secrets else None
+
+
+def create_plan(actor: Actor, project_id: int, data: dict[str, Any]) -> JobPlan:
+    require(actor, project_id, Action.OPERATE)
+    template = plan_template(project_id, data["template_id"])
+    enabled = data["enabled_steps"]
+    if enabled is None:
+        enabled = [step["key"] for step in template.steps]
+    check_enabled(template.steps, enabled)
+    plan = JobPlan(
+        project_id=project_id,
+        template=template,
+        name=data["name"],
+        description=data["description"],
+        template_version=template.version,
+        steps=copy.deepcopy(template.steps),
+        variables=copy.deepcopy(template.variables),
+        enabled_steps=enabled,
+        created_by=actor.username,
+    )
+    set_values(plan, data["values"])
+    return records.save(plan)
+
+
+def update_plan(actor: Actor, project_id: int, plan_id: int, data: dict[str, Any]) -> JobPlan:
+    require(actor, project_id, Action.OPERATE)
+    plan = records.get(JobPlan, plan_id, project_id)
+    if "template_id" in data and data["template_id"] != plan.template_id:
+        raise Invalid("a plan stays with its template: make a new plan", "template_id")
+    if data.get("enabled_steps") is not None:
+        check_enabled(plan.steps, data["enabled_steps"])
+        plan.enabled_steps = data["enabled_steps"]
+    if "values" in data:
+        set_values(plan, data["values"])
+    for key in ("name", "description"):
+        if key in data:
+            setattr(plan, key, data[key])
+    return records.save(plan)
+
+
+def sync_plan(actor: Actor, project_id: int, plan_id: int) -> JobPlan:
+    """Take the template's current steps and variables; keep the plan's choices where they still apply:
+    steps it had disabled stay disabled (new steps are enabled), values of variables that still exist
+    with the same type stay."""
+    require(actor, project_id, Action.OPERATE)
+    plan = records.get(JobPlan, plan_id, project_id)
+    template = plan.template
+    old_keys = {step["key"] for step in plan.steps}
+    enabled = set(plan.enabled_steps)
+    plan.enabled_steps = [
+        step["key"] for step in template.steps if step["key"] in enabled or step["key"] not in old_keys
+    ]
+    old_kinds = {definition["name"]: definition["type"] for definition in plan.variables}
+    kept = {
+        definition["name"]
+        for definition in template.variables
+        if old_kinds.get(definition["name"]) == definition["type"]
+    }
+    secrets = json.loads(plan.secret_values or "{}")
+    plan.values = {name: value for name, value in plan.values.items() if name in kept}
+    secrets = {name: value for name, value in secrets.items() if name in kept}
+    plan.secret_values = json.dumps(secrets) if secrets else None
+    plan.steps = copy.deepcopy(template.steps)
+    plan.variables = copy.deepcopy(template.variables)
+    plan.template_version = template.version
+    if not plan.enabled_steps:
+        plan.enabled_steps = [step["key"] for step in template.steps]
+    return records.save(plan)
+
+
+def delete_plan(actor: Actor, project_id: int, plan_id: int) -> None:
+    require(actor, project_id, Action.OPERATE)
+    records.delete(records.get(JobPlan, plan_id, project_id))
+
+
+def shown_template(template: JobTemplate) -> dict[str, Any]:
+    """The template as the API shows it: secret defaults masked."""
+    return {
+        **{key: getattr(template, key) for key in ("id", "project_id", "name", "description", "steps")},
+        **{key: getattr(template, key) for key in ("version", "created_by", "created_at", "updated_at")},
+        "variables": variables.masked(template.variables, set(secret_defaults(template))),
+    }
+
+
+def shown_plan(plan: JobPlan) -> dict[str, Any]:
+    """The plan as the API shows it: secret values masked."""
+    secrets = json.loads(plan.secret_values or "{}")
+    shown = {
+        key: getattr(plan, key)
+        for key in ("id", "project_id", "template_id", "name", "description", "enabled_steps", "steps")
+    }
+    shown.update(
+        {key: getattr(plan, key) for key in ("template_version", "out_of_date", "created_at", "updated_at")},
+        created_by=plan.created_by,
+        values={**plan.values, **dict.fromkeys(secrets, MASK)},
+        variables=variables.masked(plan.variables, set(secret_defaults(plan.template))),
+    )
+    return shown

@@ -1,0 +1,344 @@
+"""Job templates and plans: saving, checking, syncing, launching with values, step operations and
+rolling batches, on hosts reached through the local connection."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from tests.conftest import add_local_host
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def local_hosts(service, project, count: int) -> list[dict]:
+    return [add_local_host(service, project, unique("local")) for _ in range(count)]
+
+
+def script_step(key: str, content: str, hosts: list[dict], **extra) -> dict:
+    return {
+        "key": key,
+        "name": key,
+        "type": "script",
+        "script": {"language": "bash", "content": content},
+        "targets": {"hosts": [host["id"] for host in hosts]},
+        "timeout": 60,
+        **extra,
+    }
+
+
+def manual_step(key: str, **extra) -> dict:
+    return {"key": key, "name": key, "type": "manual", "manual": {"message": "go?"}, **extra}
+
+
+def make_template(service, pid: int, steps: list[dict], variables: list[dict] | None = None) -> dict:
+    body = {"name": unique("template"), "steps": steps, "variables": variables or []}
+    return service.post(f"/projects/{pid}/job-templates", body, expect=201).get_json()
+
+
+def launch(service, pid: int, template: dict, expect: int = 202, **body) -> dict:
+    body.setdefault("variables", {})
+    return service.post(f"/projects/{pid}/job-templates/{template['id']}/launch", body, expect).get_json()
+
+
+def wait_for(service, pid: int, jid: int, statuses: set[str], timeout: float = 90) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = service.get(f"/projects/{pid}/jobs/{jid}")
+        if job["status"] in statuses:
+            return job
+        assert time.monotonic() < deadline, f"job {jid} still {job['status']}: {job}"
+        time.sleep(0.2)
+
+
+def operate(service, pid: int, job: dict, step: dict, operation: str, expect: int = 202, **body) -> dict:
+    path = f"/projects/{pid}/jobs/{job['id']}/steps/{step['id']}/{operation}"
+    return service.post(path, body, expect).get_json()
+
+
+def test_plans_keep_their_choices_until_synced(service, project):
+    pid = project["id"]
+    hosts = local_hosts(service, project, 1)
+    variables = [
+        {"name": "colour", "type": "string", "default": "blue"},
+        {"name": "password", "type": "secret", "default": "hunter2-secret"},
+    ]
+    steps = [script_step("one", "echo one", hosts), script_step("two", "echo two", hosts)]
+    template = make_template(service, pid, steps, variables)
+    assert template["version"] == 1
+    plan = service.post(
+        f"/projects/{pid}/job-plans",
+        {
+            "template_id": template["id"],
+            "name": unique("plan"),
+            "enabled_steps": ["two"],
+            "values": {"colour": "red", "password": "plan-secret-1"},
+        },
+        expect=201,
+    ).get_json()
+    assert plan["values"] == {"colour": "red", "password": "******"}
+    assert "plan-secret-1" not in str(plan) and "hunter2" not in str(plan)
+
+    changed = service.api(
+        "PATCH",
+        f"/projects/{pid}/job-templates/{template['id']}",
+        200,
+        json={"steps": [*steps, script_step("three", "echo three", hosts)]},
+    ).get_json()
+    assert changed["version"] == 2
+    stale = service.get(f"/projects/{pid}/job-plans/{plan['id']}")
+    assert stale["out_of_date"] is True and [s["key"] for s in stale["steps"]] == ["one", "two"]
+    synced = service.post(f"/projects/{pid}/job-plans/{plan['id']}/sync", expect=200).get_json()
+    assert synced["out_of_date"] is False
+    assert synced["enabled_steps"] == ["two", "three"]
+    assert synced["values"] == {"colour": "red", "password": "******"}
+
+    job = service.post(f"/projects/{pid}/job-plans/{plan['id']}/launch", {}, expect=202).get_json()
+    assert [step["template_step"] for step in job["steps"]] == ["two", "three"]
+    assert job["variables"]["colour"]["value"] == "red"
+    assert job["plan_id"] == plan["id"] and job["template_id"] == template["id"]
+    assert wait_for(service, pid, job["id"], {"success", "failed"})["status"] == "success"
+    listed = service.get(f"/projects/{pid}/job-plans", query_string={"template_id": template["id"]})
+    assert [p["id"] for p in listed] == [plan["id"]]
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (lambda s: s[0].update(targets={"variable": "nowhere"}), "steps.0.targets.variable"),
+        (lambda s: s[0].update(script={"script_id": 999999}), "steps.0.script.script_id"),
+        (lambda s: s[0].update(targets={"hosts": [999999]}), "steps.0.targets.hosts"),
+        (lambda s: s[0].update(rolling={"expression": "1 ten%"}), "steps.0.rolling.expression"),
+        (lambda s: s[0].update(rolling={"expression": "0"}), "steps.0.rolling.expression"),
+        (lambda s: s[0].update(account_id=999999), "steps.0.account_id"),
+        (lambda s: s[1].update(key="first"), "steps.1.key"),
+        (
+            lambda s: s.append(
+                {
+                    "name": "push",
+                    "type": "file_transfer",
+                    "targets": s[0]["targets"],
+                    "transfer": {"sources": [{"file_id": 999999}], "target_path": "/tmp/x"},
+                }
+            ),
+            "steps.2.transfer.sources.0.file_id",
+        ),
+        (lambda s: s[1].update(targets=s[0]["targets"]), "steps.1.targets"),
+        (lambda s: s[0].update(manual={"message": "x"}), "steps.0.manual"),
+    ],
+)
+def test_bad_steps_are_refused_naming_the_field(service, project, change, field):
+    pid = project["id"]
+    hosts = local_hosts(service, project, 1)
+    steps = [script_step("first", "echo hi", hosts), manual_step("second")]
+    change(steps)
+    before = len(service.get(f"/projects/{pid}/job-templates"))
+    body = {"name": unique("bad"), "steps": steps, "variables": [{"name": "servers", "type": "string"}]}
+    error = service.post(f"/projects/{pid}/job-templates", body, expect=422).get_json()["error"]
+    assert error["field"] == field, error
+    assert len(service.get(f"/projects/{pid}/job-templates")) == before
+
+
+@pytest.mark.parametrize(
+    "values, field",
+    [
+        ({"nope": "x"}, "variables.nope"),
+        ({"version": 3}, "variables.version"),
+        ({}, "variables.version"),
+        ({"version": "1", "fixed": "other"}, "variables.fixed"),
+        ({"version": "1", "items": "not a list"}, "variables.items"),
+        ({"version": "1", "servers": {"hosts": [999999]}}, "variables.servers.hosts"),
+    ],
+)
+def test_launch_values_are_checked_before_anything_runs(service, project, values, field):
+    pid = project["id"]
+    hosts = local_hosts(service, project, 1)
+    variables = [
+        {"name": "version", "type": "string", "required": True},
+        {"name": "fixed", "type": "string", "default": "f", "changeable": False},
+        {"name": "items", "type": "array", "default": []},
+        {"name": "servers", "type": "host_list", "default": {"hosts": [hosts[0]["id"]]}},
+    ]
+    template = make_template(service, pid, [script_step("s", "echo $version", hosts)], variables)
+    before = len(service.get(f"/projects/{pid}/jobs"))
+    error = launch(service, pid, template, 422, variables=values)["error"]
+    assert error["field"] == field, error
+    assert len(service.get(f"/projects/{pid}/jobs")) == before
+
+
+def test_reserved_variable_names_are_refused(service, project):
+    hosts = local_hosts(service, project, 1)
+    for name in ("PATH", "OPSFLOW_JOB_ID", "hosts", "9lives"):
+        body = {
+            "name": unique("t"),
+            "steps": [script_step("s", "true", hosts)],
+            "variables": [{"name": name, "type": "string"}],
+        }
+        error = service.post(f"/projects/{project['id']}/job-templates", body, expect=422).get_json()["error"]
+        assert error["field"] == "variables.0.name", error
+
+
+def test_a_plan_of_another_project(service, project):
+    other = service.post("/projects", {"name": unique("other")}, expect=201).get_json()
+    hosts = local_hosts(service, other, 1)
+    template = make_template(service, other["id"], [script_step("s", "true", hosts)])
+    plan = service.post(
+        f"/projects/{other['id']}/job-plans", {"template_id": template["id"], "name": "p"}, expect=201
+    ).get_json()
+    pid = project["id"]
+    service.post(f"/projects/{pid}/job-plans/{plan['id']}/launch", {}, expect=404)
+    error = service.post(
+        f"/projects/{pid}/job-plans", {"template_id": template["id"], "name": "p"}, expect=422
+    ).get_json()["error"]
+    assert error["field"] == "template_id"
+    service.post(f"/projects/{pid}/job-templates/{template['id']}/launch", {}, expect=404)
+
+
+def test_variables_reach_scripts_as_data(service, project):
+    pid = project["id"]
+    hosts = local_hosts(service, project, 2)
+    variables = [
+        {"name": "greeting", "type": "string", "default": "it's $(id) {{ lookup('pipe','id') }} `id`"},
+        {"name": "password", "type": "secret", "default": "pa55-word-value"},
+        {"name": "items", "type": "array", "default": ["one two", "three"]},
+        {"name": "tag", "type": "namespace", "default": "unset"},
+    ]
+    steps = [
+        script_step(
+            "set",
+            'echo "$greeting|$password|$items"\necho "OPSFLOW_SET tag={{ x }} $(printf %s "$OPSFLOW_JOB_ID")"\n',
+            hosts,
+        ),
+        script_step("read", 'echo "tag=$tag ok=$OPSFLOW_PREVIOUS_SUCCESS_HOSTS"', hosts),
+    ]
+    template = make_template(service, pid, steps, variables)
+    job = launch(service, pid, template)
+    done = wait_for(service, pid, job["id"], {"success", "failed"})
+    assert done["status"] == "success", done
+    first, second = done["steps"]
+    for result in service.host_results(pid, job["id"], step=first["id"]):
+        assert result["stdout"] == "it's $(id) {{ lookup('pipe','id') }} `id`|******|one two\nthree\n" + (
+            f"OPSFLOW_SET tag={{{{ x }}}} {job['id']}\n"
+        )
+    names = " ".join(sorted(host["name"] for host in hosts))
+    for result in service.host_results(pid, job["id"], step=second["id"]):
+        assert result["stdout"] == f"tag={{{{ x }}}} {job['id']} ok={names}\n"
+
+
+def test_a_failed_step_stops_the_job_until_ignored(service, project):
+    pid = project["id"]
+    hosts = local_hosts(service, project, 2)
+    template = make_template(
+        service,
+        pid,
+        [
+            script_step("break", "echo broken; exit 3", hosts),
+            script_step("after", "echo after", hosts),
+            script_step("tolerated", "exit 4", hosts, ignore_error=True),
+            script_step("last", "echo last", hosts),
+        ],
+    )
+    job = launch(service, pid, template)
+    failed = wait_for(service, pid, job["id"], {"failed", "success"})
+    assert failed["status"] == "failed"
+    broken, after, tolerated, last = failed["steps"]
+    assert [s["status"] for s in failed["steps"]] == ["failed", "waiting", "waiting", "waiting"]
+    operate(service, pid, failed, after, "confirm", 409)
+    operate(service, pid, failed, after, "ignore", 409)
+    operate(service, pid, failed, broken, "ignore", reason="known issue")
+    done = wait_for(service, pid, job["id"], {"failed", "success"})
+    assert [s["status"] for s in done["steps"]] == ["ignored_error", "success", "ignored_error", "success"]
+    assert done["status"] == "success"
+    assert [(op["action"], op["reason"]) for op in done["operations"]] == [("ignore", "known issue")]
+
+
+def test_skip_terminate_and_reject(service, project):
+    pid = project["id"]
+    hosts = local_hosts(service, project, 1)
+    steps = [manual_step("gate"), script_step("run", "echo run", hosts), script_step("more", "echo more", hosts)]
+    template = make_template(service, pid, steps)
+
+    job = launch(service, pid, template)
+    waiting = wait_for(service, pid, job["id"], {"waiting_user"})
+    gate, run, more = waiting["steps"]
+    operate(service, pid, waiting, run, "retry", 409)
+    operate(service, pid, waiting, run, "skip", reason="not today")
+    operate(service, pid, waiting, gate, "confirm")
+    done = wait_for(service, pid, job["id"], {"success", "failed"})
+    assert [s["status"] for s in done["steps"]] == ["success", "skipped", "success"]
+    assert done["steps"][1]["counts"]["skipped"] == 1
+    operate(service, pid, done, gate, "confirm", 409)
+
+    job = launch(service, pid, template)
+    waiting = wait_for(service, pid, job["id"], {"waiting_user"})
+    operate(service, pid, waiting, waiting["steps"][0], "reject", reason="not approved")
+    rejected = service.get(f"/projects/{pid}/jobs/{job['id']}")
+    assert rejected["status"] == "terminated"
+    assert [s["status"] for s in rejected["steps"]] == ["terminated"] * 3
+    assert [op["action"] for op in rejected["operations"]] == ["reject", "terminate"]
+
+    job = launch(service, pid, template)
+    waiting = wait_for(service, pid, job["id"], {"waiting_user"})
+    service.post(f"/projects/{pid}/jobs/{job['id']}/cancel", expect=202)
+    assert service.get(f"/projects/{pid}/jobs/{job['id']}")["status"] == "terminated"
+    operate(service, pid, waiting, waiting["steps"][0], "confirm", 409)
+
+
+def test_rolling_batches_wait_for_confirmation(service, project):
+    pid = project["id"]
+    hosts = local_hosts(service, project, 5)
+    rolling = {"expression": "1 50%", "mode": "confirm"}
+    template = make_template(service, pid, [script_step("roll", "echo rolled", hosts, rolling=rolling)])
+    job = launch(service, pid, template)
+    for batch in (1, 2):
+        waiting = wait_for(service, pid, job["id"], {"waiting_user", "failed"})
+        assert waiting["status"] == "waiting_user", waiting
+        [step] = waiting["steps"]
+        assert [b["size"] for b in step["batches"]] == [1, 3, 1]
+        assert [b["status"] for b in step["batches"]][:batch] == ["success"] * batch
+        assert step["counts"]["success"] == [1, 4][batch - 1]
+        operate(service, pid, waiting, step, "confirm")
+    done = wait_for(service, pid, job["id"], {"success", "failed"})
+    assert done["status"] == "success"
+    assert [b["status"] for b in done["steps"][0]["batches"]] == ["success"] * 3
+
+
+def test_rolling_pauses_on_a_failed_batch_and_retries_it(service, project, tmp_path):
+    pid = project["id"]
+    hosts = local_hosts(service, project, 4)
+    flag, first = tmp_path / "flag", tmp_path / "first-done"
+    flag.touch()
+    content = f"if [ -e '{flag}' ] && [ -e '{first}' ]; then exit 3; fi; touch '{first}'"
+    steps = [script_step("roll", content, hosts, rolling={"expression": "1 2", "mode": "pause"})]
+    template = make_template(service, pid, steps)
+    job = launch(service, pid, template)
+    paused = wait_for(service, pid, job["id"], {"failed", "success"})
+    [step] = paused["steps"]
+    assert paused["status"] == "failed"
+    assert [b["status"] for b in step["batches"]] == ["success", "failed", "waiting"]
+    assert step["counts"]["failed"] == 2 and step["counts"]["waiting"] == 1
+    flag.unlink()
+    operate(service, pid, paused, step, "retry", failed_only=True)
+    done = wait_for(service, pid, job["id"], {"failed", "success"})
+    assert done["status"] == "success", done
+    assert done["steps"][0]["counts"]["success"] == 4
+
+
+def test_script_executions_are_idempotent_by_key(service, project):
+    hosts = local_hosts(service, project, 1)
+    body = {
+        "script": {"content": "echo once"},
+        "targets": {"hosts": [hosts[0]["id"]]},
+        "idempotency_key": unique("key"),
+    }
+    path = f"/projects/{project['id']}/script-executions"
+    first = service.post(path, body, expect=202).get_json()
+    second = service.post(path, body, expect=202).get_json()
+    assert first["id"] == second["id"]
+    other = service.post(path, {**body, "idempotency_key": unique("key")}, expect=202).get_json()
+    assert other["id"] != first["id"]
+    service.post(path, body, expect=422, headers={"Idempotency-Key": "different"})
