@@ -80,12 +80,20 @@ class ScriptStep:
 
 @dataclass(frozen=True)
 class CompiledStep:
-    """What one run needs: the playbook, the inventory, and files beside the playbook."""
+    """What one run needs: the playbook, the inventory, and files beside the playbook.
+
+    A user's playbook comes as `playbook_text`, written as it is rather than `playbook` dumped.
+    `extra_vars` go to ansible-playbook with `-e`, and `options` are its command-line arguments.
+    A `task_count` other than 1 means several tasks per host, whose recap decides each host's status.
+    """
 
     playbook: list[dict[str, Any]]
     inventory: dict[str, Any]
     files: dict[str, bytes]
     task_count: int
+    playbook_text: str | None = None
+    extra_vars: dict[str, Any] = field(default_factory=dict)
+    options: list[str] = field(default_factory=list)
 
 
 def unsafe(value: Any) -> Any:
@@ -256,21 +264,22 @@ def _by_connection(targets: list[Target]) -> dict[str, list[Target]]:
 def host_vars(target: Target) -> dict[str, Any]:
     values = unsafe(dict(target.variables))
     values["ansible_host"] = Unsafe(target.address)
-    values["ansible_connection"] = target.connection
+    # str(): the default is a Connection member, which the YAML writer would refuse.
+    values["ansible_connection"] = str(target.connection)
     if target.port:
         values["ansible_port"] = target.port
     return values
 
 
-def inventory(groups: dict[str, list[Target]], account: Account | None) -> dict[str, Any]:
-    """Inventory data: every target under its group, the account as group-wide variables.
+def login_vars(account: Account | None) -> dict[str, Any]:
+    """Variables every host of a run shares: how Ansible logs in and becomes another user.
 
     Without an account (local hosts only), Ansible runs as the service's own user.
     """
     # Without a tty, ssh keeps the remote stderr apart from stdout.
     common: dict[str, Any] = {"ansible_ssh_use_tty": False}
     if account is None:
-        return _inventory(groups, common)
+        return common
     common["ansible_user"] = Unsafe(account.username)
     if account.become:
         common.update(
@@ -278,13 +287,14 @@ def inventory(groups: dict[str, list[Target]], account: Account | None) -> dict[
             ansible_become_method=Unsafe(account.become_method),
             ansible_become_user=Unsafe(account.become_user),
         )
-    return _inventory(groups, common)
+    return common
 
 
-def _inventory(groups: dict[str, list[Target]], common: dict[str, Any]) -> dict[str, Any]:
+def inventory(groups: dict[str, list[Target]], account: Account | None) -> dict[str, Any]:
+    """Inventory data: every target under its group, the account as group-wide variables."""
     return {
         "all": {
-            "vars": common,
+            "vars": login_vars(account),
             "children": {
                 group: {"hosts": {target.name: host_vars(target) for target in members}}
                 for group, members in groups.items()
