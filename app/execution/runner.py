@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import shutil
 import subprocess
 import sys
@@ -33,6 +34,8 @@ from app.secrets import mask
 PLAYBOOK = "main.yml"
 KEY_FILE = "ssh_key"
 MASK_FILE = "mask.json"
+# Extra vars may carry secrets: readable by the service alone, and removed with the key file.
+EXTRA_VARS_FILE = "extra_vars.yml"
 CALLBACK_DIR = ROOT / "plugins" / "callback"
 ACTION_DIR = ROOT / "plugins" / "action"
 HEARTBEAT_EVERY = 5.0
@@ -71,7 +74,7 @@ class RunOutcome:
 def write_private(path: Path, text: str) -> None:
     """Write a file only the service's user can read."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
 
 
@@ -100,7 +103,7 @@ class Runner:
                 ident="run",
                 envvars=self._environment(request, data_dir, marker, control_dir),
                 forks=request.forks,
-                cmdline=self._cmdline(request),
+                cmdline=self._cmdline(request, data_dir),
                 passwords=self._passwords(request),
                 timeout=request.timeout,
                 cancel_callback=self._cancel_callback(request),
@@ -121,10 +124,16 @@ class Runner:
         data_dir = self.settings.runs_dir / f"{request.slice_id}-{secrets.token_hex(4)}"
         for sub in ("project", "inventory", "env", "cp"):
             (data_dir / sub).mkdir(parents=True, mode=0o700)
-        (data_dir / "project" / PLAYBOOK).write_text(to_yaml(request.compiled.playbook))
-        (data_dir / "inventory" / "hosts.yml").write_text(to_yaml(request.compiled.inventory))
-        for name, content in request.compiled.files.items():
+        compiled = request.compiled
+        playbook = (
+            compiled.playbook_text if compiled.playbook_text is not None else to_yaml(compiled.playbook)
+        )
+        (data_dir / "project" / PLAYBOOK).write_text(playbook, encoding="utf-8", newline="")
+        (data_dir / "inventory" / "hosts.yml").write_text(to_yaml(compiled.inventory), encoding="utf-8")
+        for name, content in compiled.files.items():
             (data_dir / "project" / name).write_bytes(content)
+        if compiled.extra_vars:
+            write_private(data_dir / EXTRA_VARS_FILE, to_yaml(compiled.extra_vars))
         if request.private_key:
             # A key file rather than ansible-runner's ssh-agent, which measured seconds slower
             # at 500 hosts (docs/performance.md). It lives only as long as the run.
@@ -135,7 +144,7 @@ class Runner:
 
     @staticmethod
     def _secret_files(data_dir: Path) -> list[Path]:
-        return [data_dir / KEY_FILE, data_dir / MASK_FILE]
+        return [data_dir / KEY_FILE, data_dir / MASK_FILE, data_dir / EXTRA_VARS_FILE]
 
     def _environment(
         self, request: RunRequest, data_dir: Path, marker: str, control_dir: str
@@ -170,13 +179,17 @@ class Runner:
         return env
 
     @staticmethod
-    def _cmdline(request: RunRequest) -> str | None:
+    def _cmdline(request: RunRequest, data_dir: Path) -> str | None:
+        """ansible-playbook's options; ansible-runner splits them with shlex, so each is quoted."""
         flags = []
         if request.password:
             flags.append("--ask-pass")
         if request.become_password:
             flags.append("--ask-become-pass")
-        return " ".join(flags) or None
+        if request.compiled.extra_vars:
+            flags += ["-e", f"@{data_dir / EXTRA_VARS_FILE}"]
+        flags += request.compiled.options
+        return " ".join(shlex.quote(flag) for flag in flags) or None
 
     @staticmethod
     def _passwords(request: RunRequest) -> dict[str, str]:
