@@ -24,6 +24,8 @@ CHECK_TIMEOUT_DEFAULT = 300
 # A file transfer: how many sources it may name, and the largest inline file (files beyond go to the store).
 TRANSFER_SOURCES_MAX = 100
 INLINE_FILE_MAX_BYTES = 1024 * 1024
+# The largest playbook a job template may store.
+PLAYBOOK_MAX_BYTES = 1024 * 1024
 
 
 def _int(name: str, default: int) -> int:
