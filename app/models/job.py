@@ -118,7 +118,8 @@ class StepInstance(db.Model):
     script_version_id: Mapped[int | None] = mapped_column(
         ForeignKey("script_version.id", ondelete="SET NULL"), index=True
     )
-    # How many tasks the compiled playbook runs per host: with one, a host's first result is final.
+    # How many tasks the compiled playbook runs per host: with one, a host's first result is final;
+    # 0 for a user's playbook, whose tasks are not counted (its recap decides).
     task_count: Mapped[int] = mapped_column(Integer, default=1)
     host_count: Mapped[int] = mapped_column(Integer, default=0)
     # The template step it comes from (a transfer step makes a fetch step per source path and a push step).

@@ -194,7 +194,7 @@ def host_log(job: JobInstance, host_id: int, step_id: int | None = None) -> Iter
 def step_logs_archive(step: StepInstance) -> Iterator[bytes]:
     """Every host's log of the step as one .tar.gz, produced host by host as it is read."""
     # The archive is produced after the request's session has closed: it keeps plain values only.
-    return _archive(step.id, step.task_count > 1, step.job.created_at)
+    return _archive(step.id, step.task_count != 1, step.job.created_at)
 
 
 def _archive(step_id: int, with_tasks: bool, launched: datetime) -> Iterator[bytes]:
