@@ -41,12 +41,12 @@ class Callbacks:
         self.url = f"http://127.0.0.1:{self.server.server_port}/done"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def wait(self, timeout: float = 60) -> dict:
+    def wait(self, count: int, timeout: float = 60) -> list[dict]:
         deadline = time.monotonic() + timeout
-        while not self.received:
-            assert time.monotonic() < deadline, "the callback URL was never called"
+        while len(self.received) < count:
+            assert time.monotonic() < deadline, f"the callback URL was called {len(self.received)} times"
             time.sleep(0.2)
-        return self.received[-1]
+        return self.received
 
 
 @pytest.fixture
@@ -143,7 +143,12 @@ def test_four_step_release(service, project, account, lab, tmp_path, callbacks):
         {"template_id": template["id"], "name": f"plan-{uuid.uuid4().hex[:6]}", "values": {"version": "1.0"}},
         expect=201,
     ).get_json()
-    assert plan["out_of_date"] is False and plan["enabled_steps"] == ["stop", "distribute", "approve", "start"]
+    assert plan["out_of_date"] is False and plan["enabled_steps"] == [
+        "stop",
+        "distribute",
+        "approve",
+        "start",
+    ]
 
     launch = {"variables": {"version": "2.0"}, "callback_url": callbacks.url}
     headers = {"Idempotency-Key": f"release-{uuid.uuid4().hex}"}
@@ -198,5 +203,10 @@ def test_four_step_release(service, project, account, lab, tmp_path, callbacks):
     operations = [(op["action"], op["actor"], op["reason"]) for op in done["operations"]]
     assert operations == [("retry", "admin", ""), ("confirm", "admin", "canary is fine")]
     assert done["operations"][0]["details"]["hosts"] == ["late"]
-    posted = callbacks.wait()
-    assert (posted["job_instance_id"], posted["status"]) == (job["id"], "success")
+    # The job ended twice: failed at step two, then, retried and confirmed, with success.
+    posted = callbacks.wait(2)
+    assert [(body["job_instance_id"], body["status"]) for body in posted] == [
+        (job["id"], "failed"),
+        (job["id"], "success"),
+    ]
+    assert posted[1]["counts"]["success"] == 10

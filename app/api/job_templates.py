@@ -50,7 +50,8 @@ class Template(MethodView):
         require(current_actor(), pid, Action.READ)
         return templates.shown_template(records.get(JobTemplate, tid, pid))
 
-    @blp.arguments(TemplateSchema(partial=True))
+    # Top-level fields only: a step given is given whole, with its defaults.
+    @blp.arguments(TemplateSchema(partial=("name", "steps")))
     @blp.response(200, TemplateSchema)
     def patch(self, data: dict[str, Any], pid: int, tid: int):
         """Change a template; a change of steps or variables raises its version, and its plans show
@@ -98,7 +99,7 @@ class Plan(MethodView):
         require(current_actor(), pid, Action.READ)
         return templates.shown_plan(records.get(JobPlan, plan_id, pid))
 
-    @blp.arguments(PlanSchema(partial=True))
+    @blp.arguments(PlanSchema(partial=("template_id", "name")))
     @blp.response(200, PlanSchema)
     def patch(self, data: dict[str, Any], pid: int, plan_id: int):
         """Change a plan's name, steps or values; a secret value given as ****** keeps its value."""

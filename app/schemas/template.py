@@ -177,8 +177,8 @@ class TemplateSchema(Schema):
     id = fields.Integer(dump_only=True)
     project_id = fields.Integer(dump_only=True)
     name = fields.String(required=True, validate=validate.Length(min=1, max=255))
-    description = fields.String(load_default="", validate=validate.Length(max=4096))
-    variables = fields.List(fields.Nested(VariableSchema), load_default=list)
+    description = fields.String(validate=validate.Length(max=4096))
+    variables = fields.List(fields.Nested(VariableSchema))
     steps = fields.List(
         fields.Nested(TemplateStepSchema), required=True, validate=validate.Length(min=1, max=STEPS_MAX)
     )
@@ -193,15 +193,13 @@ class PlanSchema(Schema):
     project_id = fields.Integer(dump_only=True)
     template_id = fields.Integer(required=True, strict=True)
     name = fields.String(required=True, validate=validate.Length(min=1, max=255))
-    description = fields.String(load_default="", validate=validate.Length(max=4096))
+    description = fields.String(validate=validate.Length(max=4096))
     enabled_steps = fields.List(
         fields.String(),
-        load_default=None,
         metadata={"description": "keys of the steps the plan runs; default every step"},
     )
     values = fields.Dict(
         keys=fields.String(),
-        load_default=dict,
         metadata={"description": "the plan's own variable values; secrets are shown as ******"},
     )
     template_version = fields.Integer(dump_only=True)

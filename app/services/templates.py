@@ -137,13 +137,14 @@ def split_defaults(
 
 def create_template(actor: Actor, project_id: int, data: dict[str, Any]) -> JobTemplate:
     require(actor, project_id, Action.OPERATE)
-    check_definitions(project_id, data["variables"])
-    check_steps(actor, project_id, data["steps"], data["variables"])
-    definitions, secrets = split_defaults(data["variables"], {})
+    given = data.get("variables", [])
+    check_definitions(project_id, given)
+    check_steps(actor, project_id, data["steps"], given)
+    definitions, secrets = split_defaults(given, {})
     template = JobTemplate(
         project_id=project_id,
         name=data["name"],
-        description=data["description"],
+        description=data.get("description", ""),
         variables=definitions,
         secret_defaults=json.dumps(secrets) if secrets else None,
         steps=data["steps"],
@@ -214,22 +215,20 @@ def set_values(plan: JobPlan, values: dict[str, Any]) -> None:
 def create_plan(actor: Actor, project_id: int, data: dict[str, Any]) -> JobPlan:
     require(actor, project_id, Action.OPERATE)
     template = plan_template(project_id, data["template_id"])
-    enabled = data["enabled_steps"]
-    if enabled is None:
-        enabled = [step["key"] for step in template.steps]
+    enabled = data.get("enabled_steps", [step["key"] for step in template.steps])
     check_enabled(template.steps, enabled)
     plan = JobPlan(
         project_id=project_id,
         template=template,
         name=data["name"],
-        description=data["description"],
+        description=data.get("description", ""),
         template_version=template.version,
         steps=copy.deepcopy(template.steps),
         variables=copy.deepcopy(template.variables),
         enabled_steps=enabled,
         created_by=actor.username,
     )
-    set_values(plan, data["values"])
+    set_values(plan, data.get("values", {}))
     return records.save(plan)
 
 
@@ -238,7 +237,7 @@ def update_plan(actor: Actor, project_id: int, plan_id: int, data: dict[str, Any
     plan = records.get(JobPlan, plan_id, project_id)
     if "template_id" in data and data["template_id"] != plan.template_id:
         raise Invalid("a plan stays with its template: make a new plan", "template_id")
-    if data.get("enabled_steps") is not None:
+    if "enabled_steps" in data:
         check_enabled(plan.steps, data["enabled_steps"])
         plan.enabled_steps = data["enabled_steps"]
     if "values" in data:
