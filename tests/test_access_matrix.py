@@ -92,6 +92,85 @@ def fresh_file(w: World) -> int:
     return w.service.post(f"/projects/{w.project}/files?name={w.unique('f')}", expect=201).get_json()["id"]
 
 
+def fresh_template(w: World) -> int:
+    steps = [{"name": "gate", "type": "manual"}]
+    return w.make(f"/projects/{w.project}/job-templates", {"name": w.unique("t"), "steps": steps})
+
+
+def fresh_plan(w: World) -> int:
+    return w.make(
+        f"/projects/{w.project}/job-plans", {"name": w.unique("p"), "template_id": fresh_template(w)}
+    )
+
+
+def template_rows() -> dict[tuple[str, str], tuple[str, Request]]:
+    """Job templates, plans, and the operations on a job's steps."""
+    templates, plans = "/api/v1/projects/<int:pid>/job-templates", "/api/v1/projects/<int:pid>/job-plans"
+    rows: dict[tuple[str, str], tuple[str, Request]] = {
+        ("GET", templates): ("read", lambda w: (f"/projects/{w.project}/job-templates", None)),
+        ("POST", templates): (
+            "operate",
+            lambda w: (
+                f"/projects/{w.project}/job-templates",
+                {"name": w.unique("t"), "steps": [{"name": "gate", "type": "manual"}]},
+            ),
+        ),
+        ("GET", f"{templates}/<int:tid>"): (
+            "read",
+            lambda w: (f"/projects/{w.project}/job-templates/{fresh_template(w)}", None),
+        ),
+        ("PATCH", f"{templates}/<int:tid>"): (
+            "operate",
+            lambda w: (f"/projects/{w.project}/job-templates/{fresh_template(w)}", {"description": "x"}),
+        ),
+        ("DELETE", f"{templates}/<int:tid>"): (
+            "operate",
+            lambda w: (f"/projects/{w.project}/job-templates/{fresh_template(w)}", None),
+        ),
+        ("POST", f"{templates}/<int:tid>/launch"): (
+            "operate",
+            lambda w: (f"/projects/{w.project}/job-templates/{fresh_template(w)}/launch", {}),
+        ),
+        ("GET", plans): ("read", lambda w: (f"/projects/{w.project}/job-plans", None)),
+        ("POST", plans): (
+            "operate",
+            lambda w: (
+                f"/projects/{w.project}/job-plans",
+                {"name": w.unique("p"), "template_id": fresh_template(w)},
+            ),
+        ),
+        ("GET", f"{plans}/<int:plan_id>"): (
+            "read",
+            lambda w: (f"/projects/{w.project}/job-plans/{fresh_plan(w)}", None),
+        ),
+        ("PATCH", f"{plans}/<int:plan_id>"): (
+            "operate",
+            lambda w: (f"/projects/{w.project}/job-plans/{fresh_plan(w)}", {"description": "x"}),
+        ),
+        ("DELETE", f"{plans}/<int:plan_id>"): (
+            "operate",
+            lambda w: (f"/projects/{w.project}/job-plans/{fresh_plan(w)}", None),
+        ),
+        ("POST", f"{plans}/<int:plan_id>/sync"): (
+            "operate",
+            lambda w: (f"/projects/{w.project}/job-plans/{fresh_plan(w)}/sync", None),
+        ),
+        ("POST", f"{plans}/<int:plan_id>/launch"): (
+            "operate",
+            lambda w: (f"/projects/{w.project}/job-plans/{fresh_plan(w)}/launch", {}),
+        ),
+    }
+    for operation in ("retry", "ignore", "skip", "confirm", "reject"):
+        rows["POST", f"/api/v1/projects/<int:pid>/jobs/<int:jid>/steps/<int:sid>/{operation}"] = (
+            "operate",
+            lambda w, operation=operation: (
+                f"/projects/{w.project}/jobs/{w.job}/steps/{job_step(w)}/{operation}",
+                {},
+            ),
+        )
+    return rows
+
+
 # Made off, so that it never takes part in another test's checks.
 NEW_RULE = {"pattern": "matrix-never-[0-9]{64}", "action": "scan", "enabled": False}
 
@@ -186,6 +265,7 @@ def rule_rows(public: bool) -> dict[tuple[str, str], tuple[str, Request]]:
 
 
 MATRIX: dict[tuple[str, str], tuple[str, Request]] = {
+    **template_rows(),
     **script_rows(public=True),
     **script_rows(public=False),
     **rule_rows(public=True),

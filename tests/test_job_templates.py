@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import add_local_host
+from tests.conftest import add_local_host, make_member
 
 
 def unique(prefix: str) -> str:
@@ -347,3 +347,81 @@ def test_script_executions_are_idempotent_by_key(service, project):
     other = service.post(path, {**body, "idempotency_key": unique("key")}, expect=202).get_json()
     assert other["id"] != first["id"]
     service.post(path, body, expect=422, headers={"Idempotency-Key": "different"})
+
+
+PLAYBOOK = """\
+- hosts: web
+  gather_facts: false
+  tasks:
+    - name: greet
+      command: echo "{{ greeting }} {{ release }} {{ build }}"
+      tags: [greet]
+    - name: rescued
+      block:
+        - command: /bin/false
+      rescue:
+        - debug:
+            msg: rescued
+    - name: untagged
+      command: echo untagged
+"""
+
+
+def test_a_playbook_step_runs_unchanged_with_variables_as_data(service, project):
+    pid = project["id"]
+    web = local_hosts(service, project, 2)
+    idle = local_hosts(service, project, 1)
+    group = service.post(
+        f"/projects/{pid}/groups",
+        {"name": unique("web").replace("-", "_"), "hosts": [h["id"] for h in web]},
+        201,
+    ).get_json()
+    content = PLAYBOOK.replace("hosts: web", f"hosts: {group['name']}")
+    variables = [
+        {"name": "greeting", "type": "string", "default": "{{ lookup('pipe', 'id') }}"},
+        {"name": "build", "type": "namespace", "default": "b0"},
+    ]
+    step = {
+        "key": "play",
+        "name": "play",
+        "type": "playbook",
+        "playbook": {"content": content, "extra_vars": {"release": "r1"}},
+        "targets": {"hosts": [host["id"] for host in [*web, *idle]]},
+        "timeout": 60,
+    }
+    template = make_template(service, pid, [step], variables)
+    job = launch(service, pid, template)
+    done = wait_for(service, pid, job["id"], {"success", "failed"})
+    assert done["status"] == "success", service.host_results(pid, job["id"])
+    results = {r["host_name"]: r for r in service.host_results(pid, job["id"])}
+    for host in web:
+        assert results[host["name"]]["status"] == "success"
+    assert results[idle[0]["name"]]["status"] == "skipped"
+    log = service.api("GET", f"/projects/{pid}/jobs/{job['id']}/host-results/{web[0]['id']}/log", 200)
+    assert "{{ lookup('pipe', 'id') }} r1 b0" in log.get_data(as_text=True)
+    assert "uid=" not in log.get_data(as_text=True)
+
+    tagged = {**step, "playbook": {**step["playbook"], "tags": ["greet"], "limit": web[0]["name"]}}
+    service.api("PATCH", f"/projects/{pid}/job-templates/{template['id']}", 200, json={"steps": [tagged]})
+    job = launch(service, pid, template)
+    done = wait_for(service, pid, job["id"], {"success", "failed"})
+    statuses = {r["host_name"]: r["status"] for r in service.host_results(pid, job["id"])}
+    assert statuses == {web[0]["name"]: "success", web[1]["name"]: "skipped", idle[0]["name"]: "skipped"}
+
+
+def test_playbook_steps_need_a_project_admin_and_valid_yaml(service, project):
+    pid = project["id"]
+    hosts = local_hosts(service, project, 1)
+    step = {
+        "name": "play",
+        "type": "playbook",
+        "playbook": {"content": "- hosts: all\n  tasks: [\n"},
+        "targets": {"hosts": [hosts[0]["id"]]},
+    }
+    body = {"name": unique("t"), "steps": [step]}
+    error = service.post(f"/projects/{pid}/job-templates", body, 422).get_json()["error"]
+    assert error["field"] == "steps.0.playbook.content" and "line" in error["message"]
+    step["playbook"]["content"] = "- hosts: all\n  tasks: []\n"
+    operator = make_member(service, pid, "operator")
+    service.post(f"/projects/{pid}/job-templates", body, 403, token=operator)
+    service.post(f"/projects/{pid}/job-templates", body, 201)

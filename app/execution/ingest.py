@@ -33,7 +33,7 @@ from app.models import (
     TaskResult,
 )
 from app.models.base import UTCDateTime
-from app.models.job import digest_of
+from app.models.job import PLAYBOOK_TASKS, digest_of
 from app.models.status import HOST_PENDING
 from app.services.dispatch import after_commit
 from app.services.progress import finish_slice
@@ -50,10 +50,14 @@ def timestamp(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
 
 
-def host_status(outcome: str, msg: str, single_task: bool) -> HostStatus:
+def host_status(outcome: str, msg: str, task_count: int) -> HostStatus:
     """A host's status after one task result; RUNNING while more tasks may follow."""
     if outcome == "unreachable":
         return HostStatus.AUTH_FAILED if AUTH_FAILURE.search(msg) else HostStatus.UNREACHABLE
+    if outcome == "failed" and task_count == PLAYBOOK_TASKS:
+        # A user's playbook may rescue a failed task (block/rescue): its recap decides.
+        return HostStatus.RUNNING
+    single_task = task_count == 1
     if outcome == "failed":
         return HostStatus.AUTH_FAILED if AUTH_FAILURE.search(msg) else HostStatus.FAILED
     if not single_task:
@@ -160,7 +164,7 @@ def apply_events(events: list[dict[str, Any]]) -> None:
         elif kind == "task_result":
             single = slices[slice_id].task_count == 1
             hid = hosts[slice_id, event["host"]]
-            status = host_status(event["outcome"], event["msg"], single)
+            status = host_status(event["outcome"], event["msg"], slices[slice_id].task_count)
             results.append(
                 {
                     "hid": hid,

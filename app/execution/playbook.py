@@ -16,6 +16,7 @@ import yaml
 
 from app.config import PLAYBOOK_MAX_BYTES
 from app.execution.compiler import Account, CompiledStep, Target, host_vars, login_vars, unsafe
+from app.models.job import PLAYBOOK_TASKS
 
 IMPORT_PLAYBOOK = ("import_playbook", "ansible.builtin.import_playbook", "ansible.legacy.import_playbook")
 # Groups Ansible makes itself: `all` holds every host, `ungrouped` those in no other group.
@@ -179,7 +180,7 @@ def compile_playbook(
         playbook=[],
         inventory=playbook_inventory(targets, groups, account),
         files={},
-        task_count=0,
+        task_count=PLAYBOOK_TASKS,
         playbook_text=step.content,
         extra_vars=unsafe(step.extra_vars),
         options=options,

@@ -46,6 +46,8 @@ def digest_of(stdout: str) -> str:
 
 
 EMPTY_OUTPUT_DIGEST = digest_of("")
+# The task count of a user's playbook, which is not known ahead: each host's recap decides its status.
+PLAYBOOK_TASKS = 0
 
 
 class JobInstance(db.Model):

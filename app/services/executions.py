@@ -165,7 +165,8 @@ def enqueue(job: JobInstance, hosts_of_steps: list[list[Host]]) -> JobInstance:
         for piece, chunk in zip(step.slices, chunks, strict=True)
         for host in chunk
     ]
-    db.session.execute(insert(HostResult), rows)
+    if rows:
+        db.session.execute(insert(HostResult), rows)
     db.session.commit()
     dispatch.release_held(job.project_id)
     return job

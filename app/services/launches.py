@@ -18,6 +18,7 @@ from app.models import (
     VariableType,
 )
 from app.models.base import utcnow
+from app.models.job import PLAYBOOK_TASKS
 
 # playbook_steps registers how workers compile playbook steps.
 from app.services import executions, playbook_steps, records, rolling, templates, transfers, variables  # noqa: F401
@@ -168,7 +169,7 @@ def build_step(
     elif kind == StepType.PLAYBOOK:
         executions.require_account(project_id, common["account_id"], hosts, "account_id")
         instance = StepInstance(
-            kind=kind, host_count=len(hosts), task_count=0, spec={**step["playbook"], **common}
+            kind=kind, host_count=len(hosts), task_count=PLAYBOOK_TASKS, spec={**step["playbook"], **common}
         )
         built = [(instance, hosts)]
     else:

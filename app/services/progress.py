@@ -23,6 +23,7 @@ from app.models import (
     StepInstance,
 )
 from app.models.base import utcnow
+from app.models.job import PLAYBOOK_TASKS
 from app.models.status import HOST_PENDING, HOST_STATUS_FOR_UNFINISHED
 from app.services.dispatch import (
     callback_after_commit,
@@ -51,6 +52,13 @@ def finish_slice(slice_id: int, status: RunStatus, error: str | None = None) -> 
     now = utcnow()
     leftover = HOST_STATUS_FOR_UNFINISHED[status]
     reason = error or f"the run ended {status} before this host reported"
+    if piece.step.task_count == PLAYBOOK_TASKS and status in (RunStatus.SUCCESS, RunStatus.FAILED):
+        # Outside --limit, no play's hosts or no task left by tags: the playbook ran nothing there.
+        db.session.execute(
+            update(HostResult)
+            .where(HostResult.slice_id == slice_id, HostResult.status == HostStatus.WAITING)
+            .values(status=HostStatus.SKIPPED, ended_at=now, error="the playbook ran no task on this host")
+        )
     db.session.execute(
         update(HostResult)
         .where(HostResult.slice_id == slice_id, HostResult.status.in_(HOST_PENDING))
@@ -66,7 +74,7 @@ def finish_slice(slice_id: int, status: RunStatus, error: str | None = None) -> 
 def step_status(counts: dict[str, int]) -> RunStatus:
     """The status a finished step takes from its hosts' statuses."""
     present = {status for status, count in counts.items() if count}
-    if present <= {HostStatus.SUCCESS}:
+    if present <= {HostStatus.SUCCESS, HostStatus.SKIPPED}:
         return RunStatus.SUCCESS
     for host_status, run_status in (
         (HostStatus.CANCELLED, RunStatus.TERMINATED),
