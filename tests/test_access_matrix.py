@@ -131,6 +131,20 @@ def template_rows() -> dict[tuple[str, str], tuple[str, Request]]:
             "operate",
             lambda w: (f"/projects/{w.project}/job-templates/{fresh_template(w)}/launch", {}),
         ),
+        ("GET", f"{templates}/<int:tid>/export"): (
+            "read",
+            lambda w: (f"/projects/{w.project}/job-templates/{fresh_template(w)}/export", None),
+        ),
+        ("POST", f"{templates}/import"): (
+            "operate",
+            lambda w: (
+                f"/projects/{w.project}/job-templates/import",
+                {
+                    "format": "opsflow-job-templates/1",
+                    "templates": [{"name": w.unique("i"), "steps": [{"name": "gate", "type": "manual"}]}],
+                },
+            ),
+        ),
         ("GET", plans): ("read", lambda w: (f"/projects/{w.project}/job-plans", None)),
         ("POST", plans): (
             "operate",

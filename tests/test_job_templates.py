@@ -425,3 +425,174 @@ def test_playbook_steps_need_a_project_admin_and_valid_yaml(service, project):
     operator = make_member(service, pid, "operator")
     service.post(f"/projects/{pid}/job-templates", body, 403, token=operator)
     service.post(f"/projects/{pid}/job-templates", body, 201)
+
+
+def include_step(key: str, template: dict) -> dict:
+    return {"key": key, "name": key, "type": "template", "template": {"template_id": template["id"]}}
+
+
+def test_included_templates_run_in_place_and_cannot_include_themselves(service, project):
+    pid = project["id"]
+    hosts = local_hosts(service, project, 1)
+    inner = make_template(
+        service,
+        pid,
+        [script_step("hello", 'echo "inner $who"', hosts)],
+        [{"name": "who", "type": "string", "default": "inner-default"}],
+    )
+    outer = make_template(
+        service, pid, [script_step("first", "echo outer", hosts), include_step("inc", inner)]
+    )
+    job = launch(service, pid, outer, variables={"who": "given"})
+    done = wait_for(service, pid, job["id"], {"success", "failed"})
+    assert [s["template_step"] for s in done["steps"]] == ["first", "inc.hello"]
+    assert done["steps"][1]["name"] == "inc: hello"
+    [result] = service.host_results(pid, job["id"], step=done["steps"][1]["id"])
+    assert result["stdout"] == "inner given\n"
+
+    plan = service.post(
+        f"/projects/{pid}/job-plans", {"template_id": outer["id"], "name": unique("plan")}, 201
+    ).get_json()
+    assert plan["enabled_steps"] == ["first", "inc.hello"]
+    service.api(
+        "PATCH",
+        f"/projects/{pid}/job-templates/{inner['id']}",
+        200,
+        json={"steps": [script_step("hello", "echo changed", hosts)]},
+    )
+    assert service.get(f"/projects/{pid}/job-plans/{plan['id']}")["out_of_date"] is True
+    assert (
+        service.post(f"/projects/{pid}/job-plans/{plan['id']}/sync", expect=200).get_json()["out_of_date"]
+        is False
+    )
+
+    error = service.api(
+        "PATCH",
+        f"/projects/{pid}/job-templates/{inner['id']}",
+        422,
+        json={"steps": [script_step("hello", "echo x", hosts), include_step("back", outer)]},
+    ).get_json()["error"]
+    assert error["field"] == "steps.1.template.template_id" and "cycle" in error["message"], error
+    own = service.api(
+        "PATCH",
+        f"/projects/{pid}/job-templates/{inner['id']}",
+        422,
+        json={"steps": [include_step("me", inner)]},
+    ).get_json()["error"]
+    assert own["field"] == "steps.0.template.template_id"
+
+
+def test_export_imports_into_another_project(service, project):
+    pid = project["id"]
+    host = add_local_host(service, project, "web-1")
+    service.post(f"/projects/{pid}/groups", {"name": "web", "hosts": [host["id"]]}, 201)
+    script = service.post(f"/projects/{pid}/scripts", {"name": "greet", "language": "bash"}, 201).get_json()
+    version = service.post(
+        f"/projects/{pid}/scripts/{script['id']}/versions",
+        {"version": "1", "content": "echo greet $who"},
+        201,
+    ).get_json()
+    service.post(f"/projects/{pid}/scripts/{script['id']}/versions/{version['id']}/publish", expect=200)
+    group_id = service.get(f"/projects/{pid}/groups")[0]["id"]
+    inner = make_template(
+        service,
+        pid,
+        [
+            {
+                "key": "pinned",
+                "name": "pinned",
+                "type": "script",
+                "script": {"version_id": version["id"]},
+                "targets": {"groups": [group_id]},
+            }
+        ],
+        [
+            {"name": "who", "type": "string", "default": "world"},
+            {"name": "key", "type": "secret", "default": "k-1"},
+        ],
+    )
+    outer = make_template(
+        service,
+        pid,
+        [
+            {
+                "key": "online",
+                "name": "online",
+                "type": "script",
+                "script": {"script_id": script["id"]},
+                "targets": {"variable": "servers"},
+            },
+            include_step("inc", inner),
+        ],
+        [{"name": "servers", "type": "host_list", "default": {"hosts": [host["id"]]}}],
+    )
+    service.post(
+        f"/projects/{pid}/job-plans",
+        {"template_id": outer["id"], "name": "nightly", "values": {"who": "plan"}},
+        201,
+    )
+    exported = service.api("GET", f"/projects/{pid}/job-templates/{outer['id']}/export", 200)
+    assert "attachment" in exported.headers["Content-Disposition"]
+    document = exported.get_json()
+    assert [t["name"] for t in document["templates"]] == [inner["name"], outer["name"]]
+    assert document["templates"][1]["steps"][0]["script"] == {"script_id": "greet", "params": []}
+    assert document["templates"][0]["steps"][0]["script"]["version_id"] == {"script": "greet", "version": "1"}
+    assert "k-1" not in str(document)
+    as_yaml = service.api(
+        "GET", f"/projects/{pid}/job-templates/{outer['id']}/export", 200, query_string={"format": "yaml"}
+    )
+    assert as_yaml.mimetype == "application/yaml"
+
+    other = service.post("/projects", {"name": unique("other")}, 201).get_json()
+    oid = other["id"]
+    missing = service.post(f"/projects/{oid}/job-templates/import", document, 422).get_json()["error"]
+    assert missing["field"] == "templates.0.steps.0.targets.groups.0", missing
+    assert service.get(f"/projects/{oid}/job-templates") == []
+
+    moved = add_local_host(service, other, "web-1")
+    service.post(f"/projects/{oid}/groups", {"name": "web", "hosts": [moved["id"]]}, 201)
+    copy = service.post(f"/projects/{oid}/scripts", {"name": "greet", "language": "bash"}, 201).get_json()
+    copy_version = service.post(
+        f"/projects/{oid}/scripts/{copy['id']}/versions", {"version": "1", "content": "echo hi $who"}, 201
+    ).get_json()
+    service.post(f"/projects/{oid}/scripts/{copy['id']}/versions/{copy_version['id']}/publish", expect=200)
+    imported = service.api(
+        "POST",
+        f"/projects/{oid}/job-templates/import",
+        201,
+        data=as_yaml.get_data(),
+        headers={"Content-Type": "application/yaml"},
+    ).get_json()
+    assert [t["name"] for t in imported["templates"]] == [inner["name"], outer["name"]]
+    [plan] = imported["plans"]
+    assert plan["values"] == {"who": "plan"} and plan["name"] == "nightly"
+    new_outer = imported["templates"][1]
+    assert new_outer["variables"][0]["default"] == {"hosts": [moved["id"]]}
+    job = service.post(f"/projects/{oid}/job-plans/{plan['id']}/launch", {}, 202).get_json()
+    done = wait_for(service, oid, job["id"], {"success", "failed"})
+    assert done["status"] == "success", done
+    assert {r["stdout"] for r in service.host_results(oid, job["id"])} == {"hi plan\n"}
+    again = service.post(f"/projects/{oid}/job-templates/import", document, 409).get_json()["error"]
+    assert again["field"] == "templates.0.name"
+
+
+def test_a_cycle_of_template_imports_is_refused(service, project):
+    steps_of = {
+        "a": [{"name": "to b", "type": "template", "template": {"template_id": "b"}}],
+        "b": [{"name": "to a", "type": "template", "template": {"template_id": "a"}}],
+    }
+    document = {
+        "format": "opsflow-job-templates/1",
+        "templates": [{"name": name, "steps": steps} for name, steps in steps_of.items()],
+    }
+    error = service.post(f"/projects/{project['id']}/job-templates/import", document, 422).get_json()["error"]
+    assert "cycle" in error["message"] and error["field"] == "templates.0.steps.0.template.template_id", error
+    assert service.get(f"/projects/{project['id']}/job-templates") == []
+    bad = service.api(
+        "POST",
+        f"/projects/{project['id']}/job-templates/import",
+        422,
+        data="format: [unclosed",
+        headers={"Content-Type": "application/yaml"},
+    ).get_json()["error"]
+    assert bad["field"] == "document"

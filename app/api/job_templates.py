@@ -4,18 +4,30 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api.auth import current_actor
+from app.api.jobs import attachment
 from app.api.launching import launched
 from app.api.paging import filter_arguments, shown_page
 from app.models import JobPlan, JobTemplate
 from app.schemas.job import JobSchema
 from app.schemas.query import FilterArgs
-from app.schemas.template import LaunchSchema, PlanArgs, PlanSchema, TemplateSchema
-from app.services import launches, records, templates
+from app.schemas.template import (
+    ExportArgs,
+    ImportResultSchema,
+    LaunchSchema,
+    PlanArgs,
+    PlanSchema,
+    TemplateSchema,
+)
+from app.services import launches, records, template_exchange, templates
 from app.services.access import Action, require
+from app.services.errors import Invalid
+
+MEDIA_TYPES = {"json": "application/json", "yaml": "application/yaml"}
 
 blp = Blueprint(
     "job_templates",
@@ -62,6 +74,45 @@ class Template(MethodView):
     def delete(self, pid: int, tid: int):
         """Delete a template and its plans; job instances launched from them stay."""
         templates.delete_template(current_actor(), pid, tid)
+
+
+@blp.route("/<int:pid>/job-templates/<int:tid>/export")
+class TemplateExport(MethodView):
+    @filter_arguments(blp, ExportArgs)
+    @blp.response(200, content_type="application/json")
+    def get(self, args: dict[str, Any], pid: int, tid: int):
+        """The template, the templates it includes and its plans as one JSON or YAML document, references
+        by name, secrets left out: it imports into this project or another."""
+        document = template_exchange.export_document(current_actor(), pid, tid)
+        text = template_exchange.to_text(document, args["format"])
+        name = f"{document['templates'][-1]['name']}.{args['format']}"
+        return Response(text, mimetype=MEDIA_TYPES[args["format"]], headers=attachment(name))
+
+
+@blp.route("/<int:pid>/job-templates/import")
+class TemplateImport(MethodView):
+    @blp.doc(
+        requestBody={
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "application/yaml": {"schema": {"type": "string"}},
+            }
+        }
+    )
+    @blp.response(201, ImportResultSchema)
+    def post(self, pid: int):
+        """Create the templates and plans of an exported document (JSON, or YAML text), all or none."""
+        if request.is_json:
+            document = request.get_json(silent=True)
+            if document is None:
+                raise Invalid("the body is not valid JSON", "document")
+        else:
+            document = template_exchange.parse(request.get_data(as_text=True))
+        created, plans = template_exchange.import_document(current_actor(), pid, document)
+        return {
+            "templates": [templates.shown_template(template) for template in created],
+            "plans": [templates.shown_plan(plan) for plan in plans],
+        }
 
 
 @blp.route("/<int:pid>/job-templates/<int:tid>/launch")

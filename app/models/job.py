@@ -125,7 +125,7 @@ class StepInstance(db.Model):
     task_count: Mapped[int] = mapped_column(Integer, default=1)
     host_count: Mapped[int] = mapped_column(Integer, default=0)
     # The template step it comes from (a transfer step makes a fetch step per source path and a push step).
-    template_step: Mapped[str | None] = mapped_column(String(64))
+    template_step: Mapped[str | None] = mapped_column(String(255))
     on_failure: Mapped[str] = mapped_column(String(16), default=OnFailure.STOP, server_default="stop")
     # A rolling step's batch sizes, in order; empty: one batch of every host.
     batches: Mapped[list] = mapped_column(JSON, default=list, server_default="[]")

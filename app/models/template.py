@@ -28,6 +28,8 @@ class StepType(StrEnum):
     FILE_TRANSFER = "file_transfer"
     PLAYBOOK = "playbook"
     MANUAL = "manual"
+    # Another template's steps (and variables), in this step's place.
+    TEMPLATE = "template"
 
 
 class JobTemplate(db.Model):
@@ -67,6 +69,8 @@ class JobPlan(db.Model):
     # The template's steps and variable definitions when the plan was made or last synced.
     steps: Mapped[list] = mapped_column(JSON, default=list)
     variables: Mapped[list] = mapped_column(JSON, default=list)
+    # The version of each template whose steps it holds (the template and those it includes), by id.
+    template_versions: Mapped[dict] = mapped_column(JSON, default=dict)
     # Keys of the steps the plan runs.
     enabled_steps: Mapped[list] = mapped_column(JSON, default=list)
     # The plan's own values: {name: value}, secrets in secret_values.
@@ -80,4 +84,10 @@ class JobPlan(db.Model):
 
     @property
     def out_of_date(self) -> bool:
-        return self.template_version != self.template.version
+        if self.template_version != self.template.version:
+            return True
+        for id, version in self.template_versions.items():
+            included = db.session.get(JobTemplate, int(id))
+            if included is None or included.version != version:
+                return True
+        return False

@@ -22,6 +22,7 @@ BODIES = {
     StepType.FILE_TRANSFER: "transfer",
     StepType.PLAYBOOK: "playbook",
     StepType.MANUAL: "manual",
+    StepType.TEMPLATE: "template",
 }
 
 
@@ -121,6 +122,14 @@ class ManualBodySchema(Schema):
     )
 
 
+class IncludeBodySchema(Schema):
+    template_id = fields.Integer(
+        required=True,
+        strict=True,
+        metadata={"description": "a template of the project, run in this step's place"},
+    )
+
+
 TransferBodySchema = FileTransferSchema(
     exclude=("name", "targets", "account_id", "timeout", "forks", "idempotency_key")
 )
@@ -149,6 +158,7 @@ class TemplateStepSchema(Schema):
     transfer = fields.Nested(TransferBodySchema)
     playbook = fields.Nested(PlaybookBodySchema)
     manual = fields.Nested(ManualBodySchema)
+    template = fields.Nested(IncludeBodySchema)
 
     @validates_schema
     def one_body(self, data, **kwargs) -> None:
@@ -159,11 +169,12 @@ class TemplateStepSchema(Schema):
         for other in BODIES.values():
             if other != body and other in data:
                 raise ValidationError(f"a {kind} step has no {other}", other)
-        if kind == StepType.MANUAL:
+        if kind in (StepType.MANUAL, StepType.TEMPLATE):
             if "targets" in data or data.get("rolling"):
-                raise ValidationError(
-                    "a manual step runs on no host", "targets" if "targets" in data else "rolling"
-                )
+                where = "targets" if "targets" in data else "rolling"
+                raise ValidationError(f"a {kind} step names no hosts of its own", where)
+            if kind == StepType.TEMPLATE and "template" not in data:
+                raise ValidationError("name the template to include", "template")
             return
         if body not in data:
             raise ValidationError(f"a {kind} step needs {body}", body)
@@ -234,3 +245,12 @@ class LaunchSchema(Schema):
         validate=validate.Length(min=1, max=255),
         metadata={"description": "a retried launch with the same key returns the first job instance"},
     )
+
+
+class ExportArgs(FilterArgs):
+    format = fields.String(load_default="json", validate=validate.OneOf(["json", "yaml"]))
+
+
+class ImportResultSchema(Schema):
+    templates = fields.List(fields.Nested(TemplateSchema))
+    plans = fields.List(fields.Nested(PlanSchema))

@@ -33,16 +33,17 @@ def launch_template(actor: Actor, project_id: int, template_id: int, data: dict[
     """Run every step of a template with its defaults and the launch's values."""
     require(actor, project_id, Action.OPERATE)
     template = records.get(JobTemplate, template_id, project_id)
-    defaults = {definition["name"]: definition.get("default") for definition in template.variables}
+    expanded = templates.expand(template)
+    defaults = {definition["name"]: definition.get("default") for definition in expanded.variables}
     return launch(
         actor,
         project_id,
         data,
         template=template,
-        steps=template.steps,
-        definitions=template.variables,
+        steps=expanded.steps,
+        definitions=expanded.variables,
         defaults=defaults,
-        secret_defaults=templates.secret_defaults(template),
+        secret_defaults=expanded.secret_defaults,
     )
 
 
@@ -52,7 +53,7 @@ def launch_plan(actor: Actor, project_id: int, plan_id: int, data: dict[str, Any
     plan = records.get(JobPlan, plan_id, project_id)
     defaults = {definition["name"]: definition.get("default") for definition in plan.variables}
     defaults.update(plan.values)
-    secret_defaults = {**templates.secret_defaults(plan.template), **json.loads(plan.secret_values or "{}")}
+    secret_defaults = {**templates.plan_secret_defaults(plan), **json.loads(plan.secret_values or "{}")}
     enabled = set(plan.enabled_steps)
     return launch(
         actor,

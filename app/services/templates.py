@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, select
@@ -24,7 +25,7 @@ from app.models import (
 from app.secrets import MASK
 from app.services import danger, records, rolling, scripts, variables
 from app.services.access import Action, Actor, require
-from app.services.errors import Invalid, fields_under
+from app.services.errors import Conflict, Invalid, fields_under
 
 
 def templates_query(project_id: int) -> Select:
@@ -42,8 +43,84 @@ def secret_defaults(template: JobTemplate) -> dict[str, str]:
     return json.loads(template.secret_defaults or "{}")
 
 
-def check_steps(actor: Actor, project_id: int, steps: list[dict[str, Any]], definitions: list[dict]) -> None:
-    """Every reference of every step resolves in the project; keys are given to the steps without one."""
+@dataclass
+class Expanded:
+    """A template with the steps and variables of the templates it includes in place."""
+
+    steps: list[dict[str, Any]]
+    variables: list[dict[str, Any]]
+    secret_defaults: dict[str, str]
+    # The version of the template and of every template it includes, by id (as text: JSON keys).
+    versions: dict[str, int]
+
+
+def expand(template: JobTemplate, trail: tuple[int, ...] = ()) -> Expanded:
+    """Included steps take the including step's place, their keys and names prefixed by its own;
+    included variables the template does not define itself follow its own."""
+    if template.id in trail:
+        raise Conflict(
+            f"job template {template.name!r} includes itself through {len(trail)} templates", "steps"
+        )
+    expanded = Expanded(
+        [], list(template.variables), secret_defaults(template), {str(template.id): template.version}
+    )
+    names = {definition["name"] for definition in expanded.variables}
+    for step in template.steps:
+        if step["type"] != StepType.TEMPLATE:
+            expanded.steps.append(step)
+            continue
+        included = db.session.get(JobTemplate, step["template"]["template_id"])
+        if included is None:
+            raise Conflict(f"step {step['key']!r} includes a template that no longer exists", "steps")
+        inner = expand(included, (*trail, template.id))
+        expanded.steps.extend(
+            {
+                **inner_step,
+                "key": f"{step['key']}.{inner_step['key']}",
+                "name": f"{step['name']}: {inner_step['name']}",
+            }
+            for inner_step in inner.steps
+        )
+        expanded.variables.extend(
+            definition for definition in inner.variables if definition["name"] not in names
+        )
+        names.update(definition["name"] for definition in inner.variables)
+        for name, value in inner.secret_defaults.items():
+            expanded.secret_defaults.setdefault(name, value)
+        expanded.versions.update(inner.versions)
+    return expanded
+
+
+def inclusion_path(start: int, goal: int | None) -> list[str] | None:
+    """The names of the templates from `start` that lead, through their includes, back to `goal`."""
+    if goal is None:
+        return None
+    pending: list[tuple[int, list[str]]] = [(start, [])]
+    seen: set[int] = set()
+    while pending:
+        id, path = pending.pop()
+        template = db.session.get(JobTemplate, id)
+        if template is None or id in seen:
+            continue
+        seen.add(id)
+        path = [*path, template.name]
+        if id == goal:
+            return path
+        for step in template.steps:
+            if step["type"] == StepType.TEMPLATE:
+                pending.append((step["template"]["template_id"], path))
+    return None
+
+
+def check_steps(
+    actor: Actor,
+    project_id: int,
+    steps: list[dict[str, Any]],
+    definitions: list[dict],
+    template_id: int | None = None,
+) -> None:
+    """Every reference of every step resolves in the project, and no template includes itself; keys are
+    given to the steps without one."""
     kinds = {definition["name"]: definition["type"] for definition in definitions}
     taken = {step["key"] for step in steps if "key" in step}
     for index, step in enumerate(steps):
@@ -61,6 +138,8 @@ def check_steps(actor: Actor, project_id: int, steps: list[dict[str, Any]], defi
         seen.add(step["key"])
         with fields_under(where, missing_is_invalid=True):
             check_step(actor, project_id, step, kinds)
+            if step["type"] == StepType.TEMPLATE:
+                check_include(project_id, step["template"]["template_id"], kinds, template_id)
 
 
 def check_step(actor: Actor, project_id: int, step: dict[str, Any], kinds: dict[str, str]) -> None:
@@ -103,6 +182,25 @@ def check_step(actor: Actor, project_id: int, step: dict[str, Any], kinds: dict[
             raise Invalid(str(exc), "playbook.content") from exc
 
 
+def check_include(project_id: int, included_id: int, kinds: dict[str, str], template_id: int | None) -> None:
+    included = db.session.get(JobTemplate, included_id)
+    if included is None or included.project_id != project_id:
+        raise Invalid(f"job template {included_id} does not exist in this project", "template.template_id")
+    cycle = inclusion_path(included_id, template_id)
+    if cycle:
+        raise Invalid(
+            f"a cycle of included templates: {' -> '.join([*cycle, cycle[0]])}", "template.template_id"
+        )
+    for definition in expand(included).variables:
+        kind = kinds.get(definition["name"])
+        if kind is not None and kind != definition["type"]:
+            raise Invalid(
+                f"variable {definition['name']!r} is a {kind} here and a {definition['type']} in "
+                f"template {included.name!r}",
+                "template.template_id",
+            )
+
+
 def check_target_ids(project_id: int, targets: dict[str, list[int]], field: str) -> None:
     records.get_many(Host, targets.get("hosts", []), project_id, f"{field}.hosts")
     records.get_many(Group, targets.get("groups", []), project_id, f"{field}.groups")
@@ -136,6 +234,11 @@ def split_defaults(
 
 
 def create_template(actor: Actor, project_id: int, data: dict[str, Any]) -> JobTemplate:
+    return records.save(new_template(actor, project_id, data))
+
+
+def new_template(actor: Actor, project_id: int, data: dict[str, Any]) -> JobTemplate:
+    """A checked template, not saved yet."""
     require(actor, project_id, Action.OPERATE)
     given = data.get("variables", [])
     check_definitions(project_id, given)
@@ -150,7 +253,7 @@ def create_template(actor: Actor, project_id: int, data: dict[str, Any]) -> JobT
         steps=data["steps"],
         created_by=actor.username,
     )
-    return records.save(template)
+    return template
 
 
 def update_template(actor: Actor, project_id: int, template_id: int, data: dict[str, Any]) -> JobTemplate:
@@ -159,7 +262,7 @@ def update_template(actor: Actor, project_id: int, template_id: int, data: dict[
     definitions = data.get("variables", template.variables)
     steps = data.get("steps", copy.deepcopy(template.steps))
     check_definitions(project_id, definitions)
-    check_steps(actor, project_id, steps, definitions)
+    check_steps(actor, project_id, steps, definitions, template.id)
     if "variables" in data:
         public, secrets = split_defaults(definitions, secret_defaults(template))
         template.variables = public
@@ -213,23 +316,30 @@ def set_values(plan: JobPlan, values: dict[str, Any]) -> None:
 
 
 def create_plan(actor: Actor, project_id: int, data: dict[str, Any]) -> JobPlan:
+    return records.save(new_plan(actor, project_id, data))
+
+
+def new_plan(actor: Actor, project_id: int, data: dict[str, Any]) -> JobPlan:
+    """A checked plan, not saved yet."""
     require(actor, project_id, Action.OPERATE)
     template = plan_template(project_id, data["template_id"])
-    enabled = data.get("enabled_steps", [step["key"] for step in template.steps])
-    check_enabled(template.steps, enabled)
+    expanded = expand(template)
+    enabled = data.get("enabled_steps", [step["key"] for step in expanded.steps])
+    check_enabled(expanded.steps, enabled)
     plan = JobPlan(
         project_id=project_id,
         template=template,
         name=data["name"],
         description=data.get("description", ""),
         template_version=template.version,
-        steps=copy.deepcopy(template.steps),
-        variables=copy.deepcopy(template.variables),
+        template_versions=expanded.versions,
+        steps=copy.deepcopy(expanded.steps),
+        variables=copy.deepcopy(expanded.variables),
         enabled_steps=enabled,
         created_by=actor.username,
     )
     set_values(plan, data.get("values", {}))
-    return records.save(plan)
+    return plan
 
 
 def update_plan(actor: Actor, project_id: int, plan_id: int, data: dict[str, Any]) -> JobPlan:
@@ -254,7 +364,7 @@ def sync_plan(actor: Actor, project_id: int, plan_id: int) -> JobPlan:
     with the same type stay."""
     require(actor, project_id, Action.OPERATE)
     plan = records.get(JobPlan, plan_id, project_id)
-    template = plan.template
+    template = expand(plan.template)
     old_keys = {step["key"] for step in plan.steps}
     enabled = set(plan.enabled_steps)
     plan.enabled_steps = [
@@ -272,10 +382,21 @@ def sync_plan(actor: Actor, project_id: int, plan_id: int) -> JobPlan:
     plan.secret_values = json.dumps(secrets) if secrets else None
     plan.steps = copy.deepcopy(template.steps)
     plan.variables = copy.deepcopy(template.variables)
-    plan.template_version = template.version
+    plan.template_version = plan.template.version
+    plan.template_versions = template.versions
     if not plan.enabled_steps:
         plan.enabled_steps = [step["key"] for step in template.steps]
     return records.save(plan)
+
+
+def plan_secret_defaults(plan: JobPlan) -> dict[str, str]:
+    """The secret defaults of the templates whose steps the plan holds; the including template's win."""
+    merged: dict[str, str] = {}
+    for id in reversed(list(plan.template_versions) or [str(plan.template_id)]):
+        template = db.session.get(JobTemplate, int(id))
+        if template is not None:
+            merged.update(secret_defaults(template))
+    return merged
 
 
 def delete_plan(actor: Actor, project_id: int, plan_id: int) -> None:
@@ -303,6 +424,6 @@ def shown_plan(plan: JobPlan) -> dict[str, Any]:
         {key: getattr(plan, key) for key in ("template_version", "out_of_date", "created_at", "updated_at")},
         created_by=plan.created_by,
         values={**plan.values, **dict.fromkeys(secrets, MASK)},
-        variables=variables.masked(plan.variables, set(secret_defaults(plan.template))),
+        variables=variables.masked(plan.variables, set(plan_secret_defaults(plan))),
     )
     return shown

@@ -45,6 +45,7 @@ def upgrade():
     sa.Column('template_version', sa.Integer(), nullable=False),
     sa.Column('steps', sa.JSON(), nullable=False),
     sa.Column('variables', sa.JSON(), nullable=False),
+    sa.Column('template_versions', sa.JSON(), nullable=False),
     sa.Column('enabled_steps', sa.JSON(), nullable=False),
     sa.Column('values', sa.JSON(), nullable=False),
     sa.Column('secret_values', sa.Text(), nullable=True),
@@ -81,7 +82,7 @@ def upgrade():
         )
 
     with op.batch_alter_table('step_instance', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('template_step', sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column('template_step', sa.String(length=255), nullable=True))
         batch_op.add_column(sa.Column('on_failure', sa.String(length=16), server_default='stop', nullable=False))
         batch_op.add_column(sa.Column('batches', sa.JSON(), server_default='[]', nullable=False))
         batch_op.add_column(sa.Column('rolling_mode', sa.String(length=16), nullable=True))
