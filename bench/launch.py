@@ -16,6 +16,9 @@ the application (Flask's test client with a bearer token) it times:
   preview     GET /dynamic-groups/{id}/hosts?page_size=100 of a dynamic group matching every host
   launch      POST /script-executions with targets {dynamic_groups: [id]}: resolution, rule checks, the job
               instance, its slices and one host result per host written, the slices queued; until the 202
+  plan        POST /job-plans/{id}/launch of a four-step release (script, file transfer rolling in
+              "1 10% 30% 100%", manual confirmation, script) whose steps target a host list variable of that
+              dynamic group: values checked, three steps of host results written, the first step queued
 
 Each launch is repeated --repeat times (fresh job instances). Nothing passes or fails.
 """
@@ -49,6 +52,34 @@ def timed(call) -> tuple[float, object]:
     began = time.perf_counter()
     response = call()
     return time.perf_counter() - began, response
+
+
+def release_plan(call, pid: int, group: int, account: int) -> int:
+    """A plan of a four-step release template on every host of the dynamic group."""
+    on_servers = {"targets": {"variable": "servers"}, "account_id": account}
+    template = {
+        "name": "release",
+        "variables": [
+            {"name": "v", "type": "string", "required": True},
+            {"name": "servers", "type": "host_list", "default": {"dynamic_groups": [group]}},
+        ],
+        "steps": [
+            {"name": "stop", "type": "script", "script": {"content": "echo stop $v"}, **on_servers},
+            {
+                "name": "push",
+                "type": "file_transfer",
+                "transfer": {"sources": [{"name": "v.txt", "content": "v"}], "target_path": "/tmp/v"},
+                "rolling": {"expression": "1 10% 30% 100%"},
+                **on_servers,
+            },
+            {"name": "check", "type": "manual"},
+            {"name": "start", "type": "script", "script": {"content": "echo start $v"}, **on_servers},
+        ],
+    }
+    template_id = call("POST", f"/projects/{pid}/job-templates", template, 201)["id"]
+    return call("POST", f"/projects/{pid}/job-plans", {"name": "weekly", "template_id": template_id}, 201)[
+        "id"
+    ]
 
 
 def main() -> None:
@@ -97,6 +128,16 @@ def main() -> None:
             seconds, job = timed(lambda: call("POST", f"/projects/{pid}/script-executions", launch, 202))
             assert job["host_count"] == args.hosts, job["host_count"]
             launches.append(seconds)
+        plan = release_plan(call, pid, group, account)
+        plans = []
+        for _ in range(args.repeat):
+            seconds, released = timed(
+                lambda: call(
+                    "POST", f"/projects/{pid}/job-plans/{plan}/launch", {"variables": {"v": "2"}}, 202
+                )
+            )
+            assert released["host_count"] == args.hosts, released["host_count"]
+            plans.append(seconds)
         print(f"database: {dialect}; {args.hosts} hosts in {len(report['groups']['added'])} groups")
         print(machine())
         print(f"import      {imported:7.2f} s  ({len(report['hosts']['added'])} hosts added)")
@@ -106,6 +147,11 @@ def main() -> None:
         median = statistics.median(launches)
         worst = max(launches)
         print(f"launch      {median:7.2f} s  median of {args.repeat}, worst {worst:.2f} s; {slices} slices")
+        rows = sum(step["host_count"] for step in released["steps"])
+        median, worst = statistics.median(plans), max(plans)
+        print(
+            f"plan        {median:7.2f} s  median of {args.repeat}, worst {worst:.2f} s; {rows} host results"
+        )
     queue.flushdb()
 
 

@@ -128,8 +128,13 @@ def test_sources_on_hosts_staged_per_host_in_safe_mode(service, project, account
     assert len(results) == 2 + 2 + 4
     assert {r["source"] for r in results} == {h["name"] for h in sources}
     assert all(r["checksum_verified"] for r in results)
-    # The ingester's periodic pass removes the staging directory of an ended transfer.
+    # A failed transfer keeps what it fetched for a retry; skipped past its failure, the job succeeds
+    # and the ingester's periodic pass removes the staging directory.
     staging = service.data_dir / "staging" / str(job["id"])
+    assert staging.is_dir()
+    path = f"/projects/{project['id']}/jobs/{job['id']}/steps/{lost['step_instance_id']}/skip"
+    service.post(path, {"reason": "host retired"}, expect=202)
+    assert service.wait_job(project["id"], job["id"])["status"] == "success"
     deadline = time.monotonic() + 30
     while staging.exists():
         assert time.monotonic() < deadline, "staging directory left behind"

@@ -87,7 +87,7 @@ def launch_script(
         request={
             key: value
             for key, value in data.items()
-            if key != "idempotency_key" and not (data["sensitive"] and key == "params")
+            if key != "idempotency_key" and not (data.get("sensitive") and key == "params")
         },
         warnings=warnings,
         idempotency_key=data.get("idempotency_key"),
