@@ -24,14 +24,21 @@ INJECTION = "{{ lookup('pipe', 'id') }}"
 class Callbacks:
     """A local HTTP server that records the JSON bodies POSTed to it."""
 
-    def __init__(self) -> None:
+    def __init__(self, refusals: int = 0) -> None:
         received = self.received = []
+        self.attempts = 0
+        server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers["Content-Length"])
-                received.append(json.loads(self.rfile.read(length)))
-                self.send_response(204)
+                body = json.loads(self.rfile.read(length))
+                server.attempts += 1
+                if server.attempts <= refusals:
+                    self.send_response(503)
+                else:
+                    received.append(body)
+                    self.send_response(204)
                 self.end_headers()
 
             def log_message(self, *args) -> None:
@@ -54,6 +61,27 @@ def callbacks():
     server = Callbacks()
     yield server
     server.server.shutdown()
+
+
+def test_a_refused_callback_is_tried_again(service, project):
+    server = Callbacks(refusals=1)
+    try:
+        host = service.post(
+            f"/projects/{project['id']}/hosts",
+            {"name": "cb", "address": "127.0.0.1", "connection": "local"},
+            201,
+        ).get_json()
+        body = {"name": f"cb-{uuid.uuid4().hex[:6]}", "steps": [
+            {"name": "s", "type": "script", "script": {"content": "true"}, "targets": {"hosts": [host["id"]]}}
+        ]}  # fmt: skip
+        template = service.post(f"/projects/{project['id']}/job-templates", body, 201).get_json()
+        launch = {"callback_url": server.url}
+        job = service.post(f"/projects/{project['id']}/job-templates/{template['id']}/launch", launch, 202)
+        [posted] = server.wait(1, timeout=90)
+        assert posted["job_instance_id"] == job.get_json()["id"] and posted["status"] == "success"
+        assert server.attempts == 2
+    finally:
+        server.server.shutdown()
 
 
 def wait_for(service, pid: int, jid: int, statuses: set[str], timeout: float = 120) -> dict:

@@ -102,6 +102,15 @@ def test_plans_keep_their_choices_until_synced(service, project):
     assert job["variables"]["colour"]["value"] == "red"
     assert job["plan_id"] == plan["id"] and job["template_id"] == template["id"]
     assert wait_for(service, pid, job["id"], {"success", "failed"})["status"] == "success"
+    relaunch = f"/projects/{pid}/jobs/{job['id']}/relaunch"
+    service.post(relaunch, {"failed_only": True}, expect=409)
+    again = service.post(relaunch, {}, expect=202).get_json()
+    assert (again["launch_type"], again["relaunch_of_id"], again["plan_id"]) == (
+        "relaunch",
+        job["id"],
+        plan["id"],
+    )
+    assert again["variables"]["colour"]["value"] == "red"
     listed = service.get(f"/projects/{pid}/job-plans", query_string={"template_id": template["id"]})
     assert [p["id"] for p in listed] == [plan["id"]]
 
@@ -596,3 +605,21 @@ def test_a_cycle_of_template_imports_is_refused(service, project):
         headers={"Content-Type": "application/yaml"},
     ).get_json()["error"]
     assert bad["field"] == "document"
+
+
+def test_a_running_step_is_neither_retried_nor_skipped(service, project):
+    pid = project["id"]
+    hosts = local_hosts(service, project, 1)
+    template = make_template(service, pid, [script_step("slow", "sleep 4; echo done", hosts)])
+    job = launch(service, pid, template)
+    running = wait_for(service, pid, job["id"], {"running"})
+    step = running["steps"][0]
+    deadline = time.monotonic() + 30
+    while step["status"] != "running":
+        assert time.monotonic() < deadline
+        step = service.get(f"/projects/{pid}/jobs/{job['id']}")["steps"][0]
+    retried = operate(service, pid, running, step, "retry", 409)["error"]
+    assert "only a step that failed can be retried" in retried["message"]
+    operate(service, pid, running, step, "skip", 409)
+    operate(service, pid, running, step, "ignore", 409)
+    assert wait_for(service, pid, job["id"], {"success", "failed"})["status"] == "success"

@@ -43,7 +43,7 @@ class ScriptExecutions(MethodView):
 @blp.route("/<int:pid>/jobs")
 class Jobs(MethodView):
     @filter_arguments(blp, JobListArgs)
-    @blp.response(200, JobSchema(many=True, exclude=("steps", "counts", "operations")))
+    @blp.response(200, JobSchema(many=True, exclude=("steps", "counts", "operations", "variables")))
     @blp.paginate(SelectPage)
     def get(self, filters: dict[str, Any], pid: int):
         """History: job instances matching every filter given, newest first, paged."""

@@ -11,6 +11,7 @@ from app.models import (
     JobInstance,
     JobPlan,
     JobTemplate,
+    LaunchType,
     OnFailure,
     RollingMode,
     StepInstance,
@@ -23,13 +24,15 @@ from app.models.job import PLAYBOOK_TASKS
 # playbook_steps registers how workers compile playbook steps.
 from app.services import executions, playbook_steps, records, rolling, templates, transfers, variables  # noqa: F401
 from app.services.access import Action, Actor, require
-from app.services.errors import Invalid, fields_under
+from app.services.errors import Conflict, Invalid, fields_under
 from app.services.inventory import resolve_targets
 
 JOB_KIND = "job"
 
 
-def launch_template(actor: Actor, project_id: int, template_id: int, data: dict[str, Any]) -> JobInstance:
+def launch_template(
+    actor: Actor, project_id: int, template_id: int, data: dict[str, Any], **launched: Any
+) -> JobInstance:
     """Run every step of a template with its defaults and the launch's values."""
     require(actor, project_id, Action.OPERATE)
     template = records.get(JobTemplate, template_id, project_id)
@@ -44,10 +47,13 @@ def launch_template(actor: Actor, project_id: int, template_id: int, data: dict[
         definitions=expanded.variables,
         defaults=defaults,
         secret_defaults=expanded.secret_defaults,
+        **launched,
     )
 
 
-def launch_plan(actor: Actor, project_id: int, plan_id: int, data: dict[str, Any]) -> JobInstance:
+def launch_plan(
+    actor: Actor, project_id: int, plan_id: int, data: dict[str, Any], **launched: Any
+) -> JobInstance:
     """Run a plan's enabled steps with its values and the launch's."""
     require(actor, project_id, Action.OPERATE)
     plan = records.get(JobPlan, plan_id, project_id)
@@ -65,6 +71,7 @@ def launch_plan(actor: Actor, project_id: int, plan_id: int, data: dict[str, Any
         defaults=defaults,
         secret_defaults=secret_defaults,
         plan=plan,
+        **launched,
     )
 
 
@@ -78,6 +85,8 @@ def launch(
     defaults: dict[str, Any],
     secret_defaults: dict[str, str],
     plan: JobPlan | None = None,
+    launch_type: LaunchType = LaunchType.API,
+    relaunch_of: int | None = None,
 ) -> JobInstance:
     executions.refuse_over_limit(project_id)
     values = variables.launch_values(definitions, defaults, secret_defaults, data["variables"])
@@ -93,12 +102,16 @@ def launch(
         name=data.get("name") or (plan.name if plan else template.name),
         kind=JOB_KIND,
         launched_by=actor.username,
+        launch_type=launch_type,
+        relaunch_of_id=relaunch_of,
         template_id=template.id,
         plan_id=plan.id if plan else None,
         callback_url=data.get("callback_url"),
         idempotency_key=data.get("idempotency_key"),
         # Secret values stay out of the request, which is shown; they are kept encrypted below.
         request={
+            "template_id": template.id,
+            "plan_id": plan.id if plan else None,
             "name": data.get("name"),
             "variables": {
                 name: value for name, value in data["variables"].items() if kinds[name] != VariableType.SECRET
@@ -208,3 +221,21 @@ def step_hosts(project_id: int, step: dict[str, Any], host_lists: dict[str, list
             raise Invalid(f"host list variable {name!r} has no value", "targets.variable")
         return host_lists[name]
     return resolve_targets(project_id, targets)
+
+
+def relaunch_job(
+    actor: Actor, project_id: int, data: dict[str, Any], launch_type: LaunchType, relaunch_of: int
+) -> JobInstance:
+    """Launch a template's job again with the values it was launched with; secret values come from the
+    defaults again, as the launch's own are not kept for this."""
+    if "targets" in data:
+        raise Conflict(
+            "a job relaunches whole: retry its failed step on its failed hosts instead", "failed_only"
+        )
+    launched = {"launch_type": launch_type, "relaunch_of": relaunch_of}
+    if data.get("plan_id"):
+        return launch_plan(actor, project_id, data["plan_id"], data, **launched)
+    return launch_template(actor, project_id, data["template_id"], data, **launched)
+
+
+executions.RELAUNCHABLE[JOB_KIND] = relaunch_job
