@@ -623,3 +623,38 @@ def test_a_running_step_is_neither_retried_nor_skipped(service, project):
     operate(service, pid, running, step, "skip", 409)
     operate(service, pid, running, step, "ignore", 409)
     assert wait_for(service, pid, job["id"], {"success", "failed"})["status"] == "success"
+
+
+@pytest.mark.parametrize(
+    "document, field",
+    [
+        ({"format": "something-else", "templates": []}, "format"),
+        ({"format": "opsflow-job-templates/1", "templates": []}, "templates"),
+        ({"format": "opsflow-job-templates/1", "templates": [{"steps": []}]}, "templates.0.name"),
+        (
+            {
+                "format": "opsflow-job-templates/1",
+                "templates": [
+                    {
+                        "name": "x",
+                        "steps": [{"name": "s", "type": "template", "template": {"template_id": {}}}],
+                    }
+                ],
+            },
+            "templates.0.steps.0.template.template_id",
+        ),
+        (
+            {
+                "format": "opsflow-job-templates/1",
+                "templates": [{"name": "x", "steps": [{"name": "m", "type": "manual"}]}],
+                "plans": [{"template": "nowhere", "name": "p"}],
+            },
+            "plans.0.template",
+        ),
+        ([1, 2], "format"),
+    ],
+)
+def test_bad_documents_are_refused_naming_the_field(service, project, document, field):
+    error = service.post(f"/projects/{project['id']}/job-templates/import", document, 422).get_json()["error"]
+    assert error["field"] == field, error
+    assert service.get(f"/projects/{project['id']}/job-templates") == []

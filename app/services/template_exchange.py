@@ -155,13 +155,14 @@ def refuse_cycles(entries: list[Any]) -> None:
     includes: dict[str, list[tuple[str, str]]] = {}
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-            raise Invalid("a template needs a name", "name")
+            raise Invalid("a template needs a name", f"templates.{index}.name")
         includes[entry["name"]] = [
             (step["template"]["template_id"], f"templates.{index}.steps.{number}.template.template_id")
             for number, step in enumerate(entry.get("steps") or [])
             if isinstance(step, dict)
             and step.get("type") == StepType.TEMPLATE
             and isinstance(step.get("template"), dict)
+            and isinstance(step["template"].get("template_id"), str)
         ]
     for start in includes:
         pending = [(name, [start, name], field) for name, field in includes[start]]
@@ -304,7 +305,7 @@ def id_of(project_id: int, created: dict[str, JobTemplate]) -> Translate:
     import has just created is found among `created`."""
 
     def to_id(model: type, name: Any, where: str) -> Any:
-        if model is JobTemplate and name in created:
+        if model is JobTemplate and isinstance(name, str) and name in created:
             return created[name].id
         if model is ScriptVersion:
             if not isinstance(name, dict):
