@@ -31,6 +31,7 @@ from tests.sshd import SshLab
 POSTGRES_ADMIN_URL = os.environ.get("OPSFLOW_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("OPSFLOW_TEST_REDIS", "redis://127.0.0.1:6379/15")
 ADMIN_TOKEN = "opf_test-admin-token"
+JOB_ENDED = frozenset({"success", "failed", "timeout", "terminated", "abnormal"})
 
 # Settings the service processes of the test run share.
 SERVICE_ENV = {
@@ -138,12 +139,14 @@ class Service:
     def post(self, path: str, json: Any = None, expect: int | None = None, **kwargs) -> Any:
         return self.api("POST", path, expect, json=json, **kwargs)
 
-    def wait_job(self, project_id: int, job_id: int, timeout: float = 120, final: bool = True) -> dict:
-        """Poll the job instance until it has ended."""
+    def wait_job(
+        self, project_id: int, job_id: int, timeout: float = 120, statuses: set[str] = JOB_ENDED
+    ) -> dict:
+        """Poll the job instance until its status is one of `statuses` (by default, until it has ended)."""
         deadline = time.monotonic() + timeout
         while True:
             job = self.get(f"/projects/{project_id}/jobs/{job_id}")
-            if job["status"] in ("success", "failed", "timeout", "terminated", "abnormal") or not final:
+            if job["status"] in statuses:
                 return job
             if time.monotonic() > deadline:
                 raise AssertionError(f"job {job_id} still {job['status']} after {timeout}s: {job}")

@@ -84,16 +84,6 @@ def test_a_refused_callback_is_tried_again(service, project):
         server.server.shutdown()
 
 
-def wait_for(service, pid: int, jid: int, statuses: set[str], timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = service.get(f"/projects/{pid}/jobs/{jid}")
-        if job["status"] in statuses:
-            return job
-        assert time.monotonic() < deadline, f"job {jid} still {job['status']}: {job}"
-        time.sleep(0.3)
-
-
 def release_template(servers: list[dict], everyone: list[dict], account: dict, target: Path) -> dict:
     script_common = {"targets": {"variable": "servers"}, "account_id": account["id"], "timeout": 60}
     return {
@@ -187,7 +177,7 @@ def test_four_step_release(service, project, account, lab, tmp_path, callbacks):
     assert job["variables"]["token"] == {"type": "secret", "value": "******"}
     assert job["variables"]["version"] == {"type": "string", "value": "2.0"}
 
-    failed = wait_for(service, pid, job["id"], {"failed"})
+    failed = service.wait_job(pid, job["id"], statuses={"failed"})
     stop, fetchless_push, approve, start = failed["steps"]
     assert [s["status"] for s in failed["steps"]] == ["success", "failed", "waiting", "waiting"]
     assert fetchless_push["counts"]["unreachable"] == 1 and fetchless_push["counts"]["success"] == 3
@@ -207,7 +197,7 @@ def test_four_step_release(service, project, account, lab, tmp_path, callbacks):
         f"/projects/{pid}/jobs/{job['id']}/steps/{fetchless_push['id']}/retry", {"failed_only": True}, 202
     ).get_json()
     assert retried["status"] == "running"
-    waiting = wait_for(service, pid, job["id"], {"waiting_user", "failed"})
+    waiting = service.wait_job(pid, job["id"], statuses={"waiting_user", "failed"})
     assert waiting["status"] == "waiting_user", waiting
     push = waiting["steps"][1]
     assert push["status"] == "success" and push["counts"]["success"] == 4
@@ -221,7 +211,7 @@ def test_four_step_release(service, project, account, lab, tmp_path, callbacks):
     service.post(
         f"/projects/{pid}/jobs/{job['id']}/steps/{approve['id']}/confirm", {"reason": "canary is fine"}, 202
     )
-    done = wait_for(service, pid, job["id"], {"success", "failed"})
+    done = service.wait_job(pid, job["id"], statuses={"success", "failed"})
     assert done["status"] == "success", done
     last = service.host_results(pid, job["id"], step=start["id"])
     for result in last:

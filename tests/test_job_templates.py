@@ -45,16 +45,6 @@ def launch(service, pid: int, template: dict, expect: int = 202, **body) -> dict
     return service.post(f"/projects/{pid}/job-templates/{template['id']}/launch", body, expect).get_json()
 
 
-def wait_for(service, pid: int, jid: int, statuses: set[str], timeout: float = 90) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = service.get(f"/projects/{pid}/jobs/{jid}")
-        if job["status"] in statuses:
-            return job
-        assert time.monotonic() < deadline, f"job {jid} still {job['status']}: {job}"
-        time.sleep(0.2)
-
-
 def operate(service, pid: int, job: dict, step: dict, operation: str, expect: int = 202, **body) -> dict:
     path = f"/projects/{pid}/jobs/{job['id']}/steps/{step['id']}/{operation}"
     return service.post(path, body, expect).get_json()
@@ -101,7 +91,7 @@ def test_plans_keep_their_choices_until_synced(service, project):
     assert [step["template_step"] for step in job["steps"]] == ["two", "three"]
     assert job["variables"]["colour"]["value"] == "red"
     assert job["plan_id"] == plan["id"] and job["template_id"] == template["id"]
-    assert wait_for(service, pid, job["id"], {"success", "failed"})["status"] == "success"
+    assert service.wait_job(pid, job["id"], statuses={"success", "failed"})["status"] == "success"
     relaunch = f"/projects/{pid}/jobs/{job['id']}/relaunch"
     service.post(relaunch, {"failed_only": True}, expect=409)
     again = service.post(relaunch, {}, expect=202).get_json()
@@ -227,7 +217,7 @@ def test_variables_reach_scripts_as_data(service, project):
     ]
     template = make_template(service, pid, steps, variables)
     job = launch(service, pid, template)
-    done = wait_for(service, pid, job["id"], {"success", "failed"})
+    done = service.wait_job(pid, job["id"], statuses={"success", "failed"})
     assert done["status"] == "success", done
     first, second = done["steps"]
     for result in service.host_results(pid, job["id"], step=first["id"]):
@@ -253,14 +243,14 @@ def test_a_failed_step_stops_the_job_until_ignored(service, project):
         ],
     )
     job = launch(service, pid, template)
-    failed = wait_for(service, pid, job["id"], {"failed", "success"})
+    failed = service.wait_job(pid, job["id"], statuses={"failed", "success"})
     assert failed["status"] == "failed"
     broken, after = failed["steps"][:2]
     assert [s["status"] for s in failed["steps"]] == ["failed", "waiting", "waiting", "waiting"]
     operate(service, pid, failed, after, "confirm", 409)
     operate(service, pid, failed, after, "ignore", 409)
     operate(service, pid, failed, broken, "ignore", reason="known issue")
-    done = wait_for(service, pid, job["id"], {"failed", "success"})
+    done = service.wait_job(pid, job["id"], statuses={"failed", "success"})
     assert [s["status"] for s in done["steps"]] == ["ignored_error", "success", "ignored_error", "success"]
     assert done["status"] == "success"
     assert [(op["action"], op["reason"]) for op in done["operations"]] == [("ignore", "known issue")]
@@ -277,18 +267,18 @@ def test_skip_terminate_and_reject(service, project):
     template = make_template(service, pid, steps)
 
     job = launch(service, pid, template)
-    waiting = wait_for(service, pid, job["id"], {"waiting_user"})
+    waiting = service.wait_job(pid, job["id"], statuses={"waiting_user"})
     gate, run = waiting["steps"][:2]
     operate(service, pid, waiting, run, "retry", 409)
     operate(service, pid, waiting, run, "skip", reason="not today")
     operate(service, pid, waiting, gate, "confirm")
-    done = wait_for(service, pid, job["id"], {"success", "failed"})
+    done = service.wait_job(pid, job["id"], statuses={"success", "failed"})
     assert [s["status"] for s in done["steps"]] == ["success", "skipped", "success"]
     assert done["steps"][1]["counts"]["skipped"] == 1
     operate(service, pid, done, gate, "confirm", 409)
 
     job = launch(service, pid, template)
-    waiting = wait_for(service, pid, job["id"], {"waiting_user"})
+    waiting = service.wait_job(pid, job["id"], statuses={"waiting_user"})
     operate(service, pid, waiting, waiting["steps"][0], "reject", reason="not approved")
     rejected = service.get(f"/projects/{pid}/jobs/{job['id']}")
     assert rejected["status"] == "terminated"
@@ -296,7 +286,7 @@ def test_skip_terminate_and_reject(service, project):
     assert [op["action"] for op in rejected["operations"]] == ["reject", "terminate"]
 
     job = launch(service, pid, template)
-    waiting = wait_for(service, pid, job["id"], {"waiting_user"})
+    waiting = service.wait_job(pid, job["id"], statuses={"waiting_user"})
     service.post(f"/projects/{pid}/jobs/{job['id']}/cancel", expect=202)
     assert service.get(f"/projects/{pid}/jobs/{job['id']}")["status"] == "terminated"
     operate(service, pid, waiting, waiting["steps"][0], "confirm", 409)
@@ -309,14 +299,14 @@ def test_rolling_batches_wait_for_confirmation(service, project):
     template = make_template(service, pid, [script_step("roll", "echo rolled", hosts, rolling=rolling)])
     job = launch(service, pid, template)
     for batch in (1, 2):
-        waiting = wait_for(service, pid, job["id"], {"waiting_user", "failed"})
+        waiting = service.wait_job(pid, job["id"], statuses={"waiting_user", "failed"})
         assert waiting["status"] == "waiting_user", waiting
         [step] = waiting["steps"]
         assert [b["size"] for b in step["batches"]] == [1, 3, 1]
         assert [b["status"] for b in step["batches"]][:batch] == ["success"] * batch
         assert step["counts"]["success"] == [1, 4][batch - 1]
         operate(service, pid, waiting, step, "confirm")
-    done = wait_for(service, pid, job["id"], {"success", "failed"})
+    done = service.wait_job(pid, job["id"], statuses={"success", "failed"})
     assert done["status"] == "success"
     assert [b["status"] for b in done["steps"][0]["batches"]] == ["success"] * 3
 
@@ -330,14 +320,14 @@ def test_rolling_pauses_on_a_failed_batch_and_retries_it(service, project, tmp_p
     steps = [script_step("roll", content, hosts, rolling={"expression": "1 2", "mode": "pause"})]
     template = make_template(service, pid, steps)
     job = launch(service, pid, template)
-    paused = wait_for(service, pid, job["id"], {"failed", "success"})
+    paused = service.wait_job(pid, job["id"], statuses={"failed", "success"})
     [step] = paused["steps"]
     assert paused["status"] == "failed"
     assert [b["status"] for b in step["batches"]] == ["success", "failed", "waiting"]
     assert step["counts"]["failed"] == 2 and step["counts"]["waiting"] == 1
     flag.unlink()
     operate(service, pid, paused, step, "retry", failed_only=True)
-    done = wait_for(service, pid, job["id"], {"failed", "success"})
+    done = service.wait_job(pid, job["id"], statuses={"failed", "success"})
     assert done["status"] == "success", done
     assert done["steps"][0]["counts"]["success"] == 4
 
@@ -400,7 +390,7 @@ def test_a_playbook_step_runs_unchanged_with_variables_as_data(service, project)
     }
     template = make_template(service, pid, [step], variables)
     job = launch(service, pid, template)
-    done = wait_for(service, pid, job["id"], {"success", "failed"})
+    done = service.wait_job(pid, job["id"], statuses={"success", "failed"})
     assert done["status"] == "success", service.host_results(pid, job["id"])
     results = {r["host_name"]: r for r in service.host_results(pid, job["id"])}
     for host in web:
@@ -413,7 +403,7 @@ def test_a_playbook_step_runs_unchanged_with_variables_as_data(service, project)
     tagged = {**step, "playbook": {**step["playbook"], "tags": ["greet"], "limit": web[0]["name"]}}
     service.api("PATCH", f"/projects/{pid}/job-templates/{template['id']}", 200, json={"steps": [tagged]})
     job = launch(service, pid, template)
-    done = wait_for(service, pid, job["id"], {"success", "failed"})
+    done = service.wait_job(pid, job["id"], statuses={"success", "failed"})
     statuses = {r["host_name"]: r["status"] for r in service.host_results(pid, job["id"])}
     assert statuses == {web[0]["name"]: "success", web[1]["name"]: "skipped", idle[0]["name"]: "skipped"}
 
@@ -453,7 +443,7 @@ def test_included_templates_run_in_place_and_cannot_include_themselves(service, 
         service, pid, [script_step("first", "echo outer", hosts), include_step("inc", inner)]
     )
     job = launch(service, pid, outer, variables={"who": "given"})
-    done = wait_for(service, pid, job["id"], {"success", "failed"})
+    done = service.wait_job(pid, job["id"], statuses={"success", "failed"})
     assert [s["template_step"] for s in done["steps"]] == ["first", "inc.hello"]
     assert done["steps"][1]["name"] == "inc: hello"
     [result] = service.host_results(pid, job["id"], step=done["steps"][1]["id"])
@@ -578,7 +568,7 @@ def test_export_imports_into_another_project(service, project):
     new_outer = imported["templates"][1]
     assert new_outer["variables"][0]["default"] == {"hosts": [moved["id"]]}
     job = service.post(f"/projects/{oid}/job-plans/{plan['id']}/launch", {}, 202).get_json()
-    done = wait_for(service, oid, job["id"], {"success", "failed"})
+    done = service.wait_job(oid, job["id"], statuses={"success", "failed"})
     assert done["status"] == "success", done
     assert {r["stdout"] for r in service.host_results(oid, job["id"])} == {"hi plan\n"}
     again = service.post(f"/projects/{oid}/job-templates/import", document, 409).get_json()["error"]
@@ -612,7 +602,7 @@ def test_a_running_step_is_neither_retried_nor_skipped(service, project):
     hosts = local_hosts(service, project, 1)
     template = make_template(service, pid, [script_step("slow", "sleep 4; echo done", hosts)])
     job = launch(service, pid, template)
-    running = wait_for(service, pid, job["id"], {"running"})
+    running = service.wait_job(pid, job["id"], statuses={"running"})
     step = running["steps"][0]
     deadline = time.monotonic() + 30
     while step["status"] != "running":
@@ -622,7 +612,7 @@ def test_a_running_step_is_neither_retried_nor_skipped(service, project):
     assert "only a step that failed can be retried" in retried["message"]
     operate(service, pid, running, step, "skip", 409)
     operate(service, pid, running, step, "ignore", 409)
-    assert wait_for(service, pid, job["id"], {"success", "failed"})["status"] == "success"
+    assert service.wait_job(pid, job["id"], statuses={"success", "failed"})["status"] == "success"
 
 
 @pytest.mark.parametrize(
