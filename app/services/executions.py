@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -40,6 +40,7 @@ from app.services.inventory import effective_variables, resolve_targets
 from app.services.progress import finish_slice, mark_started, settle_job
 from app.services.step_values import step_values
 
+T = TypeVar("T")
 # A cancel request outlives any run it can concern.
 CANCEL_KEY_TTL = TIMEOUT_MAX + dispatch.RQ_TIMEOUT_MARGIN
 RETRY_AFTER_SECONDS = 30
@@ -172,12 +173,12 @@ def enqueue(job: JobInstance, hosts_of_steps: list[list[Host]]) -> JobInstance:
     return job
 
 
-def chunked(hosts: list[Host], batches: list[int], first_batch: int = 1) -> Iterator[tuple[int, list[Host]]]:
+def chunked(hosts: Sequence[T], batches: list[int]) -> Iterator[tuple[int, Sequence[T]]]:
     """(batch, hosts) of each slice: hosts in batches of the given sizes (one batch when none), each
     batch cut into slices of at most the slice size."""
     size = settings().slice_size
     start = 0
-    for batch, batch_size in enumerate(batches or [len(hosts)], first_batch):
+    for batch, batch_size in enumerate(batches or [len(hosts)], 1):
         members = hosts[start : start + batch_size]
         start += batch_size
         for offset in range(0, len(members), size):

@@ -129,7 +129,14 @@ def between_batches(step: StepInstance) -> None:
     elif step.rolling_mode == RollingMode.CONFIRM:
         step.status = RunStatus.WAITING_USER
     else:
-        step.current_batch += 1
+        next_batch(step)
+
+
+def next_batch(step: StepInstance) -> None:
+    """A rolling step goes on with its next batch (queued by dispatch.advance)."""
+    step.current_batch += 1
+    step.status = RunStatus.RUNNING
+    step.ended_at = None
 
 
 def settle_job(job: JobInstance) -> None:

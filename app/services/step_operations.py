@@ -24,10 +24,11 @@ from app.models import (
     TaskResult,
 )
 from app.models.base import utcnow
+from app.models.job import EMPTY_OUTPUT_DIGEST
 from app.services import dispatch, executions, records
 from app.services.access import Action, Actor, require, role_in
 from app.services.errors import Conflict, Forbidden, NotFound
-from app.services.progress import settle_job
+from app.services.progress import next_batch, settle_job
 
 
 def job_and_step(
@@ -66,15 +67,16 @@ def retry(actor: Actor, project_id: int, job_id: int, step_id: int, failed_only:
     if step.kind == StepType.MANUAL:
         raise Conflict(f"step {step.id} is a manual confirmation: it is confirmed, not retried", "kind")
     require_ended_failing(job, step, "retry")
+    # Ids and names only: a host's output may run to megabytes.
     query = (
-        select(HostResult)
+        select(HostResult.id, HostResult.host_name)
         .join(Slice, HostResult.slice_id == Slice.id)
         .where(HostResult.step_instance_id == step.id, Slice.batch <= step.current_batch)
         .order_by(HostResult.id)
     )
     if failed_only:
         query = query.where(HostResult.status != HostStatus.SUCCESS)
-    hosts = db.session.scalars(query).all()
+    hosts = db.session.execute(query).all()
     if not hosts:
         raise Conflict(f"step {step.id} has no failed host to retry", "failed_only")
     host_ids = [host.id for host in hosts]
@@ -96,6 +98,7 @@ def retry(actor: Actor, project_id: int, job_id: int, step_id: int, failed_only:
                 status=HostStatus.WAITING,
                 exit_code=None,
                 stdout="",
+                output_digest=EMPTY_OUTPUT_DIGEST,
                 stderr="",
                 stdout_truncated=False,
                 stderr_truncated=False,
@@ -124,9 +127,7 @@ def ignore(actor: Actor, project_id: int, job_id: int, step_id: int, reason: str
     job, step = job_and_step(actor, project_id, job_id, step_id)
     require_ended_failing(job, step, "ignore")
     if step.current_batch < len(step.batches):
-        step.current_batch += 1
-        step.status = RunStatus.RUNNING
-        step.ended_at = None
+        next_batch(step)
         step.on_failure = OnFailure.IGNORE
     else:
         step.status = RunStatus.IGNORED_ERROR
@@ -172,8 +173,7 @@ def confirm(actor: Actor, project_id: int, job_id: int, step_id: int, reason: st
         step.status = RunStatus.SUCCESS
         step.ended_at = utcnow()
     else:
-        step.current_batch += 1
-        step.status = RunStatus.RUNNING
+        next_batch(step)
     executions.record_operation(job, actor, "confirm", step, reason)
     return revive(job)
 
@@ -223,7 +223,7 @@ def revive(job: JobInstance) -> JobInstance:
     job.status = RunStatus.RUNNING
     job.ended_at = None
     settle_job(job)
+    dispatch.next_steps_after_commit(job)
     db.session.commit()
-    dispatch.advance(job)
     dispatch.after_commit()
     return job
