@@ -68,12 +68,13 @@ def first_error(messages: Any, path: tuple[str, ...] = ()) -> tuple[str | None, 
 
 @contextmanager
 def fields_under(prefix: str, missing_is_invalid: bool = False) -> Iterator[None]:
-    """Errors raised inside name their field under `prefix`; with `missing_is_invalid`, a reference to
-    something missing is bad input (422) rather than a missing resource (404)."""
+    """Errors raised inside name their field under `prefix` (none: as they are); with
+    `missing_is_invalid`, a reference to something missing is bad input (422) rather than a missing
+    resource (404)."""
     try:
         yield
     except ServiceError as exc:
-        field = f"{prefix}.{exc.field}" if exc.field else prefix
+        field = ".".join(part for part in (prefix, exc.field) if part) or None
         if missing_is_invalid and isinstance(exc, NotFound):
             raise Invalid(exc.message, field, exc.details) from exc
         exc.field = field

@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 from app.models import (
-    Connection,
     Host,
     JobInstance,
     JobPlan,
@@ -174,12 +173,8 @@ def build_step(
         )
         built = [(instance, hosts)]
     elif kind == StepType.FILE_TRANSFER:
-        if any(host.connection == Connection.WINRM for host in hosts):
-            raise Invalid("file transfers reach ssh and local hosts", "targets")
-        with fields_under("transfer"):
-            built = transfers.transfer_steps(
-                project_id, {**step["transfer"], **common}, hosts, now, on_failure, seq
-            )
+        body = {**step["transfer"], **common}
+        built = transfers.transfer_steps(project_id, body, hosts, now, on_failure, seq, "transfer")
     elif kind == StepType.PLAYBOOK:
         executions.require_account(project_id, common["account_id"], hosts, "account_id")
         instance = StepInstance(

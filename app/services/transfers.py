@@ -43,7 +43,7 @@ from app.models import (
 from app.models.base import utcnow
 from app.services import executions, files, records
 from app.services.access import Action, Actor, require
-from app.services.errors import Invalid, TooLarge
+from app.services.errors import Invalid, TooLarge, fields_under
 from app.services.inventory import resolve_targets
 
 FETCH, PUSH = "file_fetch", "file_push"
@@ -55,9 +55,13 @@ NAME_MAX_CHARS = 255
 def checked_hosts(project_id: int, targets: dict[str, list[int]], field: str) -> list[Host]:
     """The hosts a transfer reaches through `targets` (as a script run's); errors name `field`."""
     hosts = resolve_targets(project_id, targets, field)
+    refuse_winrm(hosts, field)
+    return hosts
+
+
+def refuse_winrm(hosts: list[Host], field: str) -> None:
     if any(host.connection == Connection.WINRM for host in hosts):
         raise Invalid("file transfers reach ssh and local hosts", field)
-    return hosts
 
 
 def controller_files(project_id: int, sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -109,7 +113,7 @@ def launch_transfer(
     """Create the job instance of a file transfer and queue its first steps; returns at once."""
     require(actor, project_id, Action.OPERATE)
     executions.refuse_over_limit(project_id)
-    targets = checked_hosts(project_id, data["targets"], "targets")
+    targets = resolve_targets(project_id, data["targets"])
     now = utcnow()
     job = JobInstance(
         project_id=project_id,
@@ -135,18 +139,22 @@ def transfer_steps(
     now: datetime,
     fetch_failure: OnFailure,
     seq: int = 1,
+    sources_under: str = "",
 ) -> list[tuple[StepInstance, list[Host]]]:
     """The steps of a transfer and the hosts of each: a fetch step per source path on hosts (seq `seq`),
-    then the push to `targets`. A failed fetch does to the job what `fetch_failure` says."""
+    then the push to `targets`. A failed fetch does to the job what `fetch_failure` says; errors about
+    sources name them under `sources_under`."""
+    refuse_winrm(targets, "targets")
     executions.require_account(project_id, data.get("account_id"), targets, "account_id")
-    stored = controller_files(project_id, data["sources"])
     fetches = []
-    for index, source in enumerate(data["sources"]):
-        if "path" in source:
-            field = f"sources.{index}"
-            hosts = checked_hosts(project_id, source["source_hosts"], f"{field}.source_hosts")
-            executions.require_account(project_id, source.get("account_id"), hosts, f"{field}.account_id")
-            fetches.append((source, hosts))
+    with fields_under(sources_under):
+        stored = controller_files(project_id, data["sources"])
+        for index, source in enumerate(data["sources"]):
+            if "path" in source:
+                field = f"sources.{index}"
+                hosts = checked_hosts(project_id, source["source_hosts"], f"{field}.source_hosts")
+                executions.require_account(project_id, source.get("account_id"), hosts, f"{field}.account_id")
+                fetches.append((source, hosts))
 
     common = {"timeout": data["timeout"], "forks": data.get("forks"), "speed_limit": data.get("speed_limit")}
     planned: list[tuple[StepInstance, list[Host]]] = []
