@@ -53,30 +53,25 @@ def export_document(actor: Actor, project_id: int, template_id: int) -> dict[str
     def visit(template: JobTemplate) -> None:
         if template in ordered:
             return
-        for step in template.steps:
-            if step["type"] == StepType.TEMPLATE:
-                included = db.session.get(JobTemplate, step["template"]["template_id"])
-                if included is not None:
-                    visit(included)
+        for id in templates.included_ids(template.steps):
+            included = db.session.get(JobTemplate, id)
+            if included is not None:
+                visit(included)
         ordered.append(template)
 
     visit(root)
-    to_name = name_of(project_id)
     return {
         "format": FORMAT,
         "templates": [
-            {
-                "name": template.name,
-                "description": template.description,
-                "variables": [
-                    translated_variable(definition, to_name, f"variables.{index}")
-                    for index, definition in enumerate(template.variables)
-                ],
-                "steps": [
-                    translated_step(step, to_name, f"steps.{index}")
-                    for index, step in enumerate(template.steps)
-                ],
-            }
+            translated_refs(
+                {
+                    "name": template.name,
+                    "description": template.description,
+                    "variables": template.variables,
+                    "steps": template.steps,
+                },
+                name_of,
+            )
             for template in ordered
         ],
         "plans": [
@@ -85,7 +80,7 @@ def export_document(actor: Actor, project_id: int, template_id: int) -> dict[str
                 "name": plan.name,
                 "description": plan.description,
                 "enabled_steps": plan.enabled_steps,
-                "values": translated_values(plan.variables, plan.values, to_name, "values"),
+                "values": translated_values(plan.variables, plan.values, name_of, "values"),
             }
             for plan in db.session.scalars(
                 select(JobPlan).where(JobPlan.template_id == root.id).order_by(JobPlan.id)
@@ -152,27 +147,28 @@ def flush(conflict: str, field: str) -> None:
 
 def refuse_cycles(entries: list[Any]) -> None:
     """Templates of the document that include each other in a circle are refused before anything is read."""
-    includes: dict[str, list[tuple[str, str]]] = {}
+    includes: dict[str, list[str]] = {}
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             raise Invalid("a template needs a name", f"templates.{index}.name")
-        includes[entry["name"]] = [
-            (step["template"]["template_id"], f"templates.{index}.steps.{number}.template.template_id")
-            for number, step in enumerate(entry.get("steps") or [])
-            if isinstance(step, dict)
-            and step.get("type") == StepType.TEMPLATE
-            and isinstance(step.get("template"), dict)
-            and isinstance(step["template"].get("template_id"), str)
-        ]
-    for start in includes:
-        pending = [(name, [start, name], field) for name, field in includes[start]]
-        while pending:
-            name, path, field = pending.pop()
-            if name == start:
-                raise Invalid(f"a cycle of included templates: {' -> '.join(path)}", field)
-            if name in path[:-1]:
-                continue
-            pending.extend((inner, [*path, inner], field) for inner, _ in includes.get(name, []))
+        includes[entry["name"]] = [name for name, _ in document_includes(entry, index)]
+    for index, entry in enumerate(entries):
+        for name, field in document_includes(entry, index):
+            cycle = templates.include_path(includes, name, entry["name"])
+            if cycle:
+                raise Invalid(f"a cycle of included templates: {' -> '.join([entry['name'], *cycle])}", field)
+
+
+def document_includes(entry: dict[str, Any], index: int) -> list[tuple[str, str]]:
+    """The names a document's template includes, each with the field that names it."""
+    return [
+        (step["template"]["template_id"], f"templates.{index}.steps.{number}.template.template_id")
+        for number, step in enumerate(entry.get("steps") or [])
+        if isinstance(step, dict)
+        and step.get("type") == StepType.TEMPLATE
+        and isinstance(step.get("template"), dict)
+        and isinstance(step["template"].get("template_id"), str)
+    ]
 
 
 def load_template(entry: dict[str, Any], to_id: Translate) -> dict[str, Any]:
@@ -182,6 +178,8 @@ def load_template(entry: dict[str, Any], to_id: Translate) -> dict[str, Any]:
 
 
 def translated_refs(data: dict[str, Any], translate: Translate) -> dict[str, Any]:
+    """A template with the references of its variables and steps translated."""
+    data = dict(data)
     data["variables"] = [
         translated_variable(definition, translate, f"variables.{index}")
         for index, definition in enumerate(data.get("variables") or [])
@@ -205,7 +203,9 @@ def load_plan(entry: dict[str, Any], to_id: Translate, created: dict[str, JobTem
     values = entry.get("values") or {}
     if not isinstance(values, dict):
         raise Invalid("values is a mapping of variable names to values", "values")
-    data["values"] = translated_values(template.variables, values, to_id, "values")
+    # A plan holds the variables of the templates its template includes too.
+    definitions = templates.expand(template).variables
+    data["values"] = translated_values(definitions, values, to_id, "values")
     return load(PlanSchema(), data)
 
 
@@ -286,18 +286,14 @@ def translated_values(
     }
 
 
-def name_of(project_id: int) -> Translate:
+def name_of(model: type, id: Any, where: str) -> Any:
     """Export: an id to the name of what it refers to."""
-
-    def to_name(model: type, id: Any, where: str) -> Any:
-        row = db.session.get(model, id) if isinstance(id, int) else None
-        if row is None:
-            return id
-        if model is ScriptVersion:
-            return {"script": row.script.name, "version": row.version}
-        return row.name
-
-    return to_name
+    row = db.session.get(model, id) if isinstance(id, int) else None
+    if row is None:
+        return id
+    if model is ScriptVersion:
+        return {"script": row.script.name, "version": row.version}
+    return row.name
 
 
 def id_of(project_id: int, created: dict[str, JobTemplate]) -> Translate:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, select
 
@@ -26,6 +27,8 @@ from app.secrets import MASK
 from app.services import danger, records, rolling, scripts, variables
 from app.services.access import Action, Actor, require
 from app.services.errors import Conflict, Invalid, fields_under
+
+K = TypeVar("K")
 
 
 def templates_query(project_id: int) -> Select:
@@ -91,25 +94,21 @@ def expand(template: JobTemplate, trail: tuple[int, ...] = ()) -> Expanded:
     return expanded
 
 
-def inclusion_path(start: int, goal: int | None) -> list[str] | None:
-    """The names of the templates from `start` that lead, through their includes, back to `goal`."""
-    if goal is None:
-        return None
-    pending: list[tuple[int, list[str]]] = [(start, [])]
-    seen: set[int] = set()
+def include_path(includes: Mapping[K, Iterable[K]], start: K, goal: K) -> list[K] | None:
+    """The templates from `start` to `goal` through their includes, if `goal` is reached that way."""
+    pending, seen = [[start]], set()
     while pending:
-        id, path = pending.pop()
-        template = db.session.get(JobTemplate, id)
-        if template is None or id in seen:
-            continue
-        seen.add(id)
-        path = [*path, template.name]
-        if id == goal:
+        path = pending.pop()
+        if path[-1] == goal:
             return path
-        for step in template.steps:
-            if step["type"] == StepType.TEMPLATE:
-                pending.append((step["template"]["template_id"], path))
+        if path[-1] not in seen:
+            seen.add(path[-1])
+            pending.extend([*path, inner] for inner in includes.get(path[-1], ()))
     return None
+
+
+def included_ids(steps: list[dict[str, Any]]) -> list[int]:
+    return [step["template"]["template_id"] for step in steps if step["type"] == StepType.TEMPLATE]
 
 
 def check_steps(
@@ -186,11 +185,15 @@ def check_include(project_id: int, included_id: int, kinds: dict[str, str], temp
     included = db.session.get(JobTemplate, included_id)
     if included is None or included.project_id != project_id:
         raise Invalid(f"job template {included_id} does not exist in this project", "template.template_id")
-    cycle = inclusion_path(included_id, template_id)
-    if cycle:
-        raise Invalid(
-            f"a cycle of included templates: {' -> '.join([*cycle, cycle[0]])}", "template.template_id"
+    if template_id is not None:
+        project = db.session.scalars(select(JobTemplate).where(JobTemplate.project_id == project_id)).all()
+        names = {template.id: template.name for template in project}
+        cycle = include_path(
+            {template.id: included_ids(template.steps) for template in project}, included_id, template_id
         )
+        if cycle:
+            path = " -> ".join(names[id] for id in [template_id, *cycle])
+            raise Invalid(f"a cycle of included templates: {path}", "template.template_id")
     for definition in expand(included).variables:
         kind = kinds.get(definition["name"])
         if kind is not None and kind != definition["type"]:
