@@ -11,7 +11,7 @@ from flask_smorest import Blueprint
 from app.api.auth import current_actor
 from app.api.jobs import attachment
 from app.api.launching import launched
-from app.api.paging import filter_arguments, shown_page
+from app.api.paging import SelectPage, filter_arguments
 from app.models import JobPlan, JobTemplate
 from app.schemas.job import JobSchema
 from app.schemas.query import FilterArgs
@@ -41,17 +41,17 @@ blp = Blueprint(
 class Templates(MethodView):
     @filter_arguments(blp, FilterArgs)
     @blp.response(200, TemplateSchema(many=True))
-    @blp.paginate()
-    def get(self, _args: dict[str, Any], pid: int, pagination_parameters):
+    @blp.paginate(SelectPage)
+    def get(self, _args: dict[str, Any], pid: int):
         """List the templates, paged."""
         require(current_actor(), pid, Action.READ)
-        return shown_page(templates.templates_query(pid), templates.shown_template, pagination_parameters)
+        return templates.templates_query(pid)
 
     @blp.arguments(TemplateSchema)
     @blp.response(201, TemplateSchema)
     def post(self, data: dict[str, Any], pid: int):
         """Create a template; every step's references are checked."""
-        return templates.shown_template(templates.create_template(current_actor(), pid, data))
+        return templates.create_template(current_actor(), pid, data)
 
 
 @blp.route("/<int:pid>/job-templates/<int:tid>")
@@ -60,7 +60,7 @@ class Template(MethodView):
     def get(self, pid: int, tid: int):
         """Read a template; secret defaults are masked."""
         require(current_actor(), pid, Action.READ)
-        return templates.shown_template(records.get(JobTemplate, tid, pid))
+        return records.get(JobTemplate, tid, pid)
 
     # Top-level fields only: a step given is given whole, with its defaults.
     @blp.arguments(TemplateSchema(partial=("name", "steps")))
@@ -68,7 +68,7 @@ class Template(MethodView):
     def patch(self, data: dict[str, Any], pid: int, tid: int):
         """Change a template; a change of steps or variables raises its version, and its plans show
         they are out of date until synced. A secret default given as ****** keeps its value."""
-        return templates.shown_template(templates.update_template(current_actor(), pid, tid, data))
+        return templates.update_template(current_actor(), pid, tid, data)
 
     @blp.response(204)
     def delete(self, pid: int, tid: int):
@@ -109,10 +109,7 @@ class TemplateImport(MethodView):
         else:
             document = template_exchange.parse(request.get_data(as_text=True))
         created, plans = template_exchange.import_document(current_actor(), pid, document)
-        return {
-            "templates": [templates.shown_template(template) for template in created],
-            "plans": [templates.shown_plan(plan) for plan in plans],
-        }
+        return {"templates": created, "plans": plans}
 
 
 @blp.route("/<int:pid>/job-templates/<int:tid>/launch")
@@ -128,18 +125,17 @@ class TemplateLaunch(MethodView):
 class Plans(MethodView):
     @filter_arguments(blp, PlanArgs)
     @blp.response(200, PlanSchema(many=True))
-    @blp.paginate()
-    def get(self, args: dict[str, Any], pid: int, pagination_parameters):
+    @blp.paginate(SelectPage)
+    def get(self, args: dict[str, Any], pid: int):
         """List the plans, of one template or of all, paged."""
         require(current_actor(), pid, Action.READ)
-        query = templates.plans_query(pid, args.get("template_id"))
-        return shown_page(query, templates.shown_plan, pagination_parameters)
+        return templates.plans_query(pid, args.get("template_id"))
 
     @blp.arguments(PlanSchema)
     @blp.response(201, PlanSchema)
     def post(self, data: dict[str, Any], pid: int):
         """Make a plan of a template of this project: which steps it runs, its own values."""
-        return templates.shown_plan(templates.create_plan(current_actor(), pid, data))
+        return templates.create_plan(current_actor(), pid, data)
 
 
 @blp.route("/<int:pid>/job-plans/<int:plan_id>")
@@ -148,13 +144,13 @@ class Plan(MethodView):
     def get(self, pid: int, plan_id: int):
         """Read a plan; out_of_date says its template changed since."""
         require(current_actor(), pid, Action.READ)
-        return templates.shown_plan(records.get(JobPlan, plan_id, pid))
+        return records.get(JobPlan, plan_id, pid)
 
     @blp.arguments(PlanSchema(partial=("template_id", "name")))
     @blp.response(200, PlanSchema)
     def patch(self, data: dict[str, Any], pid: int, plan_id: int):
         """Change a plan's name, steps or values; a secret value given as ****** keeps its value."""
-        return templates.shown_plan(templates.update_plan(current_actor(), pid, plan_id, data))
+        return templates.update_plan(current_actor(), pid, plan_id, data)
 
     @blp.response(204)
     def delete(self, pid: int, plan_id: int):
@@ -167,7 +163,7 @@ class PlanSync(MethodView):
     @blp.response(200, PlanSchema)
     def post(self, pid: int, plan_id: int):
         """Bring the plan up to its template's version, keeping its choices where they still apply."""
-        return templates.shown_plan(templates.sync_plan(current_actor(), pid, plan_id))
+        return templates.sync_plan(current_actor(), pid, plan_id)
 
 
 @blp.route("/<int:pid>/job-plans/<int:plan_id>/launch")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from enum import StrEnum
 
@@ -53,9 +54,13 @@ class JobTemplate(db.Model):
 
     plans: Mapped[list[JobPlan]] = relationship(back_populates="template", cascade="all, delete-orphan")
 
+    @property
+    def secret_default_values(self) -> dict[str, str]:
+        return json.loads(self.secret_defaults or "{}")
+
 
 class JobPlan(db.Model):
-    """A template's steps and variables as of `template_version`, with its own choices and values."""
+    """A template's steps and variables as of `template_versions`, with its own choices and values."""
 
     __tablename__ = "job_plan"
     __table_args__ = (UniqueConstraint("project_id", "name"),)
@@ -65,7 +70,6 @@ class JobPlan(db.Model):
     template_id: Mapped[int] = mapped_column(ForeignKey("job_template.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(255))
     description: Mapped[str] = mapped_column(Text, default="")
-    template_version: Mapped[int] = mapped_column(Integer)
     # The template's steps and variable definitions when the plan was made or last synced.
     steps: Mapped[list] = mapped_column(JSON, default=list)
     variables: Mapped[list] = mapped_column(JSON, default=list)
@@ -83,11 +87,30 @@ class JobPlan(db.Model):
     template: Mapped[JobTemplate] = relationship(back_populates="plans")
 
     @property
+    def template_version(self) -> int:
+        return self.template_versions[str(self.template_id)]
+
+    @property
     def out_of_date(self) -> bool:
-        if self.template_version != self.template.version:
-            return True
-        for id, version in self.template_versions.items():
-            included = db.session.get(JobTemplate, int(id))
-            if included is None or included.version != version:
-                return True
-        return False
+        return any(
+            template is None or template.version != version
+            for template, version in zip(self.templates, self.template_versions.values(), strict=True)
+        )
+
+    @property
+    def templates(self) -> list[JobTemplate | None]:
+        """Its template and those it includes, as they are now (None: deleted since)."""
+        return [db.session.get(JobTemplate, int(id)) for id in self.template_versions]
+
+    @property
+    def secret_default_values(self) -> dict[str, str]:
+        """The secret defaults of its templates; the including template's win."""
+        merged: dict[str, str] = {}
+        for template in reversed(self.templates):
+            if template is not None:
+                merged.update(template.secret_default_values)
+        return merged
+
+    @property
+    def own_secret_values(self) -> dict[str, str]:
+        return json.loads(self.secret_values or "{}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, post_dump, validate, validates_schema
 
 from app.config import TIMEOUT_DEFAULT, TIMEOUT_MAX, TIMEOUT_MIN
 from app.models import Role, RollingMode, StepType, VariableType
@@ -10,6 +10,7 @@ from app.schemas.fields import IDENTIFIER
 from app.schemas.job import ScriptSchema, TargetsSchema
 from app.schemas.query import FilterArgs
 from app.schemas.transfer import FileTransferSchema
+from app.secrets import MASK
 
 VARIABLE_TYPES = [str(kind) for kind in VariableType]
 STEP_TYPES = [str(kind) for kind in StepType]
@@ -198,6 +199,11 @@ class TemplateSchema(Schema):
     created_at = fields.DateTime(dump_only=True)
     updated_at = fields.DateTime(dump_only=True)
 
+    @post_dump(pass_original=True)
+    def mask_secrets(self, data: dict, template, **kwargs) -> dict:
+        data["variables"] = masked(data["variables"], template.secret_default_values)
+        return data
+
 
 class PlanSchema(Schema):
     id = fields.Integer(dump_only=True)
@@ -224,6 +230,22 @@ class PlanSchema(Schema):
     created_by = fields.String(dump_only=True)
     created_at = fields.DateTime(dump_only=True)
     updated_at = fields.DateTime(dump_only=True)
+
+    @post_dump(pass_original=True)
+    def mask_secrets(self, data: dict, plan, **kwargs) -> dict:
+        data["values"] = {**data["values"], **dict.fromkeys(plan.own_secret_values, MASK)}
+        data["variables"] = masked(data["variables"], plan.secret_default_values)
+        return data
+
+
+def masked(definitions: list[dict], secret_defaults: dict[str, str]) -> list[dict]:
+    """A secret's default shows as ****** when it has one."""
+    return [
+        {**definition, "default": MASK if definition["name"] in secret_defaults else None}
+        if definition["type"] == VariableType.SECRET
+        else definition
+        for definition in definitions
+    ]
 
 
 class PlanArgs(FilterArgs):

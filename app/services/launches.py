@@ -58,7 +58,7 @@ def launch_plan(
     plan = records.get(JobPlan, plan_id, project_id)
     defaults = {definition["name"]: definition.get("default") for definition in plan.variables}
     defaults.update(plan.values)
-    secret_defaults = {**templates.plan_secret_defaults(plan), **json.loads(plan.secret_values or "{}")}
+    secret_defaults = {**plan.secret_default_values, **plan.own_secret_values}
     enabled = set(plan.enabled_steps)
     return launch(
         actor,

@@ -42,10 +42,6 @@ def plans_query(project_id: int, template_id: int | None = None) -> Select:
     return query.order_by(JobPlan.id)
 
 
-def secret_defaults(template: JobTemplate) -> dict[str, str]:
-    return json.loads(template.secret_defaults or "{}")
-
-
 @dataclass
 class Expanded:
     """A template with the steps and variables of the templates it includes in place."""
@@ -65,7 +61,7 @@ def expand(template: JobTemplate, trail: tuple[int, ...] = ()) -> Expanded:
             f"job template {template.name!r} includes itself through {len(trail)} templates", "steps"
         )
     expanded = Expanded(
-        [], list(template.variables), secret_defaults(template), {str(template.id): template.version}
+        [], list(template.variables), template.secret_default_values, {str(template.id): template.version}
     )
     names = {definition["name"] for definition in expanded.variables}
     for step in template.steps:
@@ -267,7 +263,7 @@ def update_template(actor: Actor, project_id: int, template_id: int, data: dict[
     check_definitions(project_id, definitions)
     check_steps(actor, project_id, steps, definitions, template.id)
     if "variables" in data:
-        public, secrets = split_defaults(definitions, secret_defaults(template))
+        public, secrets = split_defaults(definitions, template.secret_default_values)
         template.variables = public
         template.secret_defaults = json.dumps(secrets) if secrets else None
     if "steps" in data:
@@ -304,7 +300,7 @@ def check_enabled(steps: list[dict[str, Any]], enabled: list[str]) -> None:
 
 def set_values(plan: JobPlan, values: dict[str, Any]) -> None:
     """The plan's values; a masked secret keeps the value it had."""
-    kept = json.loads(plan.secret_values or "{}")
+    kept = plan.own_secret_values
     kinds = {definition["name"]: definition["type"] for definition in plan.variables}
     values = {
         name: kept[name]
@@ -334,7 +330,6 @@ def new_plan(actor: Actor, project_id: int, data: dict[str, Any]) -> JobPlan:
         template=template,
         name=data["name"],
         description=data.get("description", ""),
-        template_version=template.version,
         template_versions=expanded.versions,
         steps=copy.deepcopy(expanded.steps),
         variables=copy.deepcopy(expanded.variables),
@@ -379,54 +374,17 @@ def sync_plan(actor: Actor, project_id: int, plan_id: int) -> JobPlan:
         for definition in template.variables
         if old_kinds.get(definition["name"]) == definition["type"]
     }
-    secrets = json.loads(plan.secret_values or "{}")
     plan.values = {name: value for name, value in plan.values.items() if name in kept}
-    secrets = {name: value for name, value in secrets.items() if name in kept}
+    secrets = {name: value for name, value in plan.own_secret_values.items() if name in kept}
     plan.secret_values = json.dumps(secrets) if secrets else None
     plan.steps = copy.deepcopy(template.steps)
     plan.variables = copy.deepcopy(template.variables)
-    plan.template_version = plan.template.version
     plan.template_versions = template.versions
     if not plan.enabled_steps:
         plan.enabled_steps = [step["key"] for step in template.steps]
     return records.save(plan)
 
 
-def plan_secret_defaults(plan: JobPlan) -> dict[str, str]:
-    """The secret defaults of the templates whose steps the plan holds; the including template's win."""
-    merged: dict[str, str] = {}
-    for id in reversed(list(plan.template_versions) or [str(plan.template_id)]):
-        template = db.session.get(JobTemplate, int(id))
-        if template is not None:
-            merged.update(secret_defaults(template))
-    return merged
-
-
 def delete_plan(actor: Actor, project_id: int, plan_id: int) -> None:
     require(actor, project_id, Action.OPERATE)
     records.delete(records.get(JobPlan, plan_id, project_id))
-
-
-def shown_template(template: JobTemplate) -> dict[str, Any]:
-    """The template as the API shows it: secret defaults masked."""
-    return {
-        **{key: getattr(template, key) for key in ("id", "project_id", "name", "description", "steps")},
-        **{key: getattr(template, key) for key in ("version", "created_by", "created_at", "updated_at")},
-        "variables": variables.masked(template.variables, set(secret_defaults(template))),
-    }
-
-
-def shown_plan(plan: JobPlan) -> dict[str, Any]:
-    """The plan as the API shows it: secret values masked."""
-    secrets = json.loads(plan.secret_values or "{}")
-    shown = {
-        key: getattr(plan, key)
-        for key in ("id", "project_id", "template_id", "name", "description", "enabled_steps", "steps")
-    }
-    shown.update(
-        {key: getattr(plan, key) for key in ("template_version", "out_of_date", "created_at", "updated_at")},
-        created_by=plan.created_by,
-        values={**plan.values, **dict.fromkeys(secrets, MASK)},
-        variables=variables.masked(plan.variables, set(plan_secret_defaults(plan))),
-    )
-    return shown

@@ -14,7 +14,6 @@ from typing import Any
 from ansible.vars.reserved import is_reserved_name
 
 from app.models import VariableType
-from app.secrets import MASK
 from app.services.errors import Invalid
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -128,14 +127,3 @@ def launch_values(
         elif definition.get("required"):
             raise Invalid(f"variable {name!r} is required: give it a value", f"variables.{name}")
     return values
-
-
-def masked(definitions: list[dict[str, Any]], secret_names: set[str]) -> list[dict[str, Any]]:
-    """Definitions as the API shows them: a secret's default is masked when it has one."""
-    shown = []
-    for definition in definitions:
-        definition = dict(definition)
-        if definition["type"] == VariableType.SECRET:
-            definition["default"] = MASK if definition["name"] in secret_names else None
-        shown.append(definition)
-    return shown

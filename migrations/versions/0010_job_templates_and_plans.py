@@ -42,7 +42,6 @@ def upgrade():
     sa.Column('template_id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=255), nullable=False),
     sa.Column('description', sa.Text(), nullable=False),
-    sa.Column('template_version', sa.Integer(), nullable=False),
     sa.Column('steps', sa.JSON(), nullable=False),
     sa.Column('variables', sa.JSON(), nullable=False),
     sa.Column('template_versions', sa.JSON(), nullable=False),
