@@ -35,19 +35,7 @@ def launch_template(
     """Run every step of a template with its defaults and the launch's values."""
     require(actor, project_id, Action.OPERATE)
     template = records.get(JobTemplate, template_id, project_id)
-    expanded = templates.expand(template)
-    defaults = {definition["name"]: definition.get("default") for definition in expanded.variables}
-    return launch(
-        actor,
-        project_id,
-        data,
-        template=template,
-        steps=expanded.steps,
-        definitions=expanded.variables,
-        defaults=defaults,
-        secret_defaults=expanded.secret_defaults,
-        **launched,
-    )
+    return launch(actor, project_id, data, template, templates.expand(template), **launched)
 
 
 def launch_plan(
@@ -56,22 +44,14 @@ def launch_plan(
     """Run a plan's enabled steps with its values and the launch's."""
     require(actor, project_id, Action.OPERATE)
     plan = records.get(JobPlan, plan_id, project_id)
-    defaults = {definition["name"]: definition.get("default") for definition in plan.variables}
-    defaults.update(plan.values)
-    secret_defaults = {**plan.secret_default_values, **plan.own_secret_values}
     enabled = set(plan.enabled_steps)
-    return launch(
-        actor,
-        project_id,
-        data,
-        template=plan.template,
-        steps=[step for step in plan.steps if step["key"] in enabled],
-        definitions=plan.variables,
-        defaults=defaults,
-        secret_defaults=secret_defaults,
-        plan=plan,
-        **launched,
+    held = templates.Expanded(
+        [step for step in plan.steps if step["key"] in enabled],
+        plan.variables,
+        {**plan.secret_default_values, **plan.own_secret_values},
+        plan.template_versions,
     )
+    return launch(actor, project_id, data, plan.template, held, plan, **launched)
 
 
 def launch(
@@ -79,16 +59,17 @@ def launch(
     project_id: int,
     data: dict[str, Any],
     template: JobTemplate,
-    steps: list[dict[str, Any]],
-    definitions: list[dict[str, Any]],
-    defaults: dict[str, Any],
-    secret_defaults: dict[str, str],
+    expanded: templates.Expanded,
     plan: JobPlan | None = None,
     launch_type: LaunchType = LaunchType.API,
     relaunch_of: int | None = None,
 ) -> JobInstance:
+    """Launch these steps with these variables: the launch's values, else the plan's, else the defaults."""
+    definitions = expanded.variables
+    defaults = {definition["name"]: definition.get("default") for definition in definitions}
+    defaults.update(plan.values if plan else {})
     executions.refuse_over_limit(project_id)
-    values = variables.launch_values(definitions, defaults, secret_defaults, data["variables"])
+    values = variables.launch_values(definitions, defaults, expanded.secret_defaults, data["variables"])
     kinds = {definition["name"]: definition["type"] for definition in definitions}
     host_lists = {
         name: resolve_targets(project_id, value, f"variables.{name}")
@@ -122,7 +103,7 @@ def launch(
     planned: list[tuple[StepInstance, list[Host]]] = []
     warnings: list[dict[str, Any]] = []
     seq = 1
-    for index, step in enumerate(steps):
+    for index, step in enumerate(expanded.steps):
         with fields_under(f"steps.{index}"):
             built, step_warnings = build_step(project_id, step, host_lists, now, seq, namespaces)
         warnings.extend(step_warnings)
