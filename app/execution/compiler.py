@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
@@ -231,7 +231,7 @@ def with_environment(target: Target, step: ScriptStep, own: dict[str, str]) -> T
         "opsflow_environment": exports,
         "opsflow_environment_vars": {**step.environment, **own},
     }
-    return Target(target.name, target.address, target.port, target.connection, variables)
+    return replace(target, variables=variables)
 
 
 def compile_connection_test(targets: list[Target], account: Account | None) -> CompiledStep:
