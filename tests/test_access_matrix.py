@@ -115,23 +115,23 @@ def template_rows() -> dict[tuple[str, str], tuple[str, Request]]:
                 {"name": w.unique("t"), "steps": [{"name": "gate", "type": "manual"}]},
             ),
         ),
-        ("GET", f"{templates}/<int:tid>"): (
+        ("GET", f"{templates}/<int:item_id>"): (
             "read",
             lambda w: (f"/projects/{w.project}/job-templates/{fresh_template(w)}", None),
         ),
-        ("PATCH", f"{templates}/<int:tid>"): (
+        ("PATCH", f"{templates}/<int:item_id>"): (
             "operate",
             lambda w: (f"/projects/{w.project}/job-templates/{fresh_template(w)}", {"description": "x"}),
         ),
-        ("DELETE", f"{templates}/<int:tid>"): (
+        ("DELETE", f"{templates}/<int:item_id>"): (
             "operate",
             lambda w: (f"/projects/{w.project}/job-templates/{fresh_template(w)}", None),
         ),
-        ("POST", f"{templates}/<int:tid>/launch"): (
+        ("POST", f"{templates}/<int:item_id>/launch"): (
             "operate",
             lambda w: (f"/projects/{w.project}/job-templates/{fresh_template(w)}/launch", {}),
         ),
-        ("GET", f"{templates}/<int:tid>/export"): (
+        ("GET", f"{templates}/<int:item_id>/export"): (
             "read",
             lambda w: (f"/projects/{w.project}/job-templates/{fresh_template(w)}/export", None),
         ),
@@ -153,23 +153,23 @@ def template_rows() -> dict[tuple[str, str], tuple[str, Request]]:
                 {"name": w.unique("p"), "template_id": fresh_template(w)},
             ),
         ),
-        ("GET", f"{plans}/<int:plan_id>"): (
+        ("GET", f"{plans}/<int:item_id>"): (
             "read",
             lambda w: (f"/projects/{w.project}/job-plans/{fresh_plan(w)}", None),
         ),
-        ("PATCH", f"{plans}/<int:plan_id>"): (
+        ("PATCH", f"{plans}/<int:item_id>"): (
             "operate",
             lambda w: (f"/projects/{w.project}/job-plans/{fresh_plan(w)}", {"description": "x"}),
         ),
-        ("DELETE", f"{plans}/<int:plan_id>"): (
+        ("DELETE", f"{plans}/<int:item_id>"): (
             "operate",
             lambda w: (f"/projects/{w.project}/job-plans/{fresh_plan(w)}", None),
         ),
-        ("POST", f"{plans}/<int:plan_id>/sync"): (
+        ("POST", f"{plans}/<int:item_id>/sync"): (
             "operate",
             lambda w: (f"/projects/{w.project}/job-plans/{fresh_plan(w)}/sync", None),
         ),
-        ("POST", f"{plans}/<int:plan_id>/launch"): (
+        ("POST", f"{plans}/<int:item_id>/launch"): (
             "operate",
             lambda w: (f"/projects/{w.project}/job-plans/{fresh_plan(w)}/launch", {}),
         ),

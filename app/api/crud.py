@@ -68,7 +68,8 @@ def project_resource(
             require(current_actor(), pid, Action.READ)
             return records.get(model, item_id, pid)
 
-        @blp.arguments(schema(partial=True))
+        # Partial at the top level only: a nested value given is given whole, defaults and checks included.
+        @blp.arguments(schema(partial=tuple(schema().fields)))
         @blp.response(200, schema)
         def patch(self, data: dict[str, Any], pid: int, item_id: int):
             """Change some fields."""

@@ -31,14 +31,11 @@ from app.services.errors import Conflict, Invalid, fields_under
 K = TypeVar("K")
 
 
-def templates_query(project_id: int) -> Select:
-    return select(JobTemplate).where(JobTemplate.project_id == project_id).order_by(JobTemplate.id)
-
-
-def plans_query(project_id: int, template_id: int | None = None) -> Select:
+def plans_query(project_id: int, filters: dict[str, Any]) -> Select:
+    """The project's plans, of one template when the filters name it."""
     query = select(JobPlan).where(JobPlan.project_id == project_id)
-    if template_id is not None:
-        query = query.where(JobPlan.template_id == template_id)
+    if "template_id" in filters:
+        query = query.where(JobPlan.template_id == filters["template_id"])
     return query.order_by(JobPlan.id)
 
 
@@ -255,9 +252,9 @@ def new_template(actor: Actor, project_id: int, data: dict[str, Any]) -> JobTemp
     return template
 
 
-def update_template(actor: Actor, project_id: int, template_id: int, data: dict[str, Any]) -> JobTemplate:
+def update_template(actor: Actor, template: JobTemplate, data: dict[str, Any]) -> JobTemplate:
+    project_id = template.project_id
     require(actor, project_id, Action.OPERATE)
-    template = records.get(JobTemplate, template_id, project_id)
     definitions = data.get("variables", template.variables)
     steps = data.get("steps", copy.deepcopy(template.steps))
     check_definitions(project_id, definitions)
@@ -274,11 +271,6 @@ def update_template(actor: Actor, project_id: int, template_id: int, data: dict[
         if key in data:
             setattr(template, key, data[key])
     return records.save(template)
-
-
-def delete_template(actor: Actor, project_id: int, template_id: int) -> None:
-    require(actor, project_id, Action.OPERATE)
-    records.delete(records.get(JobTemplate, template_id, project_id))
 
 
 def plan_template(project_id: int, template_id: int) -> JobTemplate:
@@ -340,9 +332,8 @@ def new_plan(actor: Actor, project_id: int, data: dict[str, Any]) -> JobPlan:
     return plan
 
 
-def update_plan(actor: Actor, project_id: int, plan_id: int, data: dict[str, Any]) -> JobPlan:
-    require(actor, project_id, Action.OPERATE)
-    plan = records.get(JobPlan, plan_id, project_id)
+def update_plan(actor: Actor, plan: JobPlan, data: dict[str, Any]) -> JobPlan:
+    require(actor, plan.project_id, Action.OPERATE)
     if "template_id" in data and data["template_id"] != plan.template_id:
         raise Invalid("a plan stays with its template: make a new plan", "template_id")
     if "enabled_steps" in data:
@@ -383,8 +374,3 @@ def sync_plan(actor: Actor, project_id: int, plan_id: int) -> JobPlan:
     if not plan.enabled_steps:
         plan.enabled_steps = [step["key"] for step in template.steps]
     return records.save(plan)
-
-
-def delete_plan(actor: Actor, project_id: int, plan_id: int) -> None:
-    require(actor, project_id, Action.OPERATE)
-    records.delete(records.get(JobPlan, plan_id, project_id))
