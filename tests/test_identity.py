@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -228,6 +230,34 @@ def test_the_last_active_system_administrator_stays(service):
     service.api("PATCH", admin, 409, json={"disabled": True})
     service.api("DELETE", f"/users/{second['id']}", 204)
     service.api("GET", "/users/me", 200)
+
+
+def test_two_admins_disabling_each_other_at_once_leave_one_active(service):
+    name = f"root{time.time_ns() % 10**9}"
+    second = service.post(
+        "/users", {"username": name, "password": PASSWORD, "is_admin": True}, 201
+    ).get_json()
+    second_token = token_for(service, {"username": name})
+    admin_id = service.get("/users/me")["id"]
+    start = threading.Barrier(2)
+
+    def disable(token: str, user_id: int) -> int:
+        # A thread of its own is a request of its own: its own application context and session.
+        start.wait()
+        headers = {"Authorization": f"Bearer {token}"}
+        return service.client.patch(
+            f"/api/v1/users/{user_id}", json={"disabled": True}, headers=headers
+        ).status_code
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        by_admin = pool.submit(disable, ADMIN_TOKEN, second["id"])
+        by_second = pool.submit(disable, second_token, admin_id)
+        statuses = [by_admin.result(), by_second.result()]
+    # The other was refused as the last admin, or, disabled first, no longer got in at all.
+    assert statuses.count(200) == 1 and set(statuses) - {200} <= {401, 409}, statuses
+    if statuses[1] == 200:
+        service.api("PATCH", f"/users/{admin_id}", 200, token=second_token, json={"disabled": False})
+    service.api("DELETE", f"/users/{second['id']}", 204)
 
 
 def test_a_password_changes_with_the_current_one_and_other_tokens_go(service, user):
