@@ -97,7 +97,7 @@ def require_system_admin_to_read(actor: Actor) -> None:
 
 
 def change_user(actor: Actor, user_id: int, changes: dict[str, Any]) -> User:
-    """Change a user's names, email, system administrator flag, or disable or enable them; a disabled
+    """Change a user's display name, email, system administrator flag, or disable or enable them; a disabled
     user's tokens stop at the next request. The last active system administrator stays one."""
     require_system_admin(actor)
     user = get_user(user_id)
