@@ -63,13 +63,15 @@ def worker(name: str | None) -> None:
 @cli.command()
 @click.option("--name", default=socket.gethostname(), help="consumer name in the ingest group")
 def ingest(name: str) -> None:
-    """Run the ingester with its periodic work (the reaper, held jobs, the file store's retention)."""
+    """Run the ingester with its periodic work (the reaper, held jobs, the file store's retention,
+    expired idempotency keys)."""
     from app import create_app
     from app.execution.ingest import Ingester
     from app.execution.reaper import reap
     from app.extensions import redis
     from app.services.dispatch import release_all_held
     from app.services.files import housekeep
+    from app.services.idempotency import forget_expired
 
     app = create_app()
     settings: Settings = app.config["OPSFLOW"]
@@ -88,6 +90,7 @@ def ingest(name: str) -> None:
             reap(settings, redis.client)
             release_all_held()
             housekeep(settings)
+            forget_expired()
 
         ingester.run(lambda: stopping, every, settings.reaper_interval)
 

@@ -93,6 +93,8 @@ class Settings:
     # A running slice whose worker has not been heard from for this long is declared lost.
     heartbeat_ttl: int = 30
     reaper_interval: int = 5
+    # Seconds a launch's idempotency key is kept: a retry within it answers with the first job instance.
+    idempotency_key_ttl: int = 24 * 3600
     queue_name: str = "opsflow"
     event_stream: str = "opsflow:events"
 
@@ -141,6 +143,7 @@ class Settings:
             project_running_limit=_int("OPSFLOW_PROJECT_RUNNING_LIMIT", 20),
             over_limit=_choice("OPSFLOW_OVER_LIMIT", ("queue", "refuse")),
             reaper_interval=_int("OPSFLOW_REAPER_INTERVAL", 5),
+            idempotency_key_ttl=_int("OPSFLOW_IDEMPOTENCY_KEY_TTL", 24 * 3600),
         )
 
 

@@ -70,6 +70,20 @@ def fresh_member(w: World) -> int:
     return user
 
 
+def fresh_user(w: World) -> int:
+    return w.make("/users", {"username": w.unique("user"), "password": PASSWORD})
+
+
+def fresh_user_token(w: World) -> str:
+    """A new user's token, as its URL path under /users."""
+    name = w.unique("holder")
+    user = w.make("/users", {"username": name, "password": PASSWORD})
+    token = w.service.api(
+        "POST", "/users/me/tokens", 201, token=None, json={"name": "t"}, headers=basic_auth(name, PASSWORD)
+    ).get_json()["id"]
+    return f"/users/{user}/tokens/{token}"
+
+
 def scope(w: World, public: bool) -> str:
     """Where a library resource lives: at the top for public (global) ones, else in the project."""
     return "" if public else f"/projects/{w.project}"
@@ -298,6 +312,25 @@ MATRIX: dict[tuple[str, str], tuple[str, Request]] = {
         lambda w: ("/users", {"username": w.unique("new"), "password": PASSWORD}),
     ),
     ("GET", "/api/v1/users/me"): ("user", lambda w: ("/users/me", None)),
+    # Wrong on purpose past the access check (no new password): a 422, and no password changes.
+    ("POST", "/api/v1/users/me/password"): (
+        "user",
+        lambda w: ("/users/me/password", {"current_password": PASSWORD}),
+    ),
+    ("GET", "/api/v1/users/<int:user_id>"): ("sysadmin", lambda w: (f"/users/{fresh_user(w)}", None)),
+    ("PATCH", "/api/v1/users/<int:user_id>"): (
+        "sysadmin",
+        lambda w: (f"/users/{fresh_user(w)}", {"display_name": "x"}),
+    ),
+    ("DELETE", "/api/v1/users/<int:user_id>"): ("sysadmin", lambda w: (f"/users/{fresh_user(w)}", None)),
+    ("GET", "/api/v1/users/<int:user_id>/tokens"): (
+        "sysadmin",
+        lambda w: (f"/users/{fresh_user(w)}/tokens", None),
+    ),
+    ("DELETE", "/api/v1/users/<int:user_id>/tokens/<int:token_id>"): (
+        "sysadmin",
+        lambda w: (fresh_user_token(w), None),
+    ),
     ("GET", "/api/v1/users/me/tokens"): ("user", lambda w: ("/users/me/tokens", None)),
     ("POST", "/api/v1/users/me/tokens"): ("user", lambda w: ("/users/me/tokens", {"name": "t"})),
     ("DELETE", "/api/v1/users/me/tokens/<int:token_id>"): (

@@ -29,6 +29,8 @@ ACTIONS = {
     ("members.Member", "DELETE"): ("member", "revoke"),
     ("users.Tokens", "POST"): ("token", "create"),
     ("users.Token", "DELETE"): ("token", "revoke"),
+    ("users.UserToken", "DELETE"): ("token", "revoke"),
+    ("users.Password", "POST"): ("user", "change_password"),
     ("danger_rules.Check", "POST"): ("danger_rule", "check"),
     **{
         (f"{blueprint}.Version{operation.title()}", "POST"): ("script_version", operation)
@@ -37,7 +39,7 @@ ACTIONS = {
     },
 }
 VERBS = {"POST": "create", "PATCH": "update", "PUT": "update", "DELETE": "delete"}
-ID_ARGS = ("item_id", "jid", "user_id", "token_id", "vid", "sid", "rid")
+ID_ARGS = ("item_id", "jid", "token_id", "user_id", "vid", "sid", "rid")
 
 
 class AuditEventSchema(Schema):

@@ -10,8 +10,9 @@ from app.services.access import Actor
 from app.services.errors import Unauthorized
 
 PUBLIC_ENDPOINTS = frozenset({"health.Health", "api-docs.openapi_json", "api-docs.openapi_swagger_ui"})
-# A user's first token is made with their password (HTTP Basic), on this endpoint only.
-PASSWORD_ENDPOINT = ("users.Tokens", "POST")
+# A user's first token is made with their password (HTTP Basic), and a password is changed with it;
+# on these endpoints only.
+PASSWORD_ENDPOINTS = frozenset({("users.Tokens", "POST"), ("users.Password", "POST")})
 
 
 def current_actor() -> Actor:
@@ -30,7 +31,7 @@ def register(app: Flask) -> None:
             elif (
                 credentials
                 and credentials.type == "basic"
-                and (request.endpoint, request.method) == PASSWORD_ENDPOINT
+                and (request.endpoint, request.method) in PASSWORD_ENDPOINTS
             ):
                 g.actor = identity.login(
                     credentials.username or "", credentials.password or "", request.remote_addr

@@ -9,7 +9,7 @@ from flask import request
 
 from app.api.auth import current_actor
 from app.models import JobInstance
-from app.services import executions, jobs
+from app.services import idempotency, jobs
 from app.services.access import Action, require
 from app.services.errors import Invalid
 
@@ -20,18 +20,21 @@ KEY_MAX_CHARS = 255
 def launched(
     project_id: int, data: dict[str, Any], launch: Callable[[dict[str, Any]], JobInstance]
 ) -> tuple[JobInstance, int, dict[str, str]]:
-    """Launch once per idempotency key (the Idempotency-Key header or the body's idempotency_key):
-    a launch repeated with a key already used answers with the job instance the first one started."""
+    """Launch once per idempotency key (the Idempotency-Key header or the body's idempotency_key) and
+    endpoint: the same launch repeated with a kept key answers with the job instance the first one
+    started, marked `Idempotent-Replayed: true`."""
     header = request.headers.get(HEADER)
     if header is not None:
         if not 0 < len(header) <= KEY_MAX_CHARS:
             raise Invalid(f"{HEADER} holds 1 to {KEY_MAX_CHARS} characters", HEADER)
-        if data.get("idempotency_key", header) != header:
-            raise Invalid(f"the {HEADER} header and idempotency_key differ", "idempotency_key")
-        data["idempotency_key"] = header
+        if data.get(idempotency.FIELD, header) != header:
+            raise Invalid(f"the {HEADER} header and idempotency_key differ", idempotency.FIELD)
+        data[idempotency.FIELD] = header
     require(current_actor(), project_id, Action.OPERATE)
-    first = executions.replayed(project_id, data.get("idempotency_key"))
-    if first is not None:
-        return jobs.job_with_counts(project_id, first.id), 202, {"Idempotent-Replayed": "true"}
-    job = launch(data)
-    return jobs.job_with_counts(project_id, job.id), 202, {}
+    key = data.pop(idempotency.FIELD, None)
+    if key is None:
+        job, replayed = launch(data), False
+    else:
+        endpoint = request.path.removeprefix(f"/api/v1/projects/{project_id}/")
+        job, replayed = idempotency.launch_once(project_id, endpoint, key, data, launch)
+    return jobs.job_with_counts(project_id, job.id), 202, {"Idempotent-Replayed": "true"} if replayed else {}

@@ -8,6 +8,7 @@ from app.models.identity import ApiToken, Membership, Role, User
 from app.models.inventory import Connection, DynamicGroup, Group, Host
 from app.models.job import (
     HostResult,
+    IdempotencyKey,
     JobInstance,
     JobOperation,
     LaunchType,
@@ -37,6 +38,7 @@ __all__ = [
     "Host",
     "HostResult",
     "HostStatus",
+    "IdempotencyKey",
     "JobInstance",
     "JobOperation",
     "JobPlan",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Boolean, ForeignKey, String, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
@@ -22,9 +22,18 @@ class User(db.Model):
     password_hash: Mapped[str] = mapped_column(String(255))
     # A system administrator sees and does everything, in every project.
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A disabled user's tokens and password stop working until the user is enabled again.
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # A deleted user's row stays, so that the name history, confirmers and audit entries refer to
+    # is never given to somebody else.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="user", cascade="all, delete-orphan")
+
+    @property
+    def active(self) -> bool:
+        return not self.disabled and self.deleted_at is None
 
 
 class ApiToken(db.Model):

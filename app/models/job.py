@@ -58,8 +58,6 @@ class JobInstance(db.Model):
         Index("ix_job_instance_project_status_created", "project_id", "status", "created_at"),
         Index("ix_job_instance_project_launcher_created", "project_id", "launched_by", "created_at"),
         Index("ix_job_instance_project_type_created", "project_id", "launch_type", "created_at"),
-        # A client's retried launch finds the job instance its first attempt started.
-        UniqueConstraint("project_id", "idempotency_key", name="uq_job_instance_project_id_idempotency_key"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -91,7 +89,10 @@ class JobInstance(db.Model):
     # Secret variable values as launched: encrypted JSON {name: value}.
     secret_variables: Mapped[str | None] = mapped_column(EncryptedText)
     callback_url: Mapped[str | None] = mapped_column(Text)
-    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    # The client's key this launch answers to, while it is kept.
+    idempotency: Mapped[IdempotencyKey | None] = relationship(
+        back_populates="job", cascade="all, delete-orphan", passive_deletes=True
+    )
 
     steps: Mapped[list[StepInstance]] = relationship(
         back_populates="job", order_by="StepInstance.seq", cascade="all, delete-orphan"
@@ -99,6 +100,30 @@ class JobInstance(db.Model):
     operations: Mapped[list[JobOperation]] = relationship(
         order_by="JobOperation.id", cascade="all, delete-orphan"
     )
+
+
+class IdempotencyKey(db.Model):
+    """A client's key for one launch endpoint of a project: a retried launch with the same key and the
+    same body answers with the job instance the first one started, until the key expires."""
+
+    __tablename__ = "idempotency_key"
+    # The loser of two simultaneous launches with one key is refused here, and answers as a replay.
+    __table_args__ = (UniqueConstraint("project_id", "endpoint", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    # The launch route under the project, e.g. "script-executions" or "job-plans/3/launch".
+    endpoint: Mapped[str] = mapped_column(String(255))
+    key: Mapped[str] = mapped_column(String(255))
+    # SHA-256 of the launch's validated body, so that the same key with another request is refused.
+    request_digest: Mapped[str] = mapped_column(String(64))
+    job_instance_id: Mapped[int] = mapped_column(
+        ForeignKey("job_instance.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+    job: Mapped[JobInstance] = relationship(back_populates="idempotency")
 
 
 class StepInstance(db.Model):

@@ -2,19 +2,65 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, pre_load, validate
+
+from app.schemas.query import FilterArgs
 
 USERNAME = validate.Regexp(r"^[a-z][a-z0-9._-]*$", error="lower-case letters, digits, '.', '_', '-'")
+PASSWORD_MAX_CHARS = 1024
 
 
 class UserSchema(Schema):
     id = fields.Integer(dump_only=True)
     username = fields.String(required=True, validate=[validate.Length(min=2, max=64), USERNAME])
     display_name = fields.String(load_default="", validate=validate.Length(max=128))
-    email = fields.Email(load_default="")
-    password = fields.String(required=True, load_only=True, validate=validate.Length(max=1024))
+    email = fields.Email(load_default="", validate=validate.Length(max=255))
+    password = fields.String(required=True, load_only=True, validate=validate.Length(max=PASSWORD_MAX_CHARS))
     is_admin = fields.Boolean(load_default=False)
+    disabled = fields.Boolean(
+        dump_only=True, metadata={"description": "a disabled user's tokens and password do not work"}
+    )
     created_at = fields.DateTime(dump_only=True)
+
+
+class UserChangeSchema(Schema):
+    display_name = fields.String(validate=validate.Length(max=128))
+    email = fields.Email(validate=validate.Length(max=255))
+    is_admin = fields.Boolean()
+    disabled = fields.Boolean(metadata={"description": "true stops the user's tokens at their next request"})
+
+    @pre_load
+    def fixed_fields(self, data, **kwargs):
+        if isinstance(data, dict) and "username" in data:
+            raise ValidationError("a user name never changes: history refers to it", "username")
+        if isinstance(data, dict) and "password" in data:
+            raise ValidationError("a user changes their password at /users/me/password", "password")
+        return data
+
+
+class UserArgs(FilterArgs):
+    username = fields.String(
+        validate=validate.Length(min=1, max=64), metadata={"description": "exactly this user name"}
+    )
+
+
+class PasswordChangeSchema(Schema):
+    current_password = fields.String(
+        required=True, load_only=True, validate=validate.Length(max=PASSWORD_MAX_CHARS)
+    )
+    new_password = fields.String(
+        required=True, load_only=True, validate=validate.Length(max=PASSWORD_MAX_CHARS)
+    )
+    revoke_other_tokens = fields.Boolean(
+        load_default=True,
+        metadata={
+            "description": "revoke your other tokens (the default); the one making this call keeps working"
+        },
+    )
+
+
+class PasswordChangedSchema(Schema):
+    revoked_tokens = fields.Integer(metadata={"description": "how many of your tokens were revoked"})
 
 
 class TokenSchema(Schema):

@@ -40,6 +40,8 @@ class Actor:
     is_admin: bool
     read_only: bool = False
     address: str | None = None
+    # The API token the request came with (None: a password, the CLI, a timed job).
+    token_id: int | None = None
 
 
 def require_system_admin(actor: Actor) -> None:

@@ -33,7 +33,7 @@ from app.models import (
 )
 from app.models.base import utcnow
 from app.models.status import RUN_FINAL
-from app.services import danger, dispatch, records, scripts
+from app.services import danger, dispatch, idempotency, records, scripts
 from app.services.access import Action, Actor, require
 from app.services.errors import Conflict, Invalid, TooManyRequests
 from app.services.inventory import effective_variables, resolve_targets
@@ -88,10 +88,10 @@ def launch_script(
         request={
             key: value
             for key, value in data.items()
-            if key != "idempotency_key" and not (data.get("sensitive") and key == "params")
+            if key != "idempotency" and not (data.get("sensitive") and key == "params")
         },
         warnings=warnings,
-        idempotency_key=data.get("idempotency_key"),
+        idempotency=data.get("idempotency"),
     )
     job.steps.append(step)
     return enqueue(job, [hosts])
@@ -145,13 +145,11 @@ def enqueue(job: JobInstance, hosts_of_steps: list[list[Host]]) -> JobInstance:
     db.session.add(job)
     try:
         db.session.flush()
-    except IntegrityError:
+    except IntegrityError as exc:
         db.session.rollback()
-        # Another attempt with the same idempotency key got there first.
-        first = replayed(job.project_id, job.idempotency_key)
-        if first is None:
+        if job.idempotency is None:
             raise
-        return first
+        raise idempotency.KeyTaken from exc
     rows = [
         {
             "job_instance_id": job.id,
@@ -183,17 +181,6 @@ def chunked(hosts: Sequence[T], batches: list[int]) -> Iterator[tuple[int, Seque
         start += batch_size
         for offset in range(0, len(members), size):
             yield batch, members[offset : offset + size]
-
-
-def replayed(project_id: int, idempotency_key: str | None) -> JobInstance | None:
-    """The job instance a launch with this idempotency key started, if one did."""
-    if not idempotency_key:
-        return None
-    return db.session.scalar(
-        select(JobInstance).where(
-            JobInstance.project_id == project_id, JobInstance.idempotency_key == idempotency_key
-        )
-    )
 
 
 # The launchers a relaunch can replay, by job kind (file transfers add theirs: app/services/transfers.py).

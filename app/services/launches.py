@@ -87,7 +87,7 @@ def launch(
         template_id=template.id,
         plan_id=plan.id if plan else None,
         callback_url=data.get("callback_url"),
-        idempotency_key=data.get("idempotency_key"),
+        idempotency=data.get("idempotency"),
         # Secret values stay out of the request, which is shown; they are kept encrypted below.
         request={
             "template_id": template.id,

@@ -24,7 +24,8 @@ def get(project_id: int, user_id: int) -> Membership:
 
 def grant(actor: Actor, project_id: int, data: dict[str, Any]) -> Membership:
     require(actor, project_id, Action.ADMIN)
-    if db.session.get(User, data["user_id"]) is None:
+    user = db.session.get(User, data["user_id"])
+    if user is None or user.deleted_at is not None:
         raise Invalid(f"user {data['user_id']} does not exist", "user_id")
     member = Membership(project_id=project_id, granted_by=actor.username, **data)
     db.session.add(member)

@@ -123,9 +123,9 @@ def launch_transfer(
         launched_by=actor.username,
         launch_type=launch_type,
         relaunch_of_id=relaunch_of,
-        request={key: value for key, value in data.items() if key != "idempotency_key"},
+        request={key: value for key, value in data.items() if key != "idempotency"},
         created_at=now,
-        idempotency_key=data.get("idempotency_key"),
+        idempotency=data.get("idempotency"),
     )
     planned = transfer_steps(project_id, data, targets, now, OnFailure.CONTINUE)
     job.steps.extend(step for step, _ in planned)
