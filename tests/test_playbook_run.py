@@ -121,7 +121,7 @@ def test_limit_chooses_hosts(runner):
     assert list(recap(events)) == ["beta"]
 
 
-def test_extra_vars_are_data(runner, tmp_path):
+def test_extra_vars_are_data(runner):
     playbook = """\
 - hosts: alpha
   gather_facts: false
@@ -132,15 +132,15 @@ def test_extra_vars_are_data(runner, tmp_path):
     - name: write
       ansible.builtin.copy:
         content: "{{ payload }}"
-        dest: "{{ out }}"
+        dest: "{{ playbook_dir }}/{{ out }}"
 """
-    out = tmp_path / "payload.txt"
-    step = PlaybookStep(playbook, extra_vars={"payload": INJECTION, "out": str(out)})
+    # The run's sandbox shows it its own directory only: the file lands there.
+    step = PlaybookStep(playbook, extra_vars={"payload": INJECTION, "out": "payload.txt"})
     outcome, events, data_dir = run(runner, step)
     assert outcome.status is RunStatus.SUCCESS, events
     [printed] = [event["stdout"] for event in events if event.get("task") == "print"]
     assert printed == INJECTION
-    assert out.read_text() == INJECTION
+    assert (data_dir / "project" / "payload.txt").read_text() == INJECTION
     # The extra vars file may hold secrets: it is gone once the run has ended.
     assert not (data_dir / EXTRA_VARS_FILE).exists()
     assert f"@{data_dir / EXTRA_VARS_FILE}" in (data_dir / "artifacts" / "run" / "command").read_text()
