@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from app.config import ROOT, Settings
+from app.execution.isolation import probe
 from app.execution.isolation import warning as isolation_warning
 
 RESTART_DELAY = 2.0
@@ -56,6 +57,8 @@ def worker(name: str | None) -> None:
 
     app = create_app()
     settings: Settings = app.config["OPSFLOW"]
+    # Probed once here, the answer is inherited by every work horse this worker forks.
+    probe(settings.isolation_executable)
     with app.app_context():
         queue = Queue(settings.queue_name, connection=redis.client)
         Worker([queue], connection=redis.client, name=name).work(with_scheduler=True)

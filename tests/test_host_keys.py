@@ -3,7 +3,6 @@ accepted again, strict mode refuses what is not recorded; over real ssh to the l
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import random
 import shutil
@@ -14,15 +13,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import redis as redis_lib
 
-from app.config import Settings, host_key_checking
+from app.config import host_key_checking
 from app.execution.compiler import Account, ScriptStep, Target, compile_script
 from app.execution.ingest import host_status
 from app.execution.known_hosts import ProjectKnownHosts, fingerprint, keys_in, known_as, stamped, without
 from app.execution.runner import Runner, RunOutcome, RunRequest
 from app.models.status import HostStatus, RunStatus
-from tests.conftest import add_hosts, run_script
+from tests.conftest import add_hosts, run_script, runner_for
 
 CHANGED_BANNER = """\
 Failed to connect to the host via ssh: @@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@
@@ -165,16 +163,8 @@ def test_first_key_recorded_changed_key_refused_forgotten_key_accepted(
 def strict_runner(redis_url):
     # A short data dir: ssh's control sockets live in the run's directory, and socket paths are short.
     data_dir = Path(tempfile.mkdtemp(prefix="hk-"))
-    settings = dataclasses.replace(
-        Settings.from_env(),
-        data_dir=data_dir,
-        redis_url=redis_url,
-        event_stream=f"test:host-keys:{uuid.uuid4().hex}",
-        ssh_host_key_checking="strict",
-    )
-    client = redis_lib.Redis.from_url(redis_url)
-    yield Runner(settings, client)
-    client.delete(settings.event_stream)
+    with runner_for(redis_url, data_dir, ssh_host_key_checking="strict") as runner:
+        yield runner
     shutil.rmtree(data_dir)
 
 

@@ -12,7 +12,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-import redis as redis_lib
 
 from app import datadir
 from app.config import Settings
@@ -21,7 +20,7 @@ from app.execution.isolation import Isolation, probe
 from app.execution.runner import Runner, RunRequest
 from app.models.status import RunStatus
 from app.services.errors import Conflict
-from tests.conftest import add_hosts, add_local_host, make_member, run_script
+from tests.conftest import add_hosts, add_local_host, make_member, run_script, runner_for
 
 MISSING_BWRAP = "/nonexistent/bwrap"
 
@@ -224,16 +223,8 @@ def test_without_bubblewrap_local_hosts_and_playbooks_are_refused(
 @pytest.fixture
 def bare_runner(tmp_path, redis_url):
     """A runner of a worker where bubblewrap is missing."""
-    settings = dataclasses.replace(
-        Settings.from_env(),
-        data_dir=tmp_path / "data",
-        redis_url=redis_url,
-        event_stream=f"test:isolation:{uuid.uuid4().hex}",
-        isolation_executable=MISSING_BWRAP,
-    )
-    client = redis_lib.Redis.from_url(redis_url)
-    yield Runner(settings, client)
-    client.delete(settings.event_stream)
+    with runner_for(redis_url, tmp_path / "data", isolation_executable=MISSING_BWRAP) as runner:
+        yield runner
 
 
 def local_request(marker: Path) -> RunRequest:

@@ -6,21 +6,18 @@ runner directly; the callback plugin's events land on a Redis stream of the test
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import random
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis as redis_lib
 
-from app.config import Settings
 from app.execution.compiler import Target
 from app.execution.playbook import PlaybookStep, compile_playbook
 from app.execution.runner import EXTRA_VARS_FILE, PLAYBOOK, Runner, RunOutcome, RunRequest
 from app.models.status import RunStatus
+from tests.conftest import runner_for
 from tests.test_compiler import INJECTION
 
 TARGETS = [Target("alpha", "127.0.0.1", connection="local"), Target("beta", "127.0.0.1", connection="local")]
@@ -47,16 +44,8 @@ TWO_TASKS = """\
 
 @pytest.fixture
 def runner(tmp_path, redis_url) -> Iterator[Runner]:
-    settings = dataclasses.replace(
-        Settings.from_env(),
-        data_dir=tmp_path / "data",
-        redis_url=redis_url,
-        event_stream=f"test:playbook:{uuid.uuid4().hex}",
-        keep_run_dirs=True,
-    )
-    client = redis_lib.Redis.from_url(redis_url)
-    yield Runner(settings, client)
-    client.delete(settings.event_stream)
+    with runner_for(redis_url, tmp_path / "data", keep_run_dirs=True) as kept:
+        yield kept
 
 
 def run(

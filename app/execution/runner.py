@@ -44,6 +44,8 @@ MASK_FILE = "mask.json"
 EXTRA_VARS_FILE = "extra_vars.yml"
 CALLBACK_DIR = ROOT / "plugins" / "callback"
 ACTION_DIR = ROOT / "plugins" / "action"
+# A service user whose home is / has no home to hide.
+ROOT_DIR = Path("/")
 HEARTBEAT_EVERY = 5.0
 # ansible-runner checks for a cancel once per pexpect timeout.
 CANCEL_POLL_SECONDS = 0.5
@@ -148,7 +150,7 @@ class Runner:
             kill_marked(marker, control_dir)
             watchdog.communicate(DONE)
             self._clean(data_dir, request)
-            if self.settings.ssh_host_key_checking == "accept-new":
+            if self.settings.ssh_host_key_checking == "accept-new" and request.project_id is not None:
                 self._known_hosts(request, data_dir).stamp(utcnow())
         return outcome
 
@@ -174,7 +176,9 @@ class Runner:
         return {
             "process_isolation": True,
             "process_isolation_executable": settings.isolation_executable,
-            "process_isolation_hide_paths": [str(settings.data_dir), str(Path.home())],
+            "process_isolation_hide_paths": [
+                str(path) for path in (settings.data_dir, Path.home()) if path != ROOT_DIR
+            ],
             "process_isolation_ro_paths": [str(path) for path in readable],
             "process_isolation_show_paths": [str(path) for path in writable],
         }
@@ -209,10 +213,11 @@ class Runner:
         self, request: RunRequest, data_dir: Path, marker: str, control_dir: str
     ) -> dict[str, str]:
         settings = self.settings
-        ssh_args = "-o ControlMaster=auto -o ControlPersist=60s -o ServerAliveInterval=15"
+        # LogLevel=ERROR: "Permanently added ... to the list of known hosts" would land in every stderr.
+        ssh_args = "-o ControlMaster=auto -o ControlPersist=60s -o ServerAliveInterval=15 -o LogLevel=ERROR"
         checking = settings.ssh_host_key_checking
         if checking == "off":
-            ssh_args += " -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
+            ssh_args += " -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
         else:
             known_hosts = self._known_hosts(request, data_dir).ensure()
             ssh_args += (
