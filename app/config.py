@@ -47,9 +47,10 @@ def _choice(name: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-HOST_KEY_CHECKING = ("accept-new", "strict", "off")
+HOST_KEY_ACCEPT_NEW, HOST_KEY_STRICT, HOST_KEY_OFF = "accept-new", "strict", "off"
+HOST_KEY_CHECKING = (HOST_KEY_ACCEPT_NEW, HOST_KEY_STRICT, HOST_KEY_OFF)
 # The values this setting took when it was a boolean.
-HOST_KEY_CHECKING_OF_BOOL = {"true": "strict", "false": "off"}
+HOST_KEY_CHECKING_OF_BOOL = {"true": HOST_KEY_STRICT, "false": HOST_KEY_OFF}
 
 
 def host_key_checking(value: str | None) -> str:
@@ -101,7 +102,7 @@ class Settings:
     file_retention_days: int = 30
     # "accept-new" records a host's first key in its project's known_hosts and refuses a changed one;
     # "strict" refuses keys not recorded yet; "off" checks nothing.
-    ssh_host_key_checking: str = "accept-new"
+    ssh_host_key_checking: str = HOST_KEY_ACCEPT_NEW
     # Runs are sandboxed with this bubblewrap executable; where it cannot run, local hosts and
     # playbook steps are refused unless unisolated runs are allowed explicitly.
     isolation_executable: str = "bwrap"

@@ -24,7 +24,7 @@ from typing import Any
 import ansible_runner
 from redis import Redis
 
-from app.config import ROOT, Settings
+from app.config import HOST_KEY_ACCEPT_NEW, HOST_KEY_OFF, HOST_KEY_STRICT, ROOT, Settings
 from app.execution.compiler import CompiledStep, to_yaml
 from app.execution.isolation import isolation
 from app.execution.keys import cancel_key, heartbeat_key
@@ -150,7 +150,7 @@ class Runner:
             kill_marked(marker, control_dir)
             watchdog.communicate(DONE)
             self._clean(data_dir, request)
-            if self.settings.ssh_host_key_checking == "accept-new" and request.project_id is not None:
+            if self.settings.ssh_host_key_checking == HOST_KEY_ACCEPT_NEW and request.project_id is not None:
                 self._known_hosts(request, data_dir).stamp(utcnow())
         return outcome
 
@@ -170,9 +170,10 @@ class Runner:
         writable = list(request.writable)
         if settings.embedded_redis:
             readable.append(settings.redis_socket)
-        if settings.ssh_host_key_checking != "off":
+        if settings.ssh_host_key_checking != HOST_KEY_OFF:
             known_hosts = self._known_hosts(request, data_dir).directory
-            (writable if settings.ssh_host_key_checking == "accept-new" else readable).append(known_hosts)
+            recording = settings.ssh_host_key_checking == HOST_KEY_ACCEPT_NEW
+            (writable if recording else readable).append(known_hosts)
         return {
             "process_isolation": True,
             "process_isolation_executable": settings.isolation_executable,
@@ -216,12 +217,12 @@ class Runner:
         # LogLevel=ERROR: "Permanently added ... to the list of known hosts" would land in every stderr.
         ssh_args = "-o ControlMaster=auto -o ControlPersist=60s -o ServerAliveInterval=15 -o LogLevel=ERROR"
         checking = settings.ssh_host_key_checking
-        if checking == "off":
+        if checking == HOST_KEY_OFF:
             ssh_args += " -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
         else:
             known_hosts = self._known_hosts(request, data_dir).ensure()
             ssh_args += (
-                f" -o StrictHostKeyChecking={'yes' if checking == 'strict' else 'accept-new'}"
+                f" -o StrictHostKeyChecking={'yes' if checking == HOST_KEY_STRICT else 'accept-new'}"
                 f" -o UserKnownHostsFile={shlex.quote(str(known_hosts))}"
                 " -o HashKnownHosts=no -o UpdateHostKeys=no"
             )
@@ -232,7 +233,7 @@ class Runner:
             "ANSIBLE_ACTION_PLUGINS": str(ACTION_DIR),
             "ANSIBLE_SSH_ARGS": ssh_args,
             "ANSIBLE_SSH_CONTROL_PATH_DIR": control_dir,
-            "ANSIBLE_HOST_KEY_CHECKING": str(checking != "off"),
+            "ANSIBLE_HOST_KEY_CHECKING": str(checking != HOST_KEY_OFF),
             "ANSIBLE_TIMEOUT": "10",
             "ANSIBLE_NOCOLOR": "1",
             "ANSIBLE_DEPRECATION_WARNINGS": "False",
