@@ -170,6 +170,8 @@ def test_an_existing_data_dir_and_database_are_tightened(tmp_path):
 def test_a_missing_bubblewrap_is_found_and_named():
     assert probe(MISSING_BWRAP) == f"{MISSING_BWRAP} is not installed"
     assert probe("bwrap") is None
+    # An executable that runs but cannot sandbox (as bwrap where user namespaces are off) is named too.
+    assert probe("false") == "false cannot run: exit status 1"
     state = Isolation(probe(MISSING_BWRAP), allow_unisolated=False)
     assert state.describe().startswith("unavailable: ")
     with pytest.raises(Conflict, match="OPSFLOW_ALLOW_UNISOLATED"):

@@ -17,6 +17,11 @@ from app.config import Settings
 from app.services.errors import Conflict
 
 PROBE_TIMEOUT_SECONDS = 10
+# The namespaces and mounts ansible-runner's sandbox asks for, around a command that does nothing.
+PROBE_ARGUMENTS = (
+    "--ro-bind", "/", "/", "--dev-bind", "/dev", "/dev", "--proc", "/proc",
+    "--unshare-pid", "--die-with-parent", "true",
+)  # fmt: skip
 ALLOW_SETTING = "OPSFLOW_ALLOW_UNISOLATED"
 
 
@@ -25,7 +30,7 @@ def probe(executable: str) -> str | None:
     """Why `executable` cannot sandbox a process here, or None when it can."""
     try:
         completed = subprocess.run(
-            [executable, "--ro-bind", "/", "/", "true"],
+            [executable, *PROBE_ARGUMENTS],
             capture_output=True,
             text=True,
             timeout=PROBE_TIMEOUT_SECONDS,
