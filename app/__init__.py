@@ -16,6 +16,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from flask import Flask
     from sqlalchemy import event
 
+    from app import datadir
     from app.api import (
         accounts,
         audit,
@@ -43,7 +44,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.secrets import Cipher, load_key
 
     settings = settings or Settings.from_env()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    datadir.prepare(settings)
     app = Flask(__name__)
     app.config.update(
         OPSFLOW=settings,

@@ -17,6 +17,8 @@ from pathlib import Path
 import click
 
 from app.config import ROOT, Settings
+from app.execution.isolation import probe
+from app.execution.isolation import warning as isolation_warning
 
 RESTART_DELAY = 2.0
 STOP_GRACE = 10.0
@@ -55,6 +57,8 @@ def worker(name: str | None) -> None:
 
     app = create_app()
     settings: Settings = app.config["OPSFLOW"]
+    # Probed once here, the answer is inherited by every work horse this worker forks.
+    probe(settings.isolation_executable)
     with app.app_context():
         queue = Queue(settings.queue_name, connection=redis.client)
         Worker([queue], connection=redis.client, name=name).work(with_scheduler=True)
@@ -98,8 +102,10 @@ def ingest(name: str) -> None:
 @cli.command()
 def run() -> None:
     """Start everything: embedded Redis if needed, migrations, the API, workers and the ingester."""
+    from app import datadir
+
     settings = Settings.from_env()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    datadir.prepare(settings)
     supervisor = Supervisor(settings)
     signal.signal(signal.SIGTERM, lambda *_: supervisor.request_stop())
     signal.signal(signal.SIGINT, lambda *_: supervisor.request_stop())
@@ -127,6 +133,8 @@ class Supervisor:
         if self.settings.embedded_redis:
             self.redis = start_embedded_redis(self.settings)
         subprocess.run([sys.executable, "-m", "app.cli", "migrate"], cwd=ROOT, check=True)
+        if line := isolation_warning(self.settings):
+            click.echo(line, err=True)
         python = [sys.executable, "-m"]
         bind = f"{self.settings.host}:{self.settings.port}"
         self.spawn(

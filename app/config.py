@@ -47,6 +47,21 @@ def _choice(name: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+HOST_KEY_ACCEPT_NEW, HOST_KEY_STRICT, HOST_KEY_OFF = "accept-new", "strict", "off"
+HOST_KEY_CHECKING = (HOST_KEY_ACCEPT_NEW, HOST_KEY_STRICT, HOST_KEY_OFF)
+# The values this setting took when it was a boolean.
+HOST_KEY_CHECKING_OF_BOOL = {"true": HOST_KEY_STRICT, "false": HOST_KEY_OFF}
+
+
+def host_key_checking(value: str | None) -> str:
+    """OPSFLOW_SSH_HOST_KEY_CHECKING: accept-new (the default), strict or off."""
+    value = (value or HOST_KEY_CHECKING[0]).strip().lower()
+    value = HOST_KEY_CHECKING_OF_BOOL.get(value, value)
+    if value not in HOST_KEY_CHECKING:
+        raise ValueError(f"OPSFLOW_SSH_HOST_KEY_CHECKING must be one of {', '.join(HOST_KEY_CHECKING)}")
+    return value
+
+
 def database_url(configured: str | None, data_dir: Path) -> str:
     """The SQLAlchemy URL: PostgreSQL URLs use psycopg 3; none means SQLite under the data dir."""
     if not configured:
@@ -85,7 +100,13 @@ class Settings:
     # The file store: the largest upload, and days a stored file is kept (0: until deleted).
     file_max_bytes: int = 5 * 1024**3
     file_retention_days: int = 30
-    ssh_host_key_checking: bool = False
+    # "accept-new" records a host's first key in its project's known_hosts and refuses a changed one;
+    # "strict" refuses keys not recorded yet; "off" checks nothing.
+    ssh_host_key_checking: str = HOST_KEY_ACCEPT_NEW
+    # Runs are sandboxed with this bubblewrap executable; where it cannot run, local hosts and
+    # playbook steps are refused unless unisolated runs are allowed explicitly.
+    isolation_executable: str = "bwrap"
+    allow_unisolated: bool = False
     # Job instances one project may run at once (0: no limit), and what a launch over it does:
     # "queue" holds it until a running one ends, "refuse" answers 429 with Retry-After.
     project_running_limit: int = 20
@@ -110,6 +131,11 @@ class Settings:
     def staging_dir(self) -> Path:
         """Files a transfer fetched from its source hosts, one directory per job instance."""
         return self.data_dir / "staging"
+
+    @property
+    def known_hosts_dir(self) -> Path:
+        """Each project's SSH host keys, first seen by its runs: a directory per project."""
+        return self.data_dir / "known_hosts"
 
     @property
     def redis_socket(self) -> Path:
@@ -138,7 +164,9 @@ class Settings:
             keep_run_dirs=_bool("OPSFLOW_KEEP_RUN_DIRS", False),
             file_max_bytes=_int("OPSFLOW_FILE_MAX_BYTES", 5 * 1024**3),
             file_retention_days=_int("OPSFLOW_FILE_RETENTION_DAYS", 30),
-            ssh_host_key_checking=_bool("OPSFLOW_SSH_HOST_KEY_CHECKING", False),
+            ssh_host_key_checking=host_key_checking(os.environ.get("OPSFLOW_SSH_HOST_KEY_CHECKING")),
+            isolation_executable=os.environ.get("OPSFLOW_ISOLATION_EXECUTABLE") or "bwrap",
+            allow_unisolated=_bool("OPSFLOW_ALLOW_UNISOLATED", False),
             heartbeat_ttl=_int("OPSFLOW_HEARTBEAT_TTL", 30),
             project_running_limit=_int("OPSFLOW_PROJECT_RUNNING_LIMIT", 20),
             over_limit=_choice("OPSFLOW_OVER_LIMIT", ("queue", "refuse")),

@@ -9,6 +9,7 @@ to the API through Flask's test client.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import os
 import socket
@@ -25,7 +26,8 @@ import psycopg
 import pytest
 import redis as redis_lib
 
-from app.config import ROOT
+from app.config import ROOT, Settings
+from app.execution.runner import Runner
 from tests.sshd import SshLab
 
 POSTGRES_ADMIN_URL = os.environ.get("OPSFLOW_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -70,6 +72,23 @@ def redis_url(tmp_path_factory) -> Iterator[str]:
     yield f"unix://{settings.redis_socket}"
     process.terminate()
     process.wait()
+
+
+@contextlib.contextmanager
+def runner_for(redis_url: str, data_dir: Path, **changes: Any) -> Iterator[Runner]:
+    """A worker's runner on `data_dir` with these settings changed, pushing events to a stream of its own."""
+    settings = dataclasses.replace(
+        Settings.from_env(),
+        data_dir=data_dir,
+        redis_url=redis_url,
+        event_stream=f"test:runner:{uuid.uuid4().hex}",
+        **changes,
+    )
+    client = redis_lib.Redis.from_url(redis_url)
+    try:
+        yield Runner(settings, client)
+    finally:
+        client.delete(settings.event_stream)
 
 
 def postgres_database() -> Iterator[str | None]:

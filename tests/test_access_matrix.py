@@ -372,7 +372,16 @@ MATRIX: dict[tuple[str, str], tuple[str, Request]] = {
     ),
     ("PATCH", "/api/v1/projects/<int:pid>/hosts/<int:item_id>"): (
         "operate",
-        lambda w: (f"/projects/{w.project}/hosts/{w.host}", {"labels": {"k": "v"}}),
+        # An SSH host: changing the local w.host is a system administrator's decision.
+        lambda w: (f"/projects/{w.project}/hosts/{fresh_host(w)}", {"labels": {"k": "v"}}),
+    ),
+    ("GET", "/api/v1/projects/<int:pid>/hosts/<int:item_id>/host-key"): (
+        "read",
+        lambda w: (f"/projects/{w.project}/hosts/{w.host}/host-key", None),
+    ),
+    ("DELETE", "/api/v1/projects/<int:pid>/hosts/<int:item_id>/host-key"): (
+        "operate",
+        lambda w: (f"/projects/{w.project}/hosts/{w.host}/host-key", None),
     ),
     ("DELETE", "/api/v1/projects/<int:pid>/hosts/<int:item_id>"): (
         "operate",
@@ -423,7 +432,7 @@ MATRIX: dict[tuple[str, str], tuple[str, Request]] = {
         "operate",
         lambda w: (
             f"/projects/{w.project}/inventories/import",
-            {"format": "ini", "content": f"{w.unique('imported')} ansible_connection=local\n"},
+            {"format": "ini", "content": f"{w.unique('imported')} ansible_host=10.0.0.3\n"},
         ),
     ),
     ("GET", "/api/v1/projects/<int:pid>/inventories/export"): (

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import add_local_host, make_member
+from tests.conftest import add_hosts, add_local_host, make_member
 
 
 def unique(prefix: str) -> str:
@@ -311,13 +311,15 @@ def test_rolling_batches_wait_for_confirmation(service, project):
     assert [b["status"] for b in done["steps"][0]["batches"]] == ["success"] * 3
 
 
-def test_rolling_pauses_on_a_failed_batch_and_retries_it(service, project, tmp_path):
+def test_rolling_pauses_on_a_failed_batch_and_retries_it(service, project, account, lab, tmp_path):
     pid = project["id"]
-    hosts = local_hosts(service, project, 4)
+    # SSH hosts: a local host's script runs in a sandbox of its own, which never sees the test's files.
+    hosts = add_hosts(service, project, lab, 4)
     flag, first = tmp_path / "flag", tmp_path / "first-done"
     flag.touch()
     content = f"if [ -e '{flag}' ] && [ -e '{first}' ]; then exit 3; fi; touch '{first}'"
-    steps = [script_step("roll", content, hosts, rolling={"expression": "1 2", "mode": "pause"})]
+    step = script_step("roll", content, hosts, rolling={"expression": "1 2", "mode": "pause"})
+    steps = [{**step, "account_id": account["id"]}]
     template = make_template(service, pid, steps)
     job = launch(service, pid, template)
     paused = service.wait_job(pid, job["id"], statuses={"failed", "success"})

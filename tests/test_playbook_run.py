@@ -6,21 +6,18 @@ runner directly; the callback plugin's events land on a Redis stream of the test
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import random
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis as redis_lib
 
-from app.config import Settings
 from app.execution.compiler import Target
 from app.execution.playbook import PlaybookStep, compile_playbook
 from app.execution.runner import EXTRA_VARS_FILE, PLAYBOOK, Runner, RunOutcome, RunRequest
 from app.models.status import RunStatus
+from tests.conftest import runner_for
 from tests.test_compiler import INJECTION
 
 TARGETS = [Target("alpha", "127.0.0.1", connection="local"), Target("beta", "127.0.0.1", connection="local")]
@@ -47,16 +44,8 @@ TWO_TASKS = """\
 
 @pytest.fixture
 def runner(tmp_path, redis_url) -> Iterator[Runner]:
-    settings = dataclasses.replace(
-        Settings.from_env(),
-        data_dir=tmp_path / "data",
-        redis_url=redis_url,
-        event_stream=f"test:playbook:{uuid.uuid4().hex}",
-        keep_run_dirs=True,
-    )
-    client = redis_lib.Redis.from_url(redis_url)
-    yield Runner(settings, client)
-    client.delete(settings.event_stream)
+    with runner_for(redis_url, tmp_path / "data", keep_run_dirs=True) as kept:
+        yield kept
 
 
 def run(
@@ -121,7 +110,7 @@ def test_limit_chooses_hosts(runner):
     assert list(recap(events)) == ["beta"]
 
 
-def test_extra_vars_are_data(runner, tmp_path):
+def test_extra_vars_are_data(runner):
     playbook = """\
 - hosts: alpha
   gather_facts: false
@@ -132,15 +121,15 @@ def test_extra_vars_are_data(runner, tmp_path):
     - name: write
       ansible.builtin.copy:
         content: "{{ payload }}"
-        dest: "{{ out }}"
+        dest: "{{ playbook_dir }}/{{ out }}"
 """
-    out = tmp_path / "payload.txt"
-    step = PlaybookStep(playbook, extra_vars={"payload": INJECTION, "out": str(out)})
+    # The run's sandbox shows it its own directory only: the file lands there.
+    step = PlaybookStep(playbook, extra_vars={"payload": INJECTION, "out": "payload.txt"})
     outcome, events, data_dir = run(runner, step)
     assert outcome.status is RunStatus.SUCCESS, events
     [printed] = [event["stdout"] for event in events if event.get("task") == "print"]
     assert printed == INJECTION
-    assert out.read_text() == INJECTION
+    assert (data_dir / "project" / "payload.txt").read_text() == INJECTION
     # The extra vars file may hold secrets: it is gone once the run has ended.
     assert not (data_dir / EXTRA_VARS_FILE).exists()
     assert f"@{data_dir / EXTRA_VARS_FILE}" in (data_dir / "artifacts" / "run" / "command").read_text()

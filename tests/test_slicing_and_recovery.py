@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -127,8 +128,10 @@ def test_worker_killed_mid_run_is_reaped(service, project, account, lab):
     # Everything the worker started dies with it, except its runs' watchdogs, which live in sessions of
     # their own for this very case: they end what the run left (its detached ssh masters included).
     for process in worker_tree(service, owner):
-        if "app.execution.watchdog" not in " ".join(process.cmdline()):
-            os.kill(process.pid, signal.SIGKILL)
+        # A process already gone, or a zombie (the sandbox's processes end with their parent), is skipped.
+        with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError):
+            if "app.execution.watchdog" not in " ".join(process.cmdline()):
+                os.kill(process.pid, signal.SIGKILL)
     try:
         done = service.wait_job(project["id"], job["id"], timeout=60)
         elapsed = time.monotonic() - killed_at

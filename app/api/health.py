@@ -6,6 +6,8 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import text
 
+from app.config import current as settings
+from app.execution.isolation import isolation
 from app.extensions import db, redis
 
 blp = Blueprint("health", __name__, url_prefix="/api/v1", description="Health")
@@ -28,4 +30,7 @@ class Health(MethodView):
         except Exception as exc:
             checks["redis"] = f"error: {exc.__class__.__name__}"
         healthy = all(value == "ok" for value in checks.values())
-        return {"status": "ok" if healthy else "degraded", **checks}, 200 if healthy else 503
+        body = {"status": "ok" if healthy else "degraded", **checks}
+        # Whether runs are sandboxed: a capability, which leaves the service up either way.
+        body["isolation"] = isolation(settings()).describe()
+        return body, 200 if healthy else 503

@@ -49,11 +49,12 @@ class InventoryImport(MethodView):
     @blp.response(200, ImportReportSchema)
     def post(self, data: dict[str, Any], pid: int):
         """Import an inventory (JSON body, or a multipart upload in `file`); reports what changed."""
-        require(current_actor(), pid, Action.OPERATE)
+        actor = current_actor()
+        require(actor, pid, Action.OPERATE)
         file = request.files.get("file")
         if file is not None:
             data = inventory_import.with_upload(data, file.filename or "", file.read())
-        return inventory_import.import_inventory(pid, data)
+        return inventory_import.import_inventory(actor, pid, data)
 
 
 @blp.route("/<int:pid>/inventories/export")

@@ -46,6 +46,20 @@ AUTH_FAILURE = re.compile(
 )
 
 
+# What ssh says when a host's key differs from the one recorded for it.
+HOST_KEY_CHANGE = re.compile(r"REMOTE HOST IDENTIFICATION HAS CHANGED|Host key for \S+ has changed")
+
+
+def connection_failure(msg: str, otherwise: HostStatus) -> HostStatus:
+    """The status of a host whose connection failed with `msg`: a changed host key, refused
+    credentials, or `otherwise`."""
+    if HOST_KEY_CHANGE.search(msg):
+        return HostStatus.HOST_KEY_CHANGED
+    if AUTH_FAILURE.search(msg):
+        return HostStatus.AUTH_FAILED
+    return otherwise
+
+
 def timestamp(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
 
@@ -53,13 +67,13 @@ def timestamp(value: float | None) -> datetime | None:
 def host_status(outcome: str, msg: str, task_count: int) -> HostStatus:
     """A host's status after one task result; RUNNING while more tasks may follow."""
     if outcome == "unreachable":
-        return HostStatus.AUTH_FAILED if AUTH_FAILURE.search(msg) else HostStatus.UNREACHABLE
+        return connection_failure(msg, HostStatus.UNREACHABLE)
     if outcome == "failed" and task_count == PLAYBOOK_TASKS:
         # A user's playbook may rescue a failed task (block/rescue): its recap decides.
         return HostStatus.RUNNING
     single_task = task_count == 1
     if outcome == "failed":
-        return HostStatus.AUTH_FAILED if AUTH_FAILURE.search(msg) else HostStatus.FAILED
+        return connection_failure(msg, HostStatus.FAILED)
     if not single_task:
         return HostStatus.RUNNING
     return HostStatus.FAILED if outcome == "ignored" else HostStatus.SUCCESS

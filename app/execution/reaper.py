@@ -41,12 +41,16 @@ def reap(settings: Settings, redis: Redis) -> list[int]:
     for piece in running:
         if not redis.exists(heartbeat_key(piece.id)):
             lost.append((piece.id, "the worker running this slice stopped answering"))
-    # Slices of a job the project's running limit holds back, or of a step waiting for the steps
-    # before it, are on no queue yet, and that is fine.
+    # Slices of a job the project's running limit holds back, of a step waiting for the steps
+    # before it, or of a rolling step's later batches, are on no queue yet, and that is fine.
     queued = db.session.scalars(
         select(Slice)
         .join(StepInstance, Slice.step_instance_id == StepInstance.id)
-        .where(Slice.status == RunStatus.WAITING, StepInstance.dispatched_at < stale)
+        .where(
+            Slice.status == RunStatus.WAITING,
+            StepInstance.dispatched_at < stale,
+            Slice.batch <= StepInstance.current_batch,
+        )
     ).all()
     for piece in queued:
         if queue_entry_lost(redis, piece):

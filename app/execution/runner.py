@@ -19,17 +19,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import ansible_runner
 from redis import Redis
 
-from app.config import ROOT, Settings
+from app.config import HOST_KEY_ACCEPT_NEW, HOST_KEY_OFF, HOST_KEY_STRICT, ROOT, Settings
 from app.execution.compiler import CompiledStep, to_yaml
+from app.execution.isolation import isolation
 from app.execution.keys import cancel_key, heartbeat_key
+from app.execution.known_hosts import ProjectKnownHosts
 from app.execution.process import MARKER_VAR, kill_marked
 from app.execution.watchdog import DONE
+from app.models.base import utcnow
+from app.models.inventory import Connection
 from app.models.status import RunStatus
 from app.secrets import mask
+from app.services.errors import Conflict
 
 PLAYBOOK = "main.yml"
 KEY_FILE = "ssh_key"
@@ -38,6 +44,8 @@ MASK_FILE = "mask.json"
 EXTRA_VARS_FILE = "extra_vars.yml"
 CALLBACK_DIR = ROOT / "plugins" / "callback"
 ACTION_DIR = ROOT / "plugins" / "action"
+# A service user whose home is / has no home to hide.
+ROOT_DIR = Path("/")
 HEARTBEAT_EVERY = 5.0
 # ansible-runner checks for a cancel once per pexpect timeout.
 CANCEL_POLL_SECONDS = 0.5
@@ -63,12 +71,31 @@ class RunRequest:
     password: str | None = None
     become_password: str | None = None
     secrets: list[str] = field(default_factory=list)
+    # The project whose known host keys the run checks and records.
+    project_id: int | None = None
+    # Paths outside the run's directory that its sandbox shows: read-only, and writable.
+    readable: list[Path] = field(default_factory=list)
+    writable: list[Path] = field(default_factory=list)
 
 
 @dataclass
 class RunOutcome:
     status: RunStatus
     error: str | None = None
+
+
+def runs_on_controller(compiled: CompiledStep) -> str | None:
+    """What of the run executes user content on the controller (a user's playbook, local hosts), if any."""
+    if compiled.playbook_text is not None:
+        return "playbook steps"
+    hosts = (
+        variables
+        for group in compiled.inventory.get("all", {}).get("children", {}).values()
+        for variables in group.get("hosts", {}).values()
+    )
+    if any(variables.get("ansible_connection") == Connection.LOCAL for variables in hosts):
+        return "local hosts"
+    return None
 
 
 def write_private(path: Path, text: str) -> None:
@@ -86,6 +113,10 @@ class Runner:
         self.redis = redis
 
     def run(self, request: RunRequest) -> RunOutcome:
+        try:
+            isolation(self.settings).refuse(runs_on_controller(request.compiled))
+        except Conflict as exc:
+            return RunOutcome(RunStatus.FAILED, exc.message)
         data_dir = self._prepare(request)
         marker, control_dir = secrets.token_hex(12), str(data_dir / "cp")
         watchdog_args = [marker, control_dir, *map(str, self._secret_files(data_dir))]
@@ -110,6 +141,7 @@ class Runner:
                 event_handler=lambda event: False,
                 settings={"pexpect_timeout": CANCEL_POLL_SECONDS, "suppress_ansible_output": True},
                 quiet=True,
+                **self._sandbox(request, data_dir),
             )
             outcome = self._outcome(result, data_dir, request)
         except Exception as exc:
@@ -118,7 +150,39 @@ class Runner:
             kill_marked(marker, control_dir)
             watchdog.communicate(DONE)
             self._clean(data_dir, request)
+            if self.settings.ssh_host_key_checking == HOST_KEY_ACCEPT_NEW and request.project_id is not None:
+                self._known_hosts(request, data_dir).stamp(utcnow())
         return outcome
+
+    def _known_hosts(self, request: RunRequest, data_dir: Path) -> ProjectKnownHosts:
+        """The project's known_hosts; a run of no project keeps one of its own."""
+        if request.project_id is None:
+            return ProjectKnownHosts(data_dir / "known_hosts")
+        return ProjectKnownHosts(self.settings.known_hosts_dir / str(request.project_id))
+
+    def _sandbox(self, request: RunRequest, data_dir: Path) -> dict[str, Any]:
+        """ansible-runner's bubblewrap settings: the run sees its own directory, Ansible, the callback's
+        Redis socket and the paths its request names; the data dir and the service's home stay hidden."""
+        settings = self.settings
+        if not isolation(settings).sandboxed:
+            return {}
+        readable = [Path(sys.prefix), Path(sys.base_prefix), CALLBACK_DIR, ACTION_DIR, *request.readable]
+        writable = list(request.writable)
+        if settings.embedded_redis:
+            readable.append(settings.redis_socket)
+        if settings.ssh_host_key_checking != HOST_KEY_OFF:
+            known_hosts = self._known_hosts(request, data_dir).directory
+            recording = settings.ssh_host_key_checking == HOST_KEY_ACCEPT_NEW
+            (writable if recording else readable).append(known_hosts)
+        return {
+            "process_isolation": True,
+            "process_isolation_executable": settings.isolation_executable,
+            "process_isolation_hide_paths": [
+                str(path) for path in (settings.data_dir, Path.home()) if path != ROOT_DIR
+            ],
+            "process_isolation_ro_paths": [str(path) for path in readable],
+            "process_isolation_show_paths": [str(path) for path in writable],
+        }
 
     def _prepare(self, request: RunRequest) -> Path:
         data_dir = self.settings.runs_dir / f"{request.slice_id}-{secrets.token_hex(4)}"
@@ -150,9 +214,18 @@ class Runner:
         self, request: RunRequest, data_dir: Path, marker: str, control_dir: str
     ) -> dict[str, str]:
         settings = self.settings
-        ssh_args = "-o ControlMaster=auto -o ControlPersist=60s -o ServerAliveInterval=15"
-        if not settings.ssh_host_key_checking:
-            ssh_args += " -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
+        # LogLevel=ERROR: "Permanently added ... to the list of known hosts" would land in every stderr.
+        ssh_args = "-o ControlMaster=auto -o ControlPersist=60s -o ServerAliveInterval=15 -o LogLevel=ERROR"
+        checking = settings.ssh_host_key_checking
+        if checking == HOST_KEY_OFF:
+            ssh_args += " -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
+        else:
+            known_hosts = self._known_hosts(request, data_dir).ensure()
+            ssh_args += (
+                f" -o StrictHostKeyChecking={'yes' if checking == HOST_KEY_STRICT else 'accept-new'}"
+                f" -o UserKnownHostsFile={shlex.quote(str(known_hosts))}"
+                " -o HashKnownHosts=no -o UpdateHostKeys=no"
+            )
         env = {
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             "ANSIBLE_CALLBACK_PLUGINS": str(CALLBACK_DIR),
@@ -160,7 +233,7 @@ class Runner:
             "ANSIBLE_ACTION_PLUGINS": str(ACTION_DIR),
             "ANSIBLE_SSH_ARGS": ssh_args,
             "ANSIBLE_SSH_CONTROL_PATH_DIR": control_dir,
-            "ANSIBLE_HOST_KEY_CHECKING": str(settings.ssh_host_key_checking),
+            "ANSIBLE_HOST_KEY_CHECKING": str(checking != HOST_KEY_OFF),
             "ANSIBLE_TIMEOUT": "10",
             "ANSIBLE_NOCOLOR": "1",
             "ANSIBLE_DEPRECATION_WARNINGS": "False",

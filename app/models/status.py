@@ -49,6 +49,8 @@ class HostStatus(StrEnum):
     FAILED = "failed"
     UNREACHABLE = "unreachable"
     AUTH_FAILED = "auth_failed"
+    # The host answered with another SSH host key than the one its project recorded for it.
+    HOST_KEY_CHANGED = "host_key_changed"
     TIMEOUT = "timeout"
     CANCELLED = "cancelled"
     ABNORMAL = "abnormal"

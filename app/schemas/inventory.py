@@ -34,6 +34,21 @@ class HostSchema(Schema):
     updated_at = fields.DateTime(dump_only=True)
 
 
+class KnownKeySchema(Schema):
+    key_type = fields.String(metadata={"description": "e.g. ssh-ed25519"})
+    fingerprint = fields.String(metadata={"description": "SHA256:..., as ssh-keygen -l shows it"})
+    first_seen = fields.DateTime(
+        allow_none=True,
+        metadata={"description": "when a run first recorded it (none: not recorded by Opsflow)"},
+    )
+
+
+class HostKeySchema(Schema):
+    host_id = fields.Integer()
+    known_as = fields.String(metadata={"description": "the name in known_hosts: address, or [address]:port"})
+    keys = fields.List(fields.Nested(KnownKeySchema), metadata={"description": "empty: none recorded yet"})
+
+
 class GroupSchema(Schema):
     id = fields.Integer(dump_only=True)
     name = fields.String(required=True, validate=[validate.Length(min=1, max=255), NAME])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import insert, select, update
@@ -15,6 +16,7 @@ from app.config import current as settings
 from app.execution import events
 from app.execution.compiler import Account as LoginAccount
 from app.execution.compiler import CompiledStep, ScriptStep, Target, compile_script
+from app.execution.isolation import isolation
 from app.execution.keys import cancel_key, heartbeat_key
 from app.execution.runner import RunRequest
 from app.extensions import db, redis
@@ -30,6 +32,7 @@ from app.models import (
     RunStatus,
     Slice,
     StepInstance,
+    StepType,
 )
 from app.models.base import utcnow
 from app.models.status import RUN_FINAL
@@ -131,9 +134,20 @@ def script_step(project_id: int, data: dict[str, Any], hosts: list[Host]) -> tup
     return step, verdict.warnings
 
 
+def refuse_unsandboxed(steps: list[StepInstance], hosts_of_steps: list[list[Host]]) -> None:
+    """Conflict when a step would run user content on the controller and runs cannot be sandboxed."""
+    state = isolation(settings())
+    for step, hosts in zip(steps, hosts_of_steps, strict=True):
+        if step.kind == StepType.PLAYBOOK:
+            state.refuse("playbook steps", "steps")
+        if any(host.connection == Connection.LOCAL for host in hosts):
+            state.refuse("local hosts", "targets")
+
+
 def enqueue(job: JobInstance, hosts_of_steps: list[list[Host]]) -> JobInstance:
     """Write a new job instance, its steps' slices and host rows (the hosts of each step in order), and
     queue it when its project has room."""
+    refuse_unsandboxed(job.steps, hosts_of_steps)
     chunks_of_steps = []
     for step, hosts in zip(job.steps, hosts_of_steps, strict=True):
         chunks = list(chunked(hosts, step.batches))
@@ -287,9 +301,16 @@ def login_of(account: Account | None) -> LoginAccount | None:
 
 
 def run_request(
-    piece: Slice, compiled: CompiledStep, host_count: int, account: Account | None, secrets: list[str]
+    piece: Slice,
+    compiled: CompiledStep,
+    host_count: int,
+    account: Account | None,
+    secrets: list[str],
+    readable: Sequence[Path] = (),
+    writable: Sequence[Path] = (),
 ) -> RunRequest:
-    """What the runner needs for a compiled slice: forks, timeout, the secrets to use and to mask."""
+    """What the runner needs for a compiled slice: forks, timeout, the secrets to use and to mask, and
+    the paths outside its directory its sandbox shows (read-only, writable)."""
     spec = piece.step.spec
     forks = min(spec.get("forks") or settings().forks_max, settings().forks_max, max(host_count, 1))
     masked = [account.password, account.become_password, *secrets] if account else list(secrets)
@@ -303,6 +324,9 @@ def run_request(
         password=account.password if account else None,
         become_password=account.become_password if account else None,
         secrets=[secret for secret in masked if secret],
+        project_id=piece.step.job.project_id,
+        readable=list(readable),
+        writable=list(writable),
     )
 
 

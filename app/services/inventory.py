@@ -2,18 +2,40 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy import or_, select
 
 from app.extensions import db
-from app.models import DynamicGroup, Group, Host
+from app.models import Connection, DynamicGroup, Group, Host
 from app.models.inventory import group_child, group_host
 from app.services import records
+from app.services.access import Actor
 from app.services.dynamic_groups import host_filter, hosts_of_groups
-from app.services.errors import Invalid
+from app.services.errors import Forbidden, Invalid
 from app.services.inventory_formats import ALL
+
+
+def require_local_allowed(actor: Actor, connections: Iterable[str], field: str = "connection") -> None:
+    """A local host runs its scripts on the controller: making or changing one is a system
+    administrator's decision, whatever the actor's role in the project."""
+    if Connection.LOCAL in connections and not actor.is_admin:
+        raise Forbidden(
+            "a host with connection local runs on the controller: only a system administrator may "
+            "create or change one",
+            field,
+        )
+
+
+def create_host(actor: Actor, project_id: int, data: dict[str, Any]) -> Host:
+    require_local_allowed(actor, [data["connection"]])
+    return records.save(Host(project_id=project_id, **data))
+
+
+def update_host(actor: Actor, host: Host, data: dict[str, Any]) -> Host:
+    require_local_allowed(actor, [host.connection, data.get("connection", host.connection)])
+    return records.update(host, data)
 
 
 def create_group(project_id: int, data: dict[str, Any]) -> Group:

@@ -21,7 +21,9 @@ from app.models import Group, Host
 from app.models.inventory import group_child, group_host
 from app.schemas.inventory import GroupSchema, HostSchema
 from app.services import records
+from app.services.access import Actor
 from app.services.errors import Invalid, first_error
+from app.services.inventory import require_local_allowed
 from app.services.inventory_formats import GroupEntry, HostEntry, Inventory, parse, render
 
 FORMAT_OF_SUFFIX = {".ini": "ini", ".cfg": "ini", ".yml": "yaml", ".yaml": "yaml", ".json": "json"}
@@ -192,7 +194,7 @@ def with_upload(data: dict[str, Any], filename: str, raw: bytes) -> dict[str, An
     return {**data, "content": content, **({"format": fmt} if fmt else {})}
 
 
-def import_inventory(project_id: int, data: dict[str, Any]) -> dict[str, Any]:
+def import_inventory(actor: Actor, project_id: int, data: dict[str, Any]) -> dict[str, Any]:
     """Parse, compare and (unless a dry run) apply an inventory in one transaction; the report."""
     if "content" not in data:
         raise Invalid("send the inventory as content, or upload it as file", "content")
@@ -202,6 +204,13 @@ def import_inventory(project_id: int, data: dict[str, Any]) -> dict[str, Any]:
     validate(incoming)
     current = load(project_id)
     changes = diff(current, incoming, data["remove_missing"])
+    changed = changes.hosts_added + changes.hosts_updated
+    require_local_allowed(
+        actor,
+        [incoming.hosts[name].connection for name in changed]
+        + [current.hosts[name].connection for name in changes.hosts_updated],
+        "content",
+    )
     refuse_cycle(current, changes)
     if not data["dry_run"]:
         apply(project_id, incoming, changes)

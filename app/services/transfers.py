@@ -238,13 +238,14 @@ def fetched_files(step: StepInstance) -> list[PushFile]:
 def compile_push_slice(piece: Slice) -> RunRequest:
     step = piece.step
     spec = step.spec
-    pushed, inline = [], {}
+    pushed, inline, stored = [], {}, []
     for index, entry in enumerate(spec["files"]):
         if "file_id" in entry:
             row = db.session.get(StoredFile, entry["file_id"])
             if row is None:
                 raise Invalid(f"stored file {entry['file_id']} ({entry['name']}) was deleted before the push")
             src = str(files.path_of(row))
+            stored.append(files.path_of(row))
         else:
             src = f"inline-{index}"
             inline[src] = entry["content"].encode()
@@ -257,7 +258,8 @@ def compile_push_slice(piece: Slice) -> RunRequest:
     targets = executions.slice_targets(piece)
     account = executions.step_account(spec)
     compiled = compile_push(pushed, plan, targets, executions.login_of(account), inline)
-    return executions.run_request(piece, compiled, len(targets), account, [])
+    fetched = [staging_of(step.job_instance_id) / str(step.seq - 1)] if spec["fetched"] else []
+    return executions.run_request(piece, compiled, len(targets), account, [], readable=stored + fetched)
 
 
 def compile_fetch_slice(piece: Slice) -> RunRequest:
@@ -270,7 +272,7 @@ def compile_fetch_slice(piece: Slice) -> RunRequest:
     compiled = compile_fetch(
         spec["path"], str(staging), sources, executions.login_of(account), bytes_per_second(spec)
     )
-    return executions.run_request(piece, compiled, len(sources), account, [])
+    return executions.run_request(piece, compiled, len(sources), account, [], writable=[staging])
 
 
 def bytes_per_second(spec: dict[str, Any]) -> int | None:

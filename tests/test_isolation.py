@@ -1,0 +1,248 @@
+"""Runs are sandboxed away from the service's data; local hosts are a system administrator's decision;
+the data directory and the SQLite database are private; a server without bubblewrap says so and
+refuses what would run unsandboxed on the controller."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import stat
+import uuid
+from pathlib import Path
+
+import pytest
+
+from app import datadir
+from app.config import Settings
+from app.execution.compiler import ScriptStep, Target, compile_script
+from app.execution.isolation import Isolation, probe
+from app.execution.runner import Runner, RunRequest
+from app.models.status import RunStatus
+from app.services.errors import Conflict
+from tests.conftest import add_hosts, add_local_host, make_member, run_script, runner_for
+
+MISSING_BWRAP = "/nonexistent/bwrap"
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def service_secrets(service) -> list[Path]:
+    """Files a run must never read: the admin token, the secret key, the database, another run's key."""
+    other_run = service.data_dir / "runs" / f"{random.randint(10**6, 10**7)}-other"
+    other_run.mkdir(parents=True)
+    (other_run / "ssh_key").write_text("another run's key\n")
+    paths = [service.data_dir / "admin.token", service.data_dir / "secret.key", other_run / "ssh_key"]
+    database = datadir.sqlite_file(service.env["DATABASE_URL"])
+    paths += [database] if database else []
+    for path in paths:
+        assert path.exists(), path
+    return paths
+
+
+@pytest.fixture
+def operator(service, project) -> str:
+    return make_member(service, project["id"], "operator")
+
+
+def test_an_operator_may_not_create_change_or_import_a_local_host(service, project, operator, lab):
+    pid = project["id"]
+    local = {"name": "controller", "address": "127.0.0.1", "connection": "local"}
+    error = service.post(f"/projects/{pid}/hosts", local, 403, token=operator).get_json()["error"]
+    assert error["field"] == "connection" and "system administrator" in error["message"]
+
+    [ssh_host] = add_hosts(service, project, lab, 1)
+    path = f"/projects/{pid}/hosts/{ssh_host['id']}"
+    service.api("PATCH", path, 403, token=operator, json={"connection": "local"})
+    service.api("PATCH", path, 200, token=operator, json={"labels": {"role": "web"}})
+
+    admins_host = add_local_host(service, project)
+    service.api(
+        "PATCH", f"/projects/{pid}/hosts/{admins_host['id']}", 403, token=operator, json={"labels": {}}
+    )
+
+    inventory = "[web]\nsneaky ansible_connection=local\nplain ansible_host=127.0.0.9\n"
+    for dry_run in (True, False):
+        body = {"format": "ini", "content": inventory, "dry_run": dry_run}
+        response = service.post(f"/projects/{pid}/inventories/import", body, 403, token=operator)
+        assert response.get_json()["error"]["field"] == "content"
+    names = {host["name"] for host in service.get(f"/projects/{pid}/hosts")}
+    assert names == {ssh_host["name"], "controller"}
+    # An import that would change the system administrator's local host is refused as well.
+    body = {"format": "ini", "content": "controller ansible_host=127.0.0.5\n"}
+    service.post(f"/projects/{pid}/inventories/import", body, 403, token=operator)
+    body = {"format": "ini", "content": "plain ansible_host=127.0.0.9\n"}
+    service.post(f"/projects/{pid}/inventories/import", body, 200, token=operator)
+
+    service.post(f"/projects/{pid}/inventories/import", {"format": "ini", "content": inventory}, 200)
+    connections = {host["name"]: host["connection"] for host in service.get(f"/projects/{pid}/hosts")}
+    assert connections["sneaky"] == "local"
+
+
+def test_a_script_on_a_local_host_finds_none_of_the_service_data(service, project, operator):
+    host = add_local_host(service, project)
+    paths = service_secrets(service)
+    probes = "".join(f"if [ -e '{path}' ]; then echo 'seen {path}'; fi\n" for path in paths)
+    content = f"{probes}ls -a '{service.data_dir}' '{service.data_dir / 'runs'}'\necho ran\n"
+    body = {
+        "script": {"language": "bash", "content": content},
+        "targets": {"hosts": [host["id"]]},
+        "timeout": 60,
+    }
+    job = service.post(f"/projects/{project['id']}/script-executions", body, 202, token=operator).get_json()
+    done = service.wait_job(project["id"], job["id"])
+    [result] = service.host_results(project["id"], job["id"])
+    assert done["status"] == "success", result
+    assert result["stdout"].strip().endswith("ran")
+    assert "seen" not in result["stdout"]
+    listed = set(result["stdout"].split())
+    assert not listed & {"admin.token", "secret.key", "test.db", "staging", "files"}
+    assert not any(name.endswith("-other") for name in listed)
+
+
+def test_a_playbook_lookup_finds_none_of_the_service_data(service, project):
+    pid = project["id"]
+    project_admin = make_member(service, pid, "admin")
+    host = add_local_host(service, project)
+    paths = service_secrets(service)
+    reads = ", ".join(f"lookup('ansible.builtin.file', '{path}', errors='ignore')" for path in paths)
+    playbook = f"""\
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: read
+      ansible.builtin.debug:
+        msg: "{{{{ [{reads}] | map('default', 'absent', true) | join(',') }}}}|{{{{
+          lookup('ansible.builtin.fileglob', '{service.data_dir}/*') }}}}|"
+"""
+    step = {
+        "key": "play",
+        "name": "play",
+        "type": "playbook",
+        "playbook": {"content": playbook},
+        "targets": {"hosts": [host["id"]]},
+        "timeout": 60,
+    }
+    body = {"name": f"t-{uuid.uuid4().hex[:8]}", "steps": [step]}
+    template = service.post(f"/projects/{pid}/job-templates", body, 201, token=project_admin).get_json()
+    launch = f"/projects/{pid}/job-templates/{template['id']}/launch"
+    job = service.post(launch, {"variables": {}}, 202, token=project_admin).get_json()
+    done = service.wait_job(pid, job["id"])
+    assert done["status"] == "success", service.host_results(pid, job["id"])
+    log = service.api("GET", f"/projects/{pid}/jobs/{job['id']}/host-results/{host['id']}/log", 200)
+    text = log.get_data(as_text=True)
+    # Each file read as absent, and no file at all in the data dir.
+    assert f"error: {','.join(['absent'] * len(paths))}|[]|" in text, text
+
+
+def test_the_data_dir_and_the_database_are_private(service):
+    assert mode_of(service.data_dir) == 0o700
+    database = datadir.sqlite_file(service.env["DATABASE_URL"])
+    if database is None:
+        pytest.skip("PostgreSQL keeps its own files")
+    files = [database, *(Path(f"{database}{suffix}") for suffix in ("-wal", "-shm"))]
+    assert {path.name: mode_of(path) for path in files if path.exists()} == {
+        path.name: 0o600 for path in files
+    }
+
+
+def test_an_existing_data_dir_and_database_are_tightened(tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o755)
+    database = data_dir / "opsflow.db"
+    for path in (database, Path(f"{database}-wal")):
+        path.touch()
+        path.chmod(0o644)
+    settings = dataclasses.replace(
+        Settings.from_env(), data_dir=data_dir, database_url=f"sqlite:///{database}"
+    )
+    datadir.prepare(settings)
+    assert mode_of(data_dir) == 0o700
+    assert mode_of(database) == mode_of(Path(f"{database}-wal")) == 0o600
+
+    fresh = tmp_path / "fresh" / "data"
+    datadir.prepare(dataclasses.replace(settings, data_dir=fresh, database_url=f"sqlite:///{fresh}/db"))
+    assert mode_of(fresh) == 0o700 and mode_of(fresh / "db") == 0o600
+
+
+def test_a_missing_bubblewrap_is_found_and_named():
+    assert probe(MISSING_BWRAP) == f"{MISSING_BWRAP} is not installed"
+    assert probe("bwrap") is None
+    # An executable that runs but cannot sandbox (as bwrap where user namespaces are off) is named too.
+    assert probe("false") == "false cannot run: exit status 1"
+    state = Isolation(probe(MISSING_BWRAP), allow_unisolated=False)
+    assert state.describe().startswith("unavailable: ")
+    with pytest.raises(Conflict, match="OPSFLOW_ALLOW_UNISOLATED"):
+        state.refuse("local hosts")
+    state.refuse(None)
+    Isolation(probe(MISSING_BWRAP), allow_unisolated=True).refuse("local hosts")
+
+
+@pytest.fixture
+def without_bubblewrap(service):
+    """The API process as on a server where bubblewrap is missing."""
+    settings = service.app.config["OPSFLOW"]
+    service.app.config["OPSFLOW"] = dataclasses.replace(settings, isolation_executable=MISSING_BWRAP)
+    yield service.app.config["OPSFLOW"]
+    service.app.config["OPSFLOW"] = settings
+
+
+def test_without_bubblewrap_local_hosts_and_playbooks_are_refused(
+    service, project, account, lab, without_bubblewrap
+):
+    pid = project["id"]
+    health = service.get("/health")
+    assert health["status"] == "ok" and health["isolation"].startswith(f"unavailable: {MISSING_BWRAP}")
+    local = add_local_host(service, project)
+    error = run_script(service, project, [local], "id", expect=409, timeout=60)["error"]
+    assert error["field"] == "targets" and "bubblewrap" in error["message"]
+    step = {
+        "key": "play",
+        "name": "play",
+        "type": "playbook",
+        "playbook": {"content": "- hosts: all\n  gather_facts: false\n  tasks: []\n"},
+        "targets": {"hosts": [local["id"]]},
+        "timeout": 60,
+    }
+    template = service.post(
+        f"/projects/{pid}/job-templates", {"name": f"t-{uuid.uuid4().hex[:8]}", "steps": [step]}, 201
+    ).get_json()
+    launch = f"/projects/{pid}/job-templates/{template['id']}/launch"
+    assert service.post(launch, {"variables": {}}, 409).get_json()["error"]["field"] == "steps"
+    # Scripts on SSH hosts run on the hosts, not on the controller: they go on.
+    ssh_hosts = add_hosts(service, project, lab, 1)
+    job = run_script(service, project, ssh_hosts, "echo fine", timeout=60, account_id=account["id"])
+    assert service.wait_job(pid, job["id"])["status"] == "success"
+
+    service.app.config["OPSFLOW"] = dataclasses.replace(without_bubblewrap, allow_unisolated=True)
+    assert service.get("/health")["isolation"].startswith("off: ")
+    job = run_script(service, project, [local], "echo accepted", timeout=60)
+    assert service.wait_job(pid, job["id"])["status"] == "success"
+
+
+@pytest.fixture
+def bare_runner(tmp_path, redis_url):
+    """A runner of a worker where bubblewrap is missing."""
+    with runner_for(redis_url, tmp_path / "data", isolation_executable=MISSING_BWRAP) as runner:
+        yield runner
+
+
+def local_request(marker: Path) -> RunRequest:
+    target = Target("me", "127.0.0.1", connection="local")
+    compiled = compile_script(ScriptStep("bash", f"touch '{marker}'"), [target], None)
+    slice_id = random.randint(10**9, 2 * 10**9)
+    return RunRequest(slice_id=slice_id, job_id=slice_id, compiled=compiled, forks=1, timeout=60)
+
+
+def test_a_worker_without_bubblewrap_refuses_local_runs_unless_allowed(bare_runner, tmp_path):
+    marker = tmp_path / "ran-unsandboxed"
+    outcome = bare_runner.run(local_request(marker))
+    assert outcome.status is RunStatus.FAILED and "bubblewrap" in outcome.error
+    assert not marker.exists()
+    allowed = Runner(dataclasses.replace(bare_runner.settings, allow_unisolated=True), bare_runner.redis)
+    assert allowed.run(local_request(marker)).status is RunStatus.SUCCESS
+    # Unsandboxed, the script saw the controller's own /tmp.
+    assert marker.exists()
+    os.unlink(marker)
