@@ -35,6 +35,7 @@ from app.execution.transfer import compile_fetch
 from app.extensions import db
 from app.models import Account as AccountRow
 from tests.conftest import add_hosts, add_local_host, run_script
+from tests.test_file_transfers import file_results, transfer
 
 # Every YAML indicator alone, then in combinations and the plain words YAML would read as other types.
 INDICATORS = ["*", "&", "!", "|", ">", "'", '"', "%", "@", "`", "- ", "? ", ": ", "#", " leading", "~", ""]
@@ -281,7 +282,7 @@ def test_a_become_user_stored_before_the_check_runs_nothing(service, project, la
     assert not proof.exists()
 
 
-def test_values_reach_the_host_unchanged(service, project, lab, tmp_path):
+def test_values_reach_the_host_unchanged(service, project, account, lab, tmp_path):
     """As a host variable, a group variable, a playbook extra var, a global variable and a script
     parameter, each value arrives as it was given, and every task ran."""
     pid = project["id"]
@@ -289,11 +290,6 @@ def test_values_reach_the_host_unchanged(service, project, lab, tmp_path):
     service.api("PATCH", f"/projects/{pid}/hosts/{host['id']}", 200, json={"variables": {"values": VALUES}})
     group = {"name": unique("g"), "hosts": [host["id"]], "variables": {"group_values": VALUES}}
     service.post(f"/projects/{pid}/groups", group, expect=201)
-    account = service.post(
-        f"/projects/{pid}/accounts",
-        {"name": unique("lab"), "username": lab.user, "private_key": lab.private_key},
-        expect=201,
-    ).get_json()
     playbook = """\
 - hosts: all
   gather_facts: false
@@ -355,14 +351,9 @@ def test_values_reach_the_host_unchanged(service, project, lab, tmp_path):
     assert json.loads(result["stdout"]) == {"params": VALUES, "star": "*", "global": "\n".join(one_line)}
 
 
-def test_a_transfer_source_glob_reaches_every_file(service, project, lab, tmp_path):
+def test_a_transfer_source_glob_reaches_every_file(service, project, account, lab, tmp_path):
     pid = project["id"]
     source_host, target_host = add_hosts(service, project, lab, 2)
-    account = service.post(
-        f"/projects/{pid}/accounts",
-        {"name": unique("lab"), "username": lab.user, "private_key": lab.private_key},
-        expect=201,
-    ).get_json()
     source, target = tmp_path / "source", tmp_path / "target"
     source.mkdir()
     target.mkdir()
@@ -383,9 +374,9 @@ def test_a_transfer_source_glob_reaches_every_file(service, project, lab, tmp_pa
         "mode": "force",
         "timeout": 120,
     }
-    job = service.post(f"/projects/{pid}/file-transfers", body, expect=202).get_json()
+    job = transfer(service, project, body)
     done = service.wait_job(pid, job["id"], timeout=240)
-    assert done["status"] == "success", service.get(f"/projects/{pid}/jobs/{job['id']}/file-results")
+    assert done["status"] == "success", file_results(service, project, job["id"])
     assert sorted(path.name for path in target.iterdir()) == sorted(names)
     for name in names:
         assert (target / name).read_text(encoding="utf-8") == f"content of {name}\n"
@@ -412,16 +403,11 @@ def test_one_host_s_become_failure_stays_its_own(service, project, lab):
     assert (results[remote["name"]]["status"], results[remote["name"]]["stdout"]) == ("success", "root\n")
 
 
-def test_a_failing_local_play_leaves_the_ssh_hosts_their_results(service, project, lab):
+def test_a_failing_local_play_leaves_the_ssh_hosts_their_results(service, project, account, lab):
     """Every host of one connection failing does not keep the others from running."""
     pid = project["id"]
     local = add_local_host(service, project, unique("local"))
     [remote] = add_hosts(service, project, lab, 1)
-    account = service.post(
-        f"/projects/{pid}/accounts",
-        {"name": unique("lab"), "username": lab.user, "private_key": lab.private_key},
-        expect=201,
-    ).get_json()
     # Sessions of the lab's sshd have a home of their own; the controller's does not match it.
     script = f'[ "$HOME" = "{lab.home}" ] || exit 3; echo ran'
     job = run_script(service, project, [local, remote], script, account_id=account["id"], timeout=60)
@@ -433,14 +419,9 @@ def test_a_failing_local_play_leaves_the_ssh_hosts_their_results(service, projec
     assert statuses == {local["name"]: ("failed", 3), remote["name"]: ("success", 0)}
 
 
-def test_a_playbook_ansible_cannot_load_does_not_read_success(service, project, lab):
+def test_a_playbook_ansible_cannot_load_does_not_read_success(service, project, account, lab):
     pid = project["id"]
     [host] = add_hosts(service, project, lab, 1)
-    account = service.post(
-        f"/projects/{pid}/accounts",
-        {"name": unique("lab"), "username": lab.user, "private_key": lab.private_key},
-        expect=201,
-    ).get_json()
     step = {
         "key": "play",
         "name": "play",
