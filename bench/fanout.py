@@ -56,7 +56,7 @@ from typing import Any
 import psutil
 
 from app.config import ROOT, Settings
-from app.execution.compiler import ScriptStep, Unsafe, posix_command, to_yaml
+from app.execution.compiler import ScriptStep, Unsafe, posix_command, to_ansible
 from tests.sshd import SshLab
 
 FINAL = {"success", "failed", "timeout", "terminated", "abnormal"}
@@ -72,7 +72,7 @@ ADMIN_TOKEN = "opf_bench-" + secrets.token_urlsafe(16)
 DEFAULT_SLICE_SIZE = Settings.__dataclass_fields__["slice_size"].default
 DEFAULT_FORKS_MAX = Settings.__dataclass_fields__["forks_max"].default
 # The same task the service runs: the script in the compiler's one raw command.
-PLAYBOOK = to_yaml(
+PLAYBOOK = to_ansible(
     [
         {
             "name": "fanout",

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 import subprocess
-
-import yaml
 
 from app.execution.compiler import (
     RAW_COMMAND_MAX_BYTES,
@@ -15,31 +14,29 @@ from app.execution.compiler import (
     Target,
     compile_script,
     posix_command,
-    to_yaml,
+    to_ansible,
 )
 
 INJECTION = "{{ lookup('pipe', 'id') }}"
 
 
-class AnsibleLoader(yaml.SafeLoader):
-    pass
-
-
-AnsibleLoader.add_constructor("!unsafe", lambda loader, node: ("UNSAFE", loader.construct_scalar(node)))
+def _unsafe_as_pair(pairs: dict):
+    return ("UNSAFE", pairs["__ansible_unsafe"]) if "__ansible_unsafe" in pairs else pairs
 
 
 def load(text: str):
-    return yaml.load(text, Loader=AnsibleLoader)
+    """Compiled data as written for Ansible, each unsafe string as ("UNSAFE", its text)."""
+    return json.loads(text, object_hook=_unsafe_as_pair)
 
 
 def test_user_content_is_tagged_unsafe_everywhere():
     step = ScriptStep("bash", f"echo {INJECTION}", [INJECTION])
     target = Target("web1", "10.0.0.1", 2222, "ssh", {"motd": INJECTION})
     compiled = compile_script(step, [target], Account("deploy", become=True))
-    playbook = load(to_yaml(compiled.playbook))
-    inventory = load(to_yaml(compiled.inventory))
+    playbook = load(to_ansible(compiled.playbook))
+    inventory = load(to_ansible(compiled.inventory))
     task = playbook[0]["tasks"][0]
-    assert task["raw"][0] == "UNSAFE"
+    assert task["vars"]["opsflow_commands"]["ssh"][0] == "UNSAFE"
     host = inventory["all"]["children"]["opsflow_ssh"]["hosts"]["web1"]
     assert host["motd"] == ("UNSAFE", INJECTION)
     assert host["ansible_host"] == ("UNSAFE", "10.0.0.1")
@@ -63,10 +60,19 @@ def test_raw_command_runs_and_returns_exit_code_and_streams(tmp_path):
     assert (result.returncode, result.stdout, result.stderr) == (5, "out one two\n", "err $HOME\n")
 
 
-def test_one_play_per_connection_kind():
+def test_one_play_for_every_connection_each_with_its_command():
+    step = ScriptStep("shell", "true")
     targets = [Target("a", "10.0.0.1"), Target("b", "127.0.0.1", connection="local")]
-    compiled = compile_script(ScriptStep("shell", "true"), targets, None)
-    assert [play["hosts"] for play in compiled.playbook] == ["opsflow_ssh", "opsflow_local"]
+    compiled = compile_script(step, targets, None)
+    [play] = compiled.playbook
+    assert play["hosts"] == "all"
+    [task] = play["tasks"]
+    assert task["raw"] == "{{ opsflow_commands[ansible_connection] }}"
+    assert task["vars"]["opsflow_commands"] == {
+        "ssh": posix_command(step, over_ssh=True),
+        "local": posix_command(step, over_ssh=False),
+    }
+    assert list(compiled.inventory["all"]["children"]) == ["opsflow_ssh", "opsflow_local"]
     assert "ansible_user" not in compiled.inventory["all"]["vars"]
     assert compiled.task_count == 1
 
@@ -77,7 +83,7 @@ def test_windows_hosts_get_powershell():
         [Target("w", "10.0.0.9", connection="winrm")],
         Account("Administrator"),
     )
-    command = compiled.playbook[0]["tasks"][0]["raw"]
+    command = compiled.playbook[0]["tasks"][0]["vars"]["opsflow_commands"]["winrm"]
     assert "FromBase64String" in command and "'it''s'" in command
 
 
@@ -86,6 +92,6 @@ def test_large_script_goes_through_the_script_module():
     compiled = compile_script(ScriptStep("bash", content, ["a b"]), [Target("a", "10.0.0.1")], Account("u"))
     task = compiled.playbook[0]["tasks"][0]
     assert "script" in task and "raw" not in task
-    assert task["script"]["cmd"] == "script.sh 'a b'"
-    assert task["script"]["executable"] == "bash"
+    assert task["script"]["cmd"] == "{{ opsflow_scripts[ansible_connection].cmd }}"
+    assert task["vars"]["opsflow_scripts"] == {"ssh": {"cmd": "script.sh 'a b'", "executable": "bash"}}
     assert compiled.files == {"script.sh": content.encode()}

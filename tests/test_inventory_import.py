@@ -12,10 +12,11 @@ from ansible.inventory.manager import InventoryManager
 from ansible.parsing.dataloader import DataLoader
 from sqlalchemy import select
 
-from app.execution.compiler import Target, host_vars, to_yaml
+from app.execution.compiler import Target, host_vars, to_ansible
 from app.services.errors import Invalid
 from app.services.inventory_formats import FORMATS, parse, range_size, render
 from app.services.inventory_import import diff
+from tests.test_compiler import load
 
 # What a real inventory holds: nested groups, ranges with a port, host and group variables, all's
 # variables, an ungrouped host, a local host, and a value that looks like a Jinja template.
@@ -90,7 +91,7 @@ def test_ini_maps_onto_hosts_and_groups():
 def test_imported_variables_reach_the_generated_inventory_untemplated():
     host = parse(SITE_INI, "ini", 10000).hosts["web01.example.com"]
     values = host_vars(Target("web01", host.address, host.port, host.connection, host.variables))
-    assert "motd: !unsafe '{{ lookup(''pipe'', ''id'') }}'" in to_yaml(values)
+    assert load(to_ansible(values))["motd"] == ("UNSAFE", "{{ lookup('pipe', 'id') }}")
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -294,7 +295,7 @@ def test_bad_imports_change_nothing(service, project):
         ({"format": "ini"}, "content", "content"),
         (
             {"format": "ini", "content": "web9\nbad ansible_ssh_common_args='-o ProxyCommand=x'\n"},
-            "hosts.bad.variables",
+            "hosts.bad.variables.ansible_ssh_common_args",
             "not allowed",
         ),
         (
@@ -390,7 +391,8 @@ everywhere=1
         "other_only": "yes",
         "everywhere": 1,
     }
-    assert "app_only: !unsafe" in to_yaml(compiled.inventory)
+    box_values = load(to_ansible(compiled.inventory))["all"]["children"]["opsflow_local"]["hosts"]["box"]
+    assert box_values["app_only"] == ("UNSAFE", "{{ lookup('pipe', 'id') }}")
     service.api("PATCH", f"/projects/{pid}/hosts/{box['id']}", 200, json={"variables": {}})
     db.session.expire_all()
     compiled = compile_slice(piece).compiled

@@ -9,19 +9,23 @@ from tests.conftest import add_local_host, reachable
 from tests.sshd import _free_port
 
 
-def test_the_check_is_a_raw_no_op_per_connection():
+def test_the_check_is_one_raw_no_op_for_every_connection():
     targets = [
         Target("linux", "10.0.0.1", 22, "ssh", {"ansible_user": "ops"}),
         Target("windows", "10.0.0.2", None, "winrm"),
         Target("controller", "127.0.0.1", None, "local"),
     ]
     compiled = compile_connection_test(targets, Account("deploy", become=True))
-    assert [(play["hosts"], play["tasks"]) for play in compiled.playbook] == [
-        (group, [{"name": "connect", "raw": "exit 0"}])
-        for group in ("opsflow_ssh", "opsflow_winrm", "opsflow_local")
+    assert compiled.playbook == [
+        {
+            "name": "reachability",
+            "hosts": "all",
+            "gather_facts": False,
+            "tasks": [{"name": "connect", "raw": "exit 0"}],
+        }
     ]
-    assert all(play["gather_facts"] is False for play in compiled.playbook)
     inventory = compiled.inventory["all"]
+    assert list(inventory["children"]) == ["opsflow_ssh", "opsflow_winrm", "opsflow_local"]
     assert inventory["vars"]["ansible_user"] == "deploy" and inventory["vars"]["ansible_become"] is True
     assert inventory["children"]["opsflow_ssh"]["hosts"]["linux"]["ansible_user"] == "ops"
     assert compiled.task_count == 1 and compiled.files == {}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.execution.compiler import Account, Target, to_yaml
+from app.execution.compiler import Account, Target, to_ansible
 from app.execution.transfer import (
     Origin,
     PushFile,
@@ -44,7 +44,7 @@ def test_an_exact_source_name_matches_only_itself():
 
 def push_plays(files, plan):
     compiled = compile_push(files, plan, [Target("web1", "10.0.0.1")], Account("deploy"), {"inline-0": b"x"})
-    return compiled, load(to_yaml(compiled.playbook))[0]["tasks"]
+    return compiled, load(to_ansible(compiled.playbook))[0]["tasks"]
 
 
 def test_strict_checks_directories_force_creates_them():
@@ -83,10 +83,10 @@ def test_fetch_holds_the_path_in_unsafe_variables():
     compiled = compile_fetch(
         f"/var/{INJECTION}/*.log", "/staging/7", [Target("db1", "10.0.0.2")], None, 125_000
     )
-    play = load(to_yaml(compiled.playbook))[0]
+    play = load(to_ansible(compiled.playbook))[0]
     assert play["vars"]["opsflow_source"] == ("UNSAFE", f"/var/{INJECTION}/*.log")
     assert play["vars"]["opsflow_pattern"] == ("UNSAFE", "*.log")
-    assert INJECTION not in to_yaml(play["tasks"])
+    assert INJECTION not in to_ansible(play["tasks"])
     common = compiled.inventory["all"]["vars"]
     # 125,000 bytes/s is 1000 Kbit/s for scp.
     assert (common["ansible_ssh_transfer_method"], common["ansible_scp_extra_args"]) == ("scp", "-l 1000")

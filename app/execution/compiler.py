@@ -2,8 +2,8 @@
 
 Pure functions over plain data, so they are tested without hosts. User content
 (script bodies, parameters, variable values) is wrapped in `Unsafe`, which the
-YAML writer tags `!unsafe`: Ansible never evaluates it as a Jinja template, so
-`{{ lookup('pipe', 'id') }}` reaches a host as those characters.
+writer marks as Ansible's unsafe data: Ansible never evaluates it as a Jinja
+template, so `{{ lookup('pipe', 'id') }}` reaches a host as those characters.
 
 A script reaches a host in one `raw` task: one remote command that decodes the
 script from base64 into a private temporary directory, runs it, and removes it
@@ -14,11 +14,10 @@ too large for one command line goes through the `script` module instead.
 from __future__ import annotations
 
 import base64
+import json
 import shlex
 from dataclasses import dataclass, field, replace
 from typing import Any
-
-import yaml
 
 from app.models.inventory import Connection
 
@@ -26,7 +25,11 @@ from app.models.inventory import Connection
 # the whole raw command, quoted once more for a shell (twice with become), as one argument.
 RAW_COMMAND_MAX_BYTES = 96 * 1024
 
-# One play per way of reaching hosts: the command that runs a script differs between them.
+# Ansible's JSON reader takes a mapping holding one of these keys for a value of its own kind, and
+# reads the whole file as YAML instead (every string trusted) when that value is not what it expects.
+ANSIBLE_JSON_KEYS = ("__ansible_unsafe", "__ansible_vault", "__ansible_type")
+
+# One group per way of reaching hosts: the command that runs a script differs between them.
 GROUPS = {Connection.SSH: "opsflow_ssh", Connection.LOCAL: "opsflow_local", Connection.WINRM: "opsflow_winrm"}
 
 
@@ -97,10 +100,14 @@ class CompiledStep:
 
 
 def unsafe(value: Any) -> Any:
-    """Value with every string in it marked as literal data."""
+    """Value with every string in it marked as literal data; ValueError for a mapping that holds one
+    of Ansible's own JSON keys, which no data can carry."""
     if isinstance(value, str):
         return Unsafe(value)
     if isinstance(value, dict):
+        refused = next((key for key in value if key in ANSIBLE_JSON_KEYS), None)
+        if refused:
+            raise ValueError(f"{refused} is a key of Ansible's own: no value may hold a mapping with it")
         return {key: unsafe(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [unsafe(item) for item in value]
@@ -164,35 +171,55 @@ def windows_command(step: ScriptStep) -> str:
 
 
 def script_task(
-    step: ScriptStep, connection: str, files: dict[str, bytes], per_host: bool = False
+    step: ScriptStep, connections: list[str], files: dict[str, bytes], per_host: bool = False
 ) -> dict[str, Any]:
-    """The task that runs the script: `raw` when it fits one command, else `script`.
+    """The one task that runs the script on hosts of every connection: `raw` when each command fits
+    one command line, else `script`.
 
+    Each connection's command is a task variable marked unsafe, picked by the host's
+    `ansible_connection`, so one play reaches every host: Ansible ends a playbook after a play in
+    which every host failed, and the hosts of a later play would never run.
     With `per_host`, each host also exports its own variables (its `opsflow_environment` host
-    variable): the command is then held in a task variable marked unsafe and joined to them by a
-    template that only names the two variables, so neither is evaluated.
+    variable), joined to the command by a template that only names variables, so none is evaluated.
     """
-    windows = connection == Connection.WINRM
-    command = windows_command(step) if windows else posix_command(step, connection == Connection.SSH)
-    if len(command.encode()) <= RAW_COMMAND_MAX_BYTES:
-        if per_host:
-            return {
-                "name": "run script",
-                "raw": "{{ opsflow_environment }}{{ opsflow_command }}",
-                "vars": {"opsflow_command": Unsafe(command)},
-            }
-        return {"name": "run script", "raw": Unsafe(command)}
-    suffix = ".ps1" if windows else INTERPRETERS[step.language].suffix
-    filename = f"script{suffix}"
-    files[filename] = step.content.encode()
-    quote = powershell_quote if windows else shlex.quote
-    cmd = " ".join([filename, *(quote(param) for param in step.params)])
-    task: dict[str, Any] = {"name": "run script", "script": {"cmd": Unsafe(cmd)}}
-    if not windows:
-        task["script"]["executable"] = Unsafe(INTERPRETERS[step.language].command)
+    commands = {
+        str(connection): windows_command(step)
+        if connection == Connection.WINRM
+        else posix_command(step, connection == Connection.SSH)
+        for connection in connections
+    }
+    if max(len(command.encode()) for command in commands.values()) <= RAW_COMMAND_MAX_BYTES:
+        exports = "{{ opsflow_environment }}" if per_host else ""
+        return {
+            "name": "run script",
+            "raw": exports + "{{ opsflow_commands[ansible_connection] }}",
+            "vars": {"opsflow_commands": unsafe(commands)},
+        }
+    scripts = {str(connection): script_file(step, connection, files) for connection in connections}
+    task: dict[str, Any] = {
+        "name": "run script",
+        "script": {
+            "cmd": "{{ opsflow_scripts[ansible_connection].cmd }}",
+            "executable": "{{ opsflow_scripts[ansible_connection].executable | default(omit) }}",
+        },
+        "vars": {"opsflow_scripts": unsafe(scripts)},
+    }
     if step.environment or per_host:
         task["environment"] = "{{ opsflow_environment_vars }}" if per_host else unsafe(step.environment)
     return task
+
+
+def script_file(step: ScriptStep, connection: str, files: dict[str, bytes]) -> dict[str, str]:
+    """The `script` module's command line (and interpreter, but on Windows) for hosts of one
+    connection; the script goes into `files` beside the playbook."""
+    windows = connection == Connection.WINRM
+    filename = "script" + (".ps1" if windows else INTERPRETERS[step.language].suffix)
+    files[filename] = step.content.encode()
+    quote = powershell_quote if windows else shlex.quote
+    arguments = {"cmd": " ".join([filename, *(quote(param) for param in step.params)])}
+    if not windows:
+        arguments["executable"] = INTERPRETERS[step.language].command
+    return arguments
 
 
 def compile_script(
@@ -209,15 +236,8 @@ def compile_script(
             with_environment(target, step, host_environment.get(target.name, {})) for target in targets
         ]
     by_connection = _by_connection(targets)
-    playbook = [
-        {
-            "name": "script",
-            "hosts": GROUPS[connection],
-            "gather_facts": False,
-            "tasks": [script_task(step, connection, files, per_host=bool(host_environment))],
-        }
-        for connection in by_connection
-    ]
+    task = script_task(step, list(by_connection), files, per_host=bool(host_environment))
+    playbook = [{"name": "script", "hosts": "all", "gather_facts": False, "tasks": [task]}]
     groups = {GROUPS[connection]: members for connection, members in by_connection.items()}
     return CompiledStep(playbook, inventory(groups, account), files, task_count=1)
 
@@ -240,17 +260,15 @@ def compile_connection_test(targets: list[Target], account: Account | None) -> C
     A `raw` no-op needs nothing on the host but its shell (PowerShell on Windows), as a script
     run does, so a host this reaches is a host scripts can run on; with become, it checks become too.
     """
-    by_connection = _by_connection(targets)
     playbook = [
         {
             "name": "reachability",
-            "hosts": GROUPS[connection],
+            "hosts": "all",
             "gather_facts": False,
             "tasks": [{"name": "connect", "raw": "exit 0"}],
         }
-        for connection in by_connection
     ]
-    groups = {GROUPS[connection]: members for connection, members in by_connection.items()}
+    groups = {GROUPS[connection]: members for connection, members in _by_connection(targets).items()}
     return CompiledStep(playbook, inventory(groups, account), {}, task_count=1)
 
 
@@ -261,10 +279,18 @@ def _by_connection(targets: list[Target]) -> dict[str, list[Target]]:
     return by_connection
 
 
+def become_user(name: Any) -> Unsafe:
+    """A become user as it must reach Ansible, which pastes it unquoted into `sudo -u`, `su` and
+    `doas -u`: quoted for the shell. A valid user name needs no quotes and is unchanged; anything
+    else stays one word, which names no user."""
+    return Unsafe(shlex.quote(str(name)))
+
+
 def host_vars(target: Target) -> dict[str, Any]:
     values = unsafe(dict(target.variables))
+    if "ansible_become_user" in values:
+        values["ansible_become_user"] = become_user(values["ansible_become_user"])
     values["ansible_host"] = Unsafe(target.address)
-    # str(): the default is a Connection member, which the YAML writer would refuse.
     values["ansible_connection"] = str(target.connection)
     if target.port:
         values["ansible_port"] = target.port
@@ -285,7 +311,7 @@ def login_vars(account: Account | None) -> dict[str, Any]:
         common.update(
             ansible_become=True,
             ansible_become_method=Unsafe(account.become_method),
-            ansible_become_user=Unsafe(account.become_user),
+            ansible_become_user=become_user(account.become_user),
         )
     return common
 
@@ -303,13 +329,22 @@ def inventory(groups: dict[str, list[Target]], account: Account | None) -> dict[
     }
 
 
-class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):
-    pass
+def _marked(value: Any) -> Any:
+    if isinstance(value, Unsafe):
+        return {"__ansible_unsafe": str(value)}
+    if isinstance(value, dict):
+        return {key: _marked(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_marked(item) for item in value]
+    return value
 
 
-_Dumper.add_representer(Unsafe, lambda dumper, data: dumper.represent_scalar("!unsafe", str(data)))
+def to_ansible(data: Any) -> str:
+    """Text of compiled data for Ansible (playbook, inventory, extra vars): JSON, which Ansible reads
+    before it tries YAML, with each `Unsafe` string written as `{"__ansible_unsafe": ...}`.
 
-
-def to_yaml(data: Any) -> str:
-    """YAML text of compiled data, with `Unsafe` strings tagged `!unsafe`."""
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1 << 30)
+    Not YAML's `!unsafe` tag: Ansible resolves a tagged scalar again as if it were plain, so
+    `!unsafe ''` loads as null, `!unsafe 'yes'` as true, `!unsafe '0x1'` as 1 and `!unsafe '*'`
+    not at all. The JSON form keeps every string's characters and keeps it unsafe.
+    """
+    return json.dumps(_marked(data), ensure_ascii=False, allow_nan=False, indent=1)

@@ -25,7 +25,7 @@ import ansible_runner
 from redis import Redis
 
 from app.config import HOST_KEY_ACCEPT_NEW, HOST_KEY_OFF, HOST_KEY_STRICT, ROOT, Settings
-from app.execution.compiler import CompiledStep, to_yaml
+from app.execution.compiler import CompiledStep, to_ansible
 from app.execution.isolation import isolation
 from app.execution.keys import cancel_key, heartbeat_key
 from app.execution.known_hosts import ProjectKnownHosts
@@ -47,6 +47,8 @@ ACTION_DIR = ROOT / "plugins" / "action"
 # A service user whose home is / has no home to hide.
 ROOT_DIR = Path("/")
 HEARTBEAT_EVERY = 5.0
+# The one ansible-runner event kept on disk: without it, ansible-playbook stopped before its recap.
+RECAP_EVENT = "playbook_on_stats"
 # ansible-runner checks for a cancel once per pexpect timeout.
 CANCEL_POLL_SECONDS = 0.5
 
@@ -138,7 +140,7 @@ class Runner:
                 passwords=self._passwords(request),
                 timeout=request.timeout,
                 cancel_callback=self._cancel_callback(request),
-                event_handler=lambda event: False,
+                event_handler=lambda event: event.get("event") == RECAP_EVENT,
                 settings={"pexpect_timeout": CANCEL_POLL_SECONDS, "suppress_ansible_output": True},
                 quiet=True,
                 **self._sandbox(request, data_dir),
@@ -190,14 +192,14 @@ class Runner:
             (data_dir / sub).mkdir(parents=True, mode=0o700)
         compiled = request.compiled
         playbook = (
-            compiled.playbook_text if compiled.playbook_text is not None else to_yaml(compiled.playbook)
+            compiled.playbook_text if compiled.playbook_text is not None else to_ansible(compiled.playbook)
         )
         (data_dir / "project" / PLAYBOOK).write_text(playbook, encoding="utf-8", newline="")
-        (data_dir / "inventory" / "hosts.yml").write_text(to_yaml(compiled.inventory), encoding="utf-8")
+        (data_dir / "inventory" / "hosts.yml").write_text(to_ansible(compiled.inventory), encoding="utf-8")
         for name, content in compiled.files.items():
             (data_dir / "project" / name).write_bytes(content)
         if compiled.extra_vars:
-            write_private(data_dir / EXTRA_VARS_FILE, to_yaml(compiled.extra_vars))
+            write_private(data_dir / EXTRA_VARS_FILE, to_ansible(compiled.extra_vars))
         if request.private_key:
             # A key file rather than ansible-runner's ssh-agent, which measured seconds slower
             # at 500 hosts (docs/performance.md). It lives only as long as the run.
@@ -239,6 +241,8 @@ class Runner:
             "ANSIBLE_DEPRECATION_WARNINGS": "False",
             "ANSIBLE_LOCALHOST_WARNING": "False",
             "ANSIBLE_PYTHON_INTERPRETER": "auto_silent",
+            # An inventory Ansible cannot read fails the run, rather than leaving it with no hosts.
+            "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True",
             "OPSFLOW_REDIS_URL": settings.redis_url,
             "OPSFLOW_EVENT_STREAM": settings.event_stream,
             "OPSFLOW_SLICE_ID": str(request.slice_id),
@@ -291,6 +295,10 @@ class Runner:
     @staticmethod
     def _outcome(result, data_dir: Path, request: RunRequest) -> RunOutcome:
         status = RUNNER_STATUS.get(result.status, RunStatus.ABNORMAL)
+        if status is RunStatus.FAILED and result.stats is None:
+            # It could not load what it was given (a playbook, an inventory, extra vars): the hosts
+            # it never reached did not succeed, nor were they skipped.
+            status = RunStatus.ABNORMAL
         if status is not RunStatus.ABNORMAL:
             return RunOutcome(status)
         stdout = data_dir / "artifacts" / "run" / "stdout"

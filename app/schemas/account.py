@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from app.schemas.fields import NAME
+from app.schemas.fields import NAME, USER_NAME, USER_NAME_MAX
 
 
 def validate_private_key(text: str) -> None:
@@ -26,7 +26,9 @@ class AccountSchema(Schema):
     password = fields.String(load_only=True, allow_none=True, validate=validate.Length(min=1, max=1024))
     become = fields.Boolean(load_default=False)
     become_method = fields.String(load_default="sudo", validate=validate.OneOf(["sudo", "su", "doas"]))
-    become_user = fields.String(load_default="root", validate=validate.Length(min=1, max=128))
+    become_user = fields.String(
+        load_default="root", validate=[validate.Length(min=1, max=USER_NAME_MAX), USER_NAME]
+    )
     become_password = fields.String(
         load_only=True, allow_none=True, validate=validate.Length(min=1, max=1024)
     )

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from marshmallow import ValidationError, fields, validate
+
+from app.execution.compiler import ANSIBLE_JSON_KEYS
 
 NAME = validate.Regexp(
     r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
     error="use letters, digits, '.', '_' and '-', starting with a letter or digit",
 )
 IDENTIFIER = validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]*$", error="not a valid variable name")
+# A user to become: a POSIX user name, or user@domain as directory services name them. Ansible pastes
+# it unquoted into `sudo -u`, `su` and `doas -u`, so it holds no character a shell would read.
+USER_NAME_MAX = 128
+USER_NAME = validate.Regexp(
+    r"^[A-Za-z0-9_][A-Za-z0-9._@-]*$",
+    error="not a user name: use letters, digits, '.', '_', '-' and '@', starting with a letter, digit or '_'",
+)
 
 # Host variables that reach Ansible as they are; other ansible_* names could redirect
 # connections or run commands on the controller (ProxyCommand), so they are refused.
@@ -28,10 +39,53 @@ ALLOWED_ANSIBLE_VARIABLES = frozenset(
 )
 
 
+# An interpreter or shell with its arguments, as `/usr/bin/env python3`: Ansible pastes it into the
+# command lines it runs on the host as it is, so it holds words and spaces, nothing a shell would read.
+COMMAND_WORDS = validate.Regexp(
+    r"^[A-Za-z0-9_./+=:@%,-]+( [A-Za-z0-9_./+=:@%,-]+)*$",
+    error="a command: words of letters, digits and '_./+=:@%,-', one space apart",
+)
+
+# Values of the allowed names that Ansible puts on a command line unquoted.
+ANSIBLE_VARIABLE_VALUES = {
+    "ansible_become_user": [validate.Length(min=1, max=USER_NAME_MAX), USER_NAME],
+    "ansible_python_interpreter": [validate.Length(min=1, max=4096), COMMAND_WORDS],
+    "ansible_shell_executable": [validate.Length(min=1, max=4096), COMMAND_WORDS],
+}
+
+
 def validate_variables(variables: dict) -> None:
-    for name in variables:
-        if name.startswith("ansible_") and name not in ALLOWED_ANSIBLE_VARIABLES:
-            raise ValidationError(f"{name} is set by Opsflow itself or not allowed", field_name=name)
+    """Host and group variables: no name Opsflow sets itself, and values Ansible takes as data.
+    An error names the variable."""
+    for name, value in variables.items():
+        try:
+            if name.startswith("ansible_") and name not in ALLOWED_ANSIBLE_VARIABLES:
+                raise ValidationError(f"{name} is set by Opsflow itself or not allowed")
+            if name in ANSIBLE_VARIABLE_VALUES and not isinstance(value, str):
+                raise ValidationError("must be a string")
+            for validator in ANSIBLE_VARIABLE_VALUES.get(name, ()):
+                validator(value)
+        except ValidationError as exc:
+            raise ValidationError({name: exc.messages}) from None
+    validate_plain_data(variables)
+
+
+def validate_plain_data(value: Any) -> None:
+    """Refuse a mapping, at any depth, that holds one of Ansible's own JSON keys
+    (compiler.ANSIBLE_JSON_KEYS); an error names the path to it."""
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return
+    for key, item in items:
+        try:
+            if key in ANSIBLE_JSON_KEYS:
+                raise ValidationError(f"{key} is a key of Ansible's own")
+            validate_plain_data(item)
+        except ValidationError as exc:
+            raise ValidationError({key: exc.messages}) from None
 
 
 class IdList(fields.List):

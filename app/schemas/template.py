@@ -6,7 +6,7 @@ from marshmallow import Schema, ValidationError, fields, post_dump, validate, va
 
 from app.config import TIMEOUT_DEFAULT, TIMEOUT_MAX, TIMEOUT_MIN
 from app.models import Role, RollingMode, StepType, VariableType
-from app.schemas.fields import IDENTIFIER
+from app.schemas.fields import IDENTIFIER, validate_plain_data
 from app.schemas.job import ScriptSchema, TargetsSchema
 from app.schemas.query import FilterArgs
 from app.schemas.transfer import FileTransferSchema
@@ -95,7 +95,9 @@ class PlaybookBodySchema(Schema):
         validate=validate.Length(min=1),
         metadata={"description": "the playbook's YAML, run unchanged"},
     )
-    extra_vars = fields.Dict(keys=fields.String(validate=IDENTIFIER), load_default=dict)
+    extra_vars = fields.Dict(
+        keys=fields.String(validate=IDENTIFIER), load_default=dict, validate=validate_plain_data
+    )
     tags = fields.List(fields.String(validate=validate.Length(min=1, max=255)), load_default=list)
     skip_tags = fields.List(fields.String(validate=validate.Length(min=1, max=255)), load_default=list)
     limit = fields.String(allow_none=True, load_default=None, validate=validate.Length(min=1, max=4096))

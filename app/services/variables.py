@@ -21,7 +21,7 @@ NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED_NAMES = frozenset(
     {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "IFS", "PWD", "ENV", "BASH_ENV", "TMPDIR", "LANG", "TERM"}
 )
-RESERVED_PREFIXES = ("OPSFLOW_", "ANSIBLE_", "LD_", "opsflow_", "ansible_")
+RESERVED_PREFIXES = ("OPSFLOW_", "ANSIBLE_", "LD_", "opsflow_", "ansible_", "__ansible_")
 VALUE_MAX_CHARS = 65536
 ARRAY_MAX_ITEMS = 1000
 VARIABLES_MAX = 100
