@@ -8,7 +8,7 @@ import signal
 import time
 
 import psutil
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from app.execution.ingest import GROUP, Ingester, apply_events
 from app.extensions import db, redis
@@ -107,6 +107,49 @@ def test_redelivered_batch_creates_no_duplicates(service, project):
     assert job.status == RunStatus.SUCCESS
     log = service.api("GET", f"/projects/{project['id']}/jobs/{job.id}/host-results/0/log", 404)
     assert log.get_json()["error"]["code"] == "not_found"
+
+
+def test_redelivered_events_of_an_earlier_attempt_change_neither_attempt(service, project):
+    hosts = ["alpha", "beta"]
+    first = make_job(project["id"], hosts, task_count=2)
+    apply_events(events_for(first, hosts))
+    db.session.commit()
+    # A retry: each host's second attempt, in a slice of its own.
+    step = first.step
+    step.status = RunStatus.RUNNING
+    second = Slice(index=1, host_count=len(hosts), status=RunStatus.RUNNING)
+    step.slices.append(second)
+    db.session.flush()
+    db.session.execute(update(HostResult).where(HostResult.slice_id == first.id).values(latest=False))
+    for name in hosts:
+        db.session.add(
+            HostResult(
+                job_instance_id=step.job_instance_id,
+                step_instance_id=step.id,
+                slice_id=second.id,
+                host_name=name,
+                address=name,
+                attempt=2,
+            )
+        )
+    db.session.commit()
+    retried = events_for(second, hosts)
+    for event in retried:
+        if event["type"] == "task_result":
+            event["stdout"] = "second " + event["stdout"]
+    apply_events([*events_for(first, hosts), *retried, *events_for(first, hosts)])
+    db.session.commit()
+    rows = db.session.scalars(select(HostResult).where(HostResult.step_instance_id == step.id)).all()
+    assert sorted((row.host_name, row.attempt, row.latest, row.stdout) for row in rows) == [
+        ("alpha", 1, False, "alpha 2\n"),
+        ("alpha", 2, True, "second alpha 2\n"),
+        ("beta", 1, False, "beta 2\n"),
+        ("beta", 2, True, "second beta 2\n"),
+    ]
+    for row in rows:
+        assert [task.seq for task in row.tasks] == [1, 2]
+    job = service.get(f"/projects/{project['id']}/jobs/{step.job_instance_id}")
+    assert job["status"] == "success" and job["counts"]["success"] == 2
 
 
 def worker_tree(service, name: str) -> list[psutil.Process]:

@@ -37,9 +37,9 @@ from app.services.reachability import CHECK_STEP, record_results
 
 
 def host_counts(*where) -> dict[str, int]:
-    """Hosts per status among the host results matching `where`."""
+    """Hosts per status among the latest attempts matching `where`."""
     rows = db.session.execute(
-        select(HostResult.status, func.count()).where(*where).group_by(HostResult.status)
+        select(HostResult.status, func.count()).where(HostResult.latest, *where).group_by(HostResult.status)
     ).all()
     return {status: count for status, count in rows}
 
@@ -118,6 +118,7 @@ def between_batches(step: StepInstance) -> None:
         .where(
             Slice.step_instance_id == step.id,
             Slice.batch == step.current_batch,
+            HostResult.latest,
             HostResult.status != HostStatus.SUCCESS,
         )
     )
@@ -175,7 +176,7 @@ def mark_started(piece: Slice) -> None:
 def counts_by_step(job_id: int) -> dict[int, Counter]:
     rows = db.session.execute(
         select(HostResult.step_instance_id, HostResult.status, func.count())
-        .where(HostResult.job_instance_id == job_id)
+        .where(HostResult.job_instance_id == job_id, HostResult.latest)
         .group_by(HostResult.step_instance_id, HostResult.status)
     ).all()
     counts: dict[int, Counter] = {}

@@ -37,7 +37,7 @@ def record_results(step: StepInstance) -> None:
         select(
             HostResult.host_id, HostResult.status, HostResult.error, HostResult.stderr, HostResult.ended_at
         )
-        .where(HostResult.step_instance_id == step.id, HostResult.host_id.is_not(None))
+        .where(HostResult.step_instance_id == step.id, HostResult.latest, HostResult.host_id.is_not(None))
         .where(HostResult.status.not_in(NO_VERDICT))
     ).all()
     now = utcnow()

@@ -41,7 +41,7 @@ from app.models import (
     StoredFile,
 )
 from app.models.base import utcnow
-from app.services import executions, files, records
+from app.services import executions, files, jobs, records
 from app.services.access import Action, Actor, require
 from app.services.errors import Invalid, TooLarge, fields_under
 from app.services.inventory import resolve_targets
@@ -279,7 +279,11 @@ def bytes_per_second(spec: dict[str, Any]) -> int | None:
 
 
 def file_results_query(job: JobInstance, filters: dict[str, Any]) -> Select:
-    query = select(FileResult).where(FileResult.job_instance_id == job.id)
+    query = (
+        select(FileResult)
+        .join(HostResult, FileResult.host_result_id == HostResult.id)
+        .where(FileResult.job_instance_id == job.id, jobs.attempt_filter(filters.get("attempt")))
+    )
     if "step" in filters:
         query = query.where(FileResult.step_instance_id == filters["step"])
     if "host" in filters:
