@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
+import uuid
 
 import psutil
 from sqlalchemy import func, select, update
 
 from app.execution.ingest import GROUP, Ingester, apply_events
+from app.execution.watchdog import DONE, WORKER_DIED
 from app.extensions import db, redis
 from app.models import HostResult, HostStatus, JobInstance, RunStatus, Slice, StepInstance, TaskResult
 from tests.conftest import add_hosts, run_script
@@ -177,9 +181,40 @@ def test_worker_killed_mid_run_is_reaped(service, project, account, lab):
         elapsed = time.monotonic() - killed_at
         assert done["status"] == "abnormal", done
         assert done["counts"]["abnormal"] == 2
-        assert "stopped answering" in done["steps"][0]["slices"][0]["error"]
+        # The run's watchdog reports the death itself, before the heartbeat expires.
+        assert done["steps"][0]["slices"][0]["error"] == WORKER_DIED
         assert elapsed < 30
         wait_until(lambda: ansible_processes(service) == [], timeout=15)
     finally:
         service.stop(owner)
         service.start(owner, "worker")
+
+
+def test_a_killed_work_horse_is_reported_by_its_watchdog(service, project, account, lab):
+    hosts = add_hosts(service, project, lab, 2, first=3010)
+    job = run_script(service, project, hosts, "sleep 120", account_id=account["id"])
+    path = f"/projects/{project['id']}/jobs/{job['id']}"
+    wait_until(lambda: service.get(path)["counts"]["running"] == 2)
+    [piece] = service.get(path)["steps"][0]["slices"]
+    # Only the work horse dies (as when RQ kills it); its worker lives on and takes the next job.
+    os.kill(int(piece["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
+    done = service.wait_job(project["id"], job["id"], timeout=60)
+    assert done["status"] == "abnormal", done
+    assert done["counts"]["abnormal"] == 2
+    assert done["steps"][0]["slices"][0]["error"] == WORKER_DIED
+    results = service.host_results(project["id"], job["id"])
+    assert {result["error"] for result in results} == {WORKER_DIED}
+    wait_until(lambda: ansible_processes(service) == [], timeout=15)
+    after = run_script(service, project, hosts, "echo alive", account_id=account["id"])
+    assert service.wait_job(project["id"], after["id"])["status"] == "success"
+
+
+def test_a_watchdog_whose_run_ended_well_reports_nothing(service, project, tmp_path):
+    stream = f"test:watchdog:{uuid.uuid4().hex}"
+    environ = {**os.environ, "OPSFLOW_REDIS_URL": service.env["REDIS_URL"], "OPSFLOW_EVENT_STREAM": stream}
+    command = [sys.executable, "-m", "app.execution.watchdog", uuid.uuid4().hex, str(tmp_path)]
+    for stdin, slice_id in ((DONE, "41"), (b"", "42")):
+        subprocess.run(command, input=stdin, env={**environ, "OPSFLOW_SLICE_ID": slice_id}, check=True)
+    reported = [json.loads(fields[b"events"]) for _, fields in redis.client.xrange(stream)]
+    assert reported == [[{"type": "slice_done", "slice": 42, "status": "abnormal", "error": WORKER_DIED}]]
+    redis.client.delete(stream)
