@@ -8,6 +8,7 @@ when its last slice does, and the job instance when its last step does.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 
 from sqlalchemy import func, select, update
 
@@ -34,6 +35,9 @@ from app.services.dispatch import (
 )
 from app.services.namespaces import record_namespace_values
 from app.services.reachability import CHECK_STEP, record_results
+
+# What a step kind records once one of its slices has ended and its hosts are final (transfers add theirs).
+AFTER_SLICE: dict[str, Callable[[Slice], None]] = {}
 
 
 def host_counts(*where) -> dict[str, int]:
@@ -67,6 +71,8 @@ def finish_slice(slice_id: int, status: RunStatus, error: str | None = None) -> 
     piece.status = status
     piece.error = error
     piece.ended_at = now
+    if piece.step.kind in AFTER_SLICE:
+        AFTER_SLICE[piece.step.kind](piece)
     settle_step(piece.step)
     return True
 
