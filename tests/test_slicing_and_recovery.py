@@ -45,18 +45,24 @@ def make_job(project_id: int, hosts: list[str], task_count: int) -> Slice:
     job.steps.append(step)
     db.session.add(job)
     db.session.flush()
+    add_host_rows(piece, hosts)
+    return piece
+
+
+def add_host_rows(piece: Slice, hosts: list[str], attempt: int = 1) -> None:
+    """Each host's attempt in the slice, waiting for its events."""
     for name in hosts:
         db.session.add(
             HostResult(
-                job_instance_id=job.id,
-                step_instance_id=step.id,
+                job_instance_id=piece.step.job_instance_id,
+                step_instance_id=piece.step_instance_id,
                 slice_id=piece.id,
                 host_name=name,
                 address=name,
+                attempt=attempt,
             )
         )
     db.session.commit()
-    return piece
 
 
 def events_for(piece: Slice, hosts: list[str]) -> list[dict]:
@@ -125,18 +131,7 @@ def test_redelivered_events_of_an_earlier_attempt_change_neither_attempt(service
     step.slices.append(second)
     db.session.flush()
     db.session.execute(update(HostResult).where(HostResult.slice_id == first.id).values(latest=False))
-    for name in hosts:
-        db.session.add(
-            HostResult(
-                job_instance_id=step.job_instance_id,
-                step_instance_id=step.id,
-                slice_id=second.id,
-                host_name=name,
-                address=name,
-                attempt=2,
-            )
-        )
-    db.session.commit()
+    add_host_rows(second, hosts, attempt=2)
     retried = events_for(second, hosts)
     for event in retried:
         if event["type"] == "task_result":
