@@ -40,8 +40,10 @@ def _free_port() -> int:
 class SshLab:
     """Run a private sshd as a child process; use ``address(n)`` as the address of host n."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, sftp: bool = True) -> None:
         self.workdir = Path(workdir).resolve()
+        # Without it, the server offers no SFTP subsystem, as some hardened hosts do.
+        self.sftp = sftp
         self.port = 0
         self.user = pwd.getpwuid(os.geteuid()).pw_name
         self.private_key_path = self.workdir / "client_ed25519"
@@ -168,7 +170,7 @@ UsePAM no
 MaxStartups 2000
 MaxSessions 100
 SetEnv {_quote(f"HOME={self.home}")}
-Subsystem sftp internal-sftp
+{"Subsystem sftp internal-sftp" if self.sftp else ""}
 Match Address *,!127.0.0.0/8
     DenyUsers *
 """

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from app.execution.ingest import error_of, host_status
+from app.execution.runner import CALLBACK_DIR
+from app.models import HostStatus
 from tests.conftest import add_hosts
+from tests.sshd import SshLab
 
 ODD_NAME = "-rf my 'file' \"quoted\" é 日本.txt"
 
@@ -28,6 +34,13 @@ def transfer(service, project, body: dict, expect: int = 202) -> dict:
 def file_results(service, project, job_id: int, **filters) -> list[dict]:
     query = {"page_size": 100, **filters}
     return service.get(f"/projects/{project['id']}/jobs/{job_id}/file-results", query_string=query)
+
+
+@pytest.fixture(scope="module")
+def lab_without_sftp(tmp_path_factory) -> Iterator[SshLab]:
+    """A second sshd whose hosts offer no SFTP subsystem."""
+    with SshLab(tmp_path_factory.mktemp("ssh-no-sftp"), sftp=False) as ssh_lab:
+        yield ssh_lab
 
 
 @pytest.fixture
@@ -60,6 +73,8 @@ def test_upload_pushed_to_hosts_then_unchanged(service, project, account, lab, t
         assert result["checksum_verified"] is True
         assert result["source"] == "controller"
         assert result["duration"] is not None
+    assert all(result["error"] is None for result in results)
+    assert [r["error"] for r in service.host_results(project["id"], job["id"])] == [None, None]
     by_path = {result["path"] for result in results}
     assert by_path == {str(target_dir / ODD_NAME), str(target_dir / "app.conf")}
     [copied] = [r for r in results if r["status"] == "copied" and r["path"].endswith(".txt")][:1]
@@ -207,6 +222,14 @@ def test_strict_fails_a_missing_directory_force_creates_it(service, project, acc
     [result] = service.host_results(project["id"], job["id"])
     assert f"target directory missing: {missing}" in result["error"]
     assert not missing.exists()
+    # The host failed before its file was sent: the file says so, with the host's reason.
+    [file] = file_results(service, project, job["id"])
+    assert (file["path"], file["source"], file["status"]) == (
+        str(missing / "file.txt"),
+        "controller",
+        "failed",
+    )
+    assert file["error"] == f"not sent: {result['error']}" and file["checksum_verified"] is None
 
     job = push_one(service, project, account, host, str(missing), "force")
     assert service.wait_job(project["id"], job["id"])["status"] == "success"
@@ -300,6 +323,9 @@ def test_relaunch_failed_only_pushes_to_failed_targets(service, project, account
     ).get_json()
     assert again["host_count"] == 1
     assert [r["host_name"] for r in service.host_results(project["id"], again["id"])] == ["nowhere"]
+    [unsent] = file_results(service, project, job["id"], host="nowhere")
+    assert unsent["status"] == "failed" and unsent["error"].startswith("not sent: ")
+    assert "onnect" in unsent["error"], unsent
 
 
 @pytest.mark.parametrize(
@@ -404,3 +430,46 @@ def test_nothing_fetched_fails_the_targets(service, project, account, lab, targe
         source["name"]: f"source missing: {target_dir}/absent",
         target["name"]: "nothing to push: no source host gave a file",
     }
+
+
+def test_a_speed_limited_push_to_a_host_without_sftp(service, project, lab_without_sftp, target_dir):
+    lab = lab_without_sftp
+    login = {"name": "no-sftp", "username": lab.user, "private_key": lab.private_key}
+    account = service.post(f"/projects/{project['id']}/accounts", login, expect=201).get_json()
+    [host] = add_hosts(service, project, lab, 1, first=90)
+    content = b"limited\n" * 1000
+    for speed_limit in (None, 500):
+        extra = {"speed_limit": speed_limit} if speed_limit else {}
+        job = push_one(service, project, account, host, str(target_dir), "force", content=content, **extra)
+        done = service.wait_job(project["id"], job["id"])
+        results = service.host_results(project["id"], job["id"])
+        assert done["status"] == "success", (speed_limit, [(r["status"], r["error"]) for r in results])
+        assert (target_dir / "file.txt").read_bytes() == content
+        [file] = file_results(service, project, job["id"])
+        assert (file["status"], file["error"], file["checksum_verified"]) == ("copied", None, True)
+        (target_dir / "file.txt").unlink()
+
+
+def test_a_file_ansible_could_not_send_names_the_transfer_not_the_connection():
+    msg = "Task failed: Failed to connect to the host via scp: scp: Connection closed"
+    assert host_status("unreachable", msg, 3) == HostStatus.FAILED
+    assert (
+        error_of("unreachable", msg) == "Task failed: sending a file with scp failed: scp: Connection closed"
+    )
+    assert host_status("unreachable", "Failed to connect to the host via ssh: timed out", 3) == "unreachable"
+    # A loop that went well sums up as "All items completed": that is no error.
+    assert error_of("changed", "All items completed") is None
+    assert error_of("failed", "") is None
+
+
+def test_a_loop_with_an_unreachable_item_reports_the_item_not_all_items_completed():
+    spec = importlib.util.spec_from_file_location("opsflow_callback", CALLBACK_DIR / "opsflow.py")
+    plugin = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plugin)
+    message = plugin.CallbackModule._message
+    item = {"msg": "Task failed: Failed to connect to the host via scp: scp: Connection closed"}
+    unreachable = {"msg": "All items completed", "unreachable": True, "results": [item]}
+    assert message(unreachable) == item["msg"]
+    failed = {"msg": "One or more items failed", "failed": True, "results": [{}, {"msg": "No space left"}]}
+    assert message(failed) == "One or more items failed: No space left"
+    assert message({"msg": "All items completed", "results": [{"changed": True}]}) == "All items completed"

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import add_hosts, add_local_host, make_member
+from tests.conftest import add_hosts, add_local_host, make_member, run_script
 
 
 def unique(prefix: str) -> str:
@@ -332,6 +332,59 @@ def test_rolling_pauses_on_a_failed_batch_and_retries_it(service, project, accou
     done = service.wait_job(pid, job["id"], statuses={"failed", "success"})
     assert done["status"] == "success", done
     assert done["steps"][0]["counts"]["success"] == 4
+
+
+def test_every_retry_adds_an_attempt_and_keeps_the_earlier_ones(service, project, tmp_path):
+    pid = project["id"]
+    hosts = local_hosts(service, project, 2)
+    lock = tmp_path / "lock"
+    # Of the hosts running at once, the one that makes the lock succeeds; the others fail.
+    content = f"if mkdir '{lock}' 2>/dev/null; then echo won; else echo lost; exit 3; fi"
+    job = run_script(service, project, hosts, content)
+    failed = service.wait_job(pid, job["id"])
+    [step] = failed["steps"]
+    first = {r["host_id"]: r for r in service.host_results(pid, job["id"])}
+    assert sorted((r["attempt"], r["status"], r["stdout"]) for r in first.values()) == [
+        (1, "failed", "lost\n"),
+        (1, "success", "won\n"),
+    ]
+    winner = next(host for host, r in first.items() if r["status"] == "success")
+
+    operate(service, pid, failed, step, "retry", failed_only=False)
+    both_failed = service.wait_job(pid, job["id"])
+    assert both_failed["steps"][0]["counts"]["failed"] == 2
+    lock.rmdir()
+    operate(service, pid, both_failed, step, "retry", failed_only=True)
+    done = service.wait_job(pid, job["id"])
+    assert done["steps"][0]["counts"]["success"] == 1 and done["steps"][0]["counts"]["failed"] == 1
+    assert [piece["index"] for piece in done["steps"][0]["slices"]] == [0, 1, 2]
+
+    latest = service.host_results(pid, job["id"])
+    assert sorted((r["attempt"], r["latest"], r["status"]) for r in latest) == [
+        (3, True, "failed"),
+        (3, True, "success"),
+    ]
+    second = service.host_results(pid, job["id"], attempt=2)
+    assert [(r["status"], r["stdout"], r["latest"]) for r in second] == [("failed", "lost\n", False)] * 2
+    assert {r["host_id"]: r["stdout"] for r in service.host_results(pid, job["id"], attempt=1)} == {
+        host: r["stdout"] for host, r in first.items()
+    }
+    assert service.host_results(pid, job["id"], attempt=4) == []
+    groups = service.get(f"/projects/{pid}/jobs/{job['id']}/steps/{step['id']}/output-groups")
+    assert sum(group["count"] for group in groups) == 2
+
+    log_path = f"/projects/{pid}/jobs/{job['id']}/host-results/{winner}/log"
+    assert "won" in service.api("GET", log_path, 200, query_string={"attempt": 1}).get_data(as_text=True)
+    assert "· attempt 2" in service.api("GET", log_path, 200, query_string={"attempt": 2}).get_data(
+        as_text=True
+    )
+    assert "· attempt 3" in service.api("GET", log_path, 200).get_data(as_text=True)
+    missing = service.api("GET", log_path, 404, query_string={"attempt": 4}).get_json()["error"]
+    assert "attempt 4" in missing["message"]
+    for bad in ("0", "-1", "two"):
+        for path in (f"/projects/{pid}/jobs/{job['id']}/host-results", log_path):
+            error = service.api("GET", path, 422, query_string={"attempt": bad}).get_json()["error"]
+            assert error["field"] == "attempt", error
 
 
 def test_script_executions_are_idempotent_by_key(service, project):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from datetime import datetime, timedelta
 
 from app.execution.compiler import Account, Target, compile_connection_test
@@ -42,7 +43,7 @@ def hosts_where(service, pid: int, **query) -> list[str]:
     return sorted(host["name"] for host in service.get(f"/projects/{pid}/hosts", query_string=query))
 
 
-def test_reachable_unreachable_and_refused_hosts(service, project, account, lab):
+def test_reachable_unreachable_and_refused_hosts(service, project, account, lab, tmp_path):
     pid = project["id"]
     closed_port = _free_port()
     assert not reachable("127.0.0.1", closed_port)
@@ -69,15 +70,23 @@ def test_reachable_unreachable_and_refused_hosts(service, project, account, lab)
     down_since = datetime.fromisoformat(down_now["unreachable_since"])
     assert down_since == datetime.fromisoformat(down_now["last_checked_at"])
 
-    stranger = service.post(
-        f"/projects/{pid}/accounts",
+    # A wrong account is the account's failure, not the host's: the verdicts stay as they were.
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")], check=True)
+    wrong_logins = [
         {"name": "stranger", "username": "no-such-user", "private_key": lab.private_key},
-    ).get_json()
-    refused = check(service, pid, [up], stranger["id"])
-    assert service.host_results(pid, refused["id"])[0]["status"] == "auth_failed"
-    up_now = service.get(f"/projects/{pid}/hosts/{up['id']}")
-    assert up_now["reachable"] is False and up_now["last_check_error"].startswith("auth_failed: ")
-    assert up_now["unreachable_since"] is not None
+        {"name": "wrong-key", "username": lab.user, "private_key": (tmp_path / "other").read_text()},
+    ]
+    for login in wrong_logins:
+        wrong = service.post(f"/projects/{pid}/accounts", login, expect=201).get_json()
+        refused = check(service, pid, [up, down], wrong["id"])
+        statuses = {r["host_name"]: r["status"] for r in service.host_results(pid, refused["id"])}
+        assert statuses == {"up": "auth_failed", "down": "unreachable"}, login["name"]
+        refused_at = service.get(f"/projects/{pid}/hosts/{up['id']}")
+        assert (refused_at["reachable"], refused_at["unreachable_since"]) == (True, None)
+        assert refused_at["last_check_error"].startswith("auth_failed: ")
+        assert refused_at["last_checked_at"] > up_now["last_checked_at"]
+        still_down = service.get(f"/projects/{pid}/hosts/{down['id']}")
+        assert datetime.fromisoformat(still_down["unreachable_since"]) == down_since
 
     check(service, pid, [up, down], account["id"])
     up_now = service.get(f"/projects/{pid}/hosts/{up['id']}")

@@ -6,12 +6,16 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
+import uuid
 
 import psutil
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from app.execution.ingest import GROUP, Ingester, apply_events
+from app.execution.watchdog import DONE, WORKER_DIED
 from app.extensions import db, redis
 from app.models import HostResult, HostStatus, JobInstance, RunStatus, Slice, StepInstance, TaskResult
 from tests.conftest import add_hosts, run_script
@@ -42,18 +46,24 @@ def make_job(project_id: int, hosts: list[str], task_count: int) -> Slice:
     job.steps.append(step)
     db.session.add(job)
     db.session.flush()
+    add_host_rows(piece, hosts)
+    return piece
+
+
+def add_host_rows(piece: Slice, hosts: list[str], attempt: int = 1) -> None:
+    """Each host's attempt in the slice, waiting for its events."""
     for name in hosts:
         db.session.add(
             HostResult(
-                job_instance_id=job.id,
-                step_instance_id=step.id,
+                job_instance_id=piece.step.job_instance_id,
+                step_instance_id=piece.step_instance_id,
                 slice_id=piece.id,
                 host_name=name,
                 address=name,
+                attempt=attempt,
             )
         )
     db.session.commit()
-    return piece
 
 
 def events_for(piece: Slice, hosts: list[str]) -> list[dict]:
@@ -110,6 +120,38 @@ def test_redelivered_batch_creates_no_duplicates(service, project):
     assert log.get_json()["error"]["code"] == "not_found"
 
 
+def test_redelivered_events_of_an_earlier_attempt_change_neither_attempt(service, project):
+    hosts = ["alpha", "beta"]
+    first = make_job(project["id"], hosts, task_count=2)
+    apply_events(events_for(first, hosts))
+    db.session.commit()
+    # A retry: each host's second attempt, in a slice of its own.
+    step = first.step
+    step.status = RunStatus.RUNNING
+    second = Slice(index=1, host_count=len(hosts), status=RunStatus.RUNNING)
+    step.slices.append(second)
+    db.session.flush()
+    db.session.execute(update(HostResult).where(HostResult.slice_id == first.id).values(latest=False))
+    add_host_rows(second, hosts, attempt=2)
+    retried = events_for(second, hosts)
+    for event in retried:
+        if event["type"] == "task_result":
+            event["stdout"] = "second " + event["stdout"]
+    apply_events([*events_for(first, hosts), *retried, *events_for(first, hosts)])
+    db.session.commit()
+    rows = db.session.scalars(select(HostResult).where(HostResult.step_instance_id == step.id)).all()
+    assert sorted((row.host_name, row.attempt, row.latest, row.stdout) for row in rows) == [
+        ("alpha", 1, False, "alpha 2\n"),
+        ("alpha", 2, True, "second alpha 2\n"),
+        ("beta", 1, False, "beta 2\n"),
+        ("beta", 2, True, "second beta 2\n"),
+    ]
+    for row in rows:
+        assert [task.seq for task in row.tasks] == [1, 2]
+    job = service.get(f"/projects/{project['id']}/jobs/{step.job_instance_id}")
+    assert job["status"] == "success" and job["counts"]["success"] == 2
+
+
 def worker_tree(service, name: str) -> list[psutil.Process]:
     main = psutil.Process(service.processes[name].pid)
     return [main, *main.children(recursive=True)]
@@ -137,9 +179,40 @@ def test_worker_killed_mid_run_is_reaped(service, project, account, lab):
         elapsed = time.monotonic() - killed_at
         assert done["status"] == "abnormal", done
         assert done["counts"]["abnormal"] == 2
-        assert "stopped answering" in done["steps"][0]["slices"][0]["error"]
+        # The run's watchdog reports the death itself, before the heartbeat expires.
+        assert done["steps"][0]["slices"][0]["error"] == WORKER_DIED
         assert elapsed < 30
         wait_until(lambda: ansible_processes(service) == [], timeout=15)
     finally:
         service.stop(owner)
         service.start(owner, "worker")
+
+
+def test_a_killed_work_horse_is_reported_by_its_watchdog(service, project, account, lab):
+    hosts = add_hosts(service, project, lab, 2, first=3010)
+    job = run_script(service, project, hosts, "sleep 120", account_id=account["id"])
+    path = f"/projects/{project['id']}/jobs/{job['id']}"
+    wait_until(lambda: service.get(path)["counts"]["running"] == 2)
+    [piece] = service.get(path)["steps"][0]["slices"]
+    # Only the work horse dies (as when RQ kills it); its worker lives on and takes the next job.
+    os.kill(int(piece["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
+    done = service.wait_job(project["id"], job["id"], timeout=60)
+    assert done["status"] == "abnormal", done
+    assert done["counts"]["abnormal"] == 2
+    assert done["steps"][0]["slices"][0]["error"] == WORKER_DIED
+    results = service.host_results(project["id"], job["id"])
+    assert {result["error"] for result in results} == {WORKER_DIED}
+    wait_until(lambda: ansible_processes(service) == [], timeout=15)
+    after = run_script(service, project, hosts, "echo alive", account_id=account["id"])
+    assert service.wait_job(project["id"], after["id"])["status"] == "success"
+
+
+def test_a_watchdog_whose_run_ended_well_reports_nothing(service, project, tmp_path):
+    stream = f"test:watchdog:{uuid.uuid4().hex}"
+    environ = {**os.environ, "OPSFLOW_REDIS_URL": service.env["REDIS_URL"], "OPSFLOW_EVENT_STREAM": stream}
+    command = [sys.executable, "-m", "app.execution.watchdog", uuid.uuid4().hex, str(tmp_path)]
+    for stdin, slice_id in ((DONE, "41"), (b"", "42")):
+        subprocess.run(command, input=stdin, env={**environ, "OPSFLOW_SLICE_ID": slice_id}, check=True)
+    reported = [json.loads(fields[b"events"]) for _, fields in redis.client.xrange(stream)]
+    assert reported == [[{"type": "slice_done", "slice": 42, "status": "abnormal", "error": WORKER_DIED}]]
+    redis.client.delete(stream)

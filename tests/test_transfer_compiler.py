@@ -7,9 +7,11 @@ from app.execution.transfer import (
     Origin,
     PushFile,
     PushPlan,
+    SpeedLimit,
     compile_fetch,
     compile_push,
     expand,
+    scp_arguments,
     source_pattern,
     target_directory,
     unknown_variables,
@@ -81,12 +83,14 @@ def test_names_and_paths_are_data_never_templates():
 
 def test_fetch_holds_the_path_in_unsafe_variables():
     compiled = compile_fetch(
-        f"/var/{INJECTION}/*.log", "/staging/7", [Target("db1", "10.0.0.2")], None, 125_000
+        f"/var/{INJECTION}/*.log", "/staging/7", [Target("db1", "10.0.0.2")], None, SpeedLimit(125_000)
     )
     play = load(to_ansible(compiled.playbook))[0]
     assert play["vars"]["opsflow_source"] == ("UNSAFE", f"/var/{INJECTION}/*.log")
     assert play["vars"]["opsflow_pattern"] == ("UNSAFE", "*.log")
     assert INJECTION not in to_ansible(play["tasks"])
     common = compiled.inventory["all"]["vars"]
-    # 125,000 bytes/s is 1000 Kbit/s for scp.
-    assert (common["ansible_ssh_transfer_method"], common["ansible_scp_extra_args"]) == ("scp", "-l 1000")
+    # 125,000 bytes/s is 1000 Kbit/s for scp, in its legacy protocol: hosts need no SFTP subsystem.
+    assert (common["ansible_ssh_transfer_method"], common["ansible_scp_extra_args"]) == ("scp", "-O -l 1000")
+    # An scp from before OpenSSH 8.7 knows no -O, and speaks only the legacy protocol.
+    assert scp_arguments(SpeedLimit(1000, scp_legacy_flag=False)) == "-l 8"

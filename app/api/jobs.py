@@ -132,19 +132,20 @@ class HostResults(MethodView):
     @blp.response(200, HostResultSchema(many=True))
     @blp.paginate(SelectPage)
     def get(self, filters: dict[str, Any], pid: int, jid: int):
-        """Per-host results, paged, filtered by step and status."""
+        """Per-host results, paged, filtered by step and status: each host's latest attempt, or `attempt`."""
         require(current_actor(), pid, Action.READ)
         return jobs.host_results_query(records.get(JobInstance, jid, pid), filters)
 
 
 @blp.route("/<int:pid>/jobs/<int:jid>/host-results/<int:host_id>/log")
 class HostLog(MethodView):
-    @filter_arguments(blp, HostResultArgs(only=("step",)))
+    @filter_arguments(blp, HostResultArgs(only=("step", "attempt")))
     @blp.response(200, content_type="text/plain")
     def get(self, filters: dict[str, Any], pid: int, jid: int, host_id: int):
-        """One host's whole log in the job, as a text file."""
+        """One host's whole log in the job (its latest attempts, or `attempt`), as a text file."""
         require(current_actor(), pid, Action.READ)
-        lines = jobs.host_log(records.get(JobInstance, jid, pid), host_id, filters.get("step"))
+        job = records.get(JobInstance, jid, pid)
+        lines = jobs.host_log(job, host_id, filters.get("step"), filters.get("attempt"))
         return Response(
             stream_with_context(lines),
             mimetype="text/plain",

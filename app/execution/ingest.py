@@ -44,6 +44,10 @@ GROUP = "ingest"
 AUTH_FAILURE = re.compile(
     r"Permission denied \(|Authentication failed|[Ii]ncorrect (sudo )?password|Missing sudo password"
 )
+# Ansible reports a file it could not send to a host it had just run a command on as a connection
+# failure; the host was reached, and what failed is the transfer.
+TRANSFER_FAILURE = re.compile(r"Failed to connect to the host via (scp|sftp): ")
+OK_OUTCOMES = frozenset({"ok", "changed", "skipped"})
 
 
 # What ssh says when a host's key differs from the one recorded for it.
@@ -67,6 +71,8 @@ def timestamp(value: float | None) -> datetime | None:
 def host_status(outcome: str, msg: str, task_count: int) -> HostStatus:
     """A host's status after one task result; RUNNING while more tasks may follow."""
     if outcome == "unreachable":
+        if TRANSFER_FAILURE.search(msg):
+            return HostStatus.FAILED
         return connection_failure(msg, HostStatus.UNREACHABLE)
     if outcome == "failed" and task_count == PLAYBOOK_TASKS:
         # A user's playbook may rescue a failed task (block/rescue): its recap decides.
@@ -77,6 +83,13 @@ def host_status(outcome: str, msg: str, task_count: int) -> HostStatus:
     if not single_task:
         return HostStatus.RUNNING
     return HostStatus.FAILED if outcome == "ignored" else HostStatus.SUCCESS
+
+
+def error_of(outcome: str, msg: str) -> str | None:
+    """What a task result tells of a host's failure: nothing when the task went well."""
+    if outcome in OK_OUTCOMES or not msg:
+        return None
+    return TRANSFER_FAILURE.sub(lambda match: f"sending a file with {match.group(1)} failed: ", msg)
 
 
 def recap_status(summary: dict[str, int]) -> HostStatus:
@@ -189,7 +202,7 @@ def apply_events(events: list[dict[str, Any]]) -> None:
                     "stderr": event["stderr"],
                     "stdout_truncated": event["stdout_truncated"],
                     "stderr_truncated": event["stderr_truncated"],
-                    "msg": event["msg"] or None,
+                    "msg": error_of(event["outcome"], event["msg"]),
                     "start": timestamp(event["start"]),
                     "ended": timestamp(event["end"]) if status.final else None,
                 }
@@ -224,7 +237,7 @@ def file_row(piece: Any, host_result_id: int, event: dict[str, Any]) -> dict[str
         "source": event["source"],
         "size": event["size"],
         "status": status,
-        "error": (event["msg"] or "failed") if failed else None,
+        "error": (error_of(event["outcome"], event["msg"]) or "failed") if failed else None,
         "checksum_verified": checksum_verified(failed, event["msg"]),
         "started_at": timestamp(event["start"]),
         "ended_at": timestamp(event["end"]),

@@ -18,7 +18,7 @@ from app.config import Settings
 from app.execution import events
 from app.execution.keys import heartbeat_key
 from app.extensions import db
-from app.models import RunStatus, Slice, StepInstance
+from app.models import RunStatus, Slice
 from app.models.base import utcnow
 
 LOST_QUEUE_STATES = {JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
@@ -41,16 +41,10 @@ def reap(settings: Settings, redis: Redis) -> list[int]:
     for piece in running:
         if not redis.exists(heartbeat_key(piece.id)):
             lost.append((piece.id, "the worker running this slice stopped answering"))
-    # Slices of a job the project's running limit holds back, of a step waiting for the steps
-    # before it, or of a rolling step's later batches, are on no queue yet, and that is fine.
+    # Slices not queued yet (held back by the project's running limit, behind earlier steps, or a later
+    # batch of a rolling step) are on no queue, and that is fine.
     queued = db.session.scalars(
-        select(Slice)
-        .join(StepInstance, Slice.step_instance_id == StepInstance.id)
-        .where(
-            Slice.status == RunStatus.WAITING,
-            StepInstance.dispatched_at < stale,
-            Slice.batch <= StepInstance.current_batch,
-        )
+        select(Slice).where(Slice.status == RunStatus.WAITING, Slice.queued_at < stale)
     ).all()
     for piece in queued:
         if queue_entry_lost(redis, piece):

@@ -126,6 +126,7 @@ class Runner:
             [sys.executable, "-m", "app.execution.watchdog", *watchdog_args],
             stdin=subprocess.PIPE,
             cwd=ROOT,
+            env={**os.environ, **self._event_stream(request)},
             start_new_session=True,
         )
         try:
@@ -243,9 +244,7 @@ class Runner:
             "ANSIBLE_PYTHON_INTERPRETER": "auto_silent",
             # An inventory Ansible cannot read fails the run, rather than leaving it with no hosts.
             "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True",
-            "OPSFLOW_REDIS_URL": settings.redis_url,
-            "OPSFLOW_EVENT_STREAM": settings.event_stream,
-            "OPSFLOW_SLICE_ID": str(request.slice_id),
+            **self._event_stream(request),
             "OPSFLOW_OUTPUT_CAP_BYTES": str(settings.output_cap_bytes),
             MARKER_VAR: marker,
         }
@@ -254,6 +253,14 @@ class Runner:
         if request.private_key:
             env["ANSIBLE_PRIVATE_KEY_FILE"] = str(data_dir / KEY_FILE)
         return env
+
+    def _event_stream(self, request: RunRequest) -> dict[str, str]:
+        """Where the run's callback plugin and its watchdog send the slice's events."""
+        return {
+            "OPSFLOW_REDIS_URL": self.settings.redis_url,
+            "OPSFLOW_EVENT_STREAM": self.settings.event_stream,
+            "OPSFLOW_SLICE_ID": str(request.slice_id),
+        }
 
     @staticmethod
     def _cmdline(request: RunRequest, data_dir: Path) -> str | None:

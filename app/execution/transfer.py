@@ -53,13 +53,23 @@ class PushFile:
 
 
 @dataclass(frozen=True)
+class SpeedLimit:
+    """Bytes per second on the wire, per host, and whether the controller's scp has `-O`."""
+
+    bytes_per_second: int
+    # OpenSSH 9 made scp speak SFTP, which hosts without the SFTP subsystem refuse ("scp: Connection
+    # closed"); its legacy protocol (-O) needs only an scp on the host. Older scp speak only that one.
+    scp_legacy_flag: bool = True
+
+
+@dataclass(frozen=True)
 class PushPlan:
     target_path: str
     mode: str = STRICT
     safe_layout: str = "host"
     date: str = ""
-    # Bytes per second on the wire, per host; None: as fast as it goes.
-    speed_limit: int | None = None
+    # None: as fast as it goes.
+    speed_limit: SpeedLimit | None = None
 
 
 def expand(target_path: str, origin: Origin, date: str) -> str:
@@ -160,16 +170,23 @@ def push_task_count(plan: PushPlan) -> int:
     return len(push_tasks([PushFile("file", "directory/file", 0, "")], plan))
 
 
-def transfer_inventory(targets: list[Target], account: Account | None, speed_limit: int | None) -> dict:
+def scp_arguments(limit: SpeedLimit) -> str:
+    """scp's options for a limited transfer: -l is in Kbit/s."""
+    rate = f"-l {max(limit.bytes_per_second * 8 // 1000, 1)}"
+    return f"-O {rate}" if limit.scp_legacy_flag else rate
+
+
+def transfer_inventory(
+    targets: list[Target], account: Account | None, speed_limit: SpeedLimit | None
+) -> dict:
     by_connection: dict[str, list[Target]] = {}
     for target in targets:
         by_connection.setdefault(target.connection, []).append(target)
     data = inventory({GROUPS[connection]: members for connection, members in by_connection.items()}, account)
     if speed_limit:
-        # scp's -l is in Kbit/s; sftp has no limit of its own.
+        # Ansible's other ways to send files (sftp, or piped through dd when sftp fails) have no limit.
         data["all"]["vars"].update(
-            ansible_ssh_transfer_method="scp",
-            ansible_scp_extra_args=f"-l {max(speed_limit * 8 // 1000, 1)}",
+            ansible_ssh_transfer_method="scp", ansible_scp_extra_args=scp_arguments(speed_limit)
         )
     return data
 
@@ -252,7 +269,7 @@ def fetch_tasks(path: str, staging: str) -> tuple[list[dict[str, Any]], dict[str
 
 
 def compile_fetch(
-    path: str, staging: str, sources: list[Target], account: Account | None, speed_limit: int | None
+    path: str, staging: str, sources: list[Target], account: Account | None, speed_limit: SpeedLimit | None
 ) -> CompiledStep:
     """Playbook and inventory that bring `path` from every source host into `staging`."""
     tasks, variables = fetch_tasks(path, staging)

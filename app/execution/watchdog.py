@@ -1,22 +1,42 @@
-"""Ends a run's processes when the worker that started them dies.
+"""Ends a run's processes when the worker that started them dies, and reports the slice lost.
 
 The runner starts this in a session of its own with a pipe on stdin and keeps
 the other end. A runner that cleaned up after its run writes "done" before it
 closes the pipe. When the worker dies instead, however it dies (RQ's kill of the
 work horse, kill -9), the pipe closes with nothing written, and this kills every
-process of the run (app.execution.process) and removes the run's secret files.
+process of the run (app.execution.process), removes the run's secret files, and
+ends the slice as abnormal on the event stream, behind whatever the run sent: the
+ingester marks its hosts at once instead of when the reaper finds the heartbeat
+gone. The reaper still covers a watchdog that could not report; a slice ends once.
 
 Usage: python -m app.execution.watchdog MARKER CONTROL_DIR [SECRET_FILE...]
+with the stream named by OPSFLOW_REDIS_URL, OPSFLOW_EVENT_STREAM and OPSFLOW_SLICE_ID.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
+from redis import Redis
+from redis.exceptions import RedisError
+
+from app.execution import events
 from app.execution.process import kill_marked
+from app.models.status import RunStatus
 
 DONE = b"done"
+WORKER_DIED = "the worker process running this slice died"
+
+
+def report_lost(environ: dict[str, str]) -> None:
+    try:
+        redis = Redis.from_url(environ["OPSFLOW_REDIS_URL"])
+        slice_done = events.slice_done(int(environ["OPSFLOW_SLICE_ID"]), RunStatus.ABNORMAL, WORKER_DIED)
+        events.publish(redis, environ["OPSFLOW_EVENT_STREAM"], [slice_done])
+    except (KeyError, ValueError, RedisError) as exc:
+        print(f"watchdog: the slice could not be reported lost ({exc}); the reaper will", file=sys.stderr)
 
 
 def main(marker: str, control_dir: str, secret_files: list[str]) -> None:
@@ -24,6 +44,7 @@ def main(marker: str, control_dir: str, secret_files: list[str]) -> None:
         kill_marked(marker, control_dir)
         for path in secret_files:
             Path(path).unlink(missing_ok=True)
+        report_lost(dict(os.environ))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import hashlib
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
@@ -198,7 +198,8 @@ class Slice(db.Model):
 class HostResult(db.Model):
     __tablename__ = "host_result"
     __table_args__ = (
-        UniqueConstraint("step_instance_id", "host_name"),
+        # A retry adds an attempt of the host, never overwrites one.
+        UniqueConstraint("step_instance_id", "host_name", "attempt", name="uq_host_result_step_host_attempt"),
         Index("ix_host_result_step_status", "step_instance_id", "status"),
         Index("ix_host_result_job_status", "job_instance_id", "status"),
         Index("ix_host_result_host_name", "host_name"),
@@ -212,6 +213,11 @@ class HostResult(db.Model):
     host_id: Mapped[int | None] = mapped_column(ForeignKey("host.id", ondelete="SET NULL"), index=True)
     host_name: Mapped[str] = mapped_column(String(255))
     address: Mapped[str] = mapped_column(String(255))
+    # 1 for the host's first run of the step; each retry of the step on the host adds one.
+    attempt: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # The host's last attempt of the step, the one counts, lists and the step's status read: kept as a
+    # flag, so that every such query stays one indexed filter instead of a max() per host.
+    latest: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     status: Mapped[str] = mapped_column(String(16), default=HostStatus.WAITING)
     exit_code: Mapped[int | None] = mapped_column(Integer)
     stdout: Mapped[str] = mapped_column(Text, default="")

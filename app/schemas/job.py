@@ -204,6 +204,10 @@ class JobListArgs(FilterArgs):
 
 class HostResultArgs(FilterArgs):
     step = fields.Integer(metadata={"description": "a step instance id"})
+    attempt = fields.Integer(
+        validate=validate.Range(min=1),
+        metadata={"description": "each host's attempt of this number (1: its first); default: its latest"},
+    )
     status = fields.String(validate=validate.OneOf(HOST_STATUSES))
     exit_code = fields.Integer()
     output_digest = fields.String(metadata={"description": "hosts of one output group"})
@@ -231,6 +235,8 @@ class HostResultSchema(Schema):
     host_id = fields.Integer(allow_none=True)
     host_name = fields.String()
     address = fields.String()
+    attempt = fields.Integer(metadata={"description": "1 for the first run; each retry of the step adds one"})
+    latest = fields.Boolean(metadata={"description": "the host's last attempt of the step"})
     status = fields.String(metadata={"enum": HOST_STATUSES})
     exit_code = fields.Integer(allow_none=True)
     stdout = fields.String()

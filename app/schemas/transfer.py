@@ -136,6 +136,10 @@ class FileResultArgs(FilterArgs):
     step = fields.Integer(metadata={"description": "a step instance id"})
     host = fields.String(validate=validate.Length(min=1), metadata={"description": "a target host's name"})
     status = fields.String(validate=validate.OneOf(FILE_STATUSES))
+    attempt = fields.Integer(
+        validate=validate.Range(min=1),
+        metadata={"description": "the files of each host's attempt of this number; default: its latest"},
+    )
 
 
 class FileResultSchema(Schema):

@@ -218,6 +218,7 @@ def relaunch(actor: Actor, project_id: int, job_id: int, only_failed: bool = Fal
             .where(
                 # The last step's hosts are the targets; earlier steps reach sources.
                 HostResult.step_instance_id == job.steps[-1].id,
+                HostResult.latest,
                 HostResult.status != HostStatus.SUCCESS,
                 HostResult.host_id.is_not(None),
             )

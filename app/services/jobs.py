@@ -55,7 +55,7 @@ def counts_by_batch(job: JobInstance) -> dict[tuple[int, int], Counter]:
     rows = db.session.execute(
         select(Slice.step_instance_id, Slice.batch, HostResult.status, func.count())
         .join(Slice, HostResult.slice_id == Slice.id)
-        .where(HostResult.job_instance_id == job.id)
+        .where(HostResult.job_instance_id == job.id, HostResult.latest)
         .group_by(Slice.step_instance_id, Slice.batch, HostResult.status)
     ).all()
     counts: dict[tuple[int, int], Counter] = {}
@@ -106,8 +106,15 @@ def jobs_query(project_id: int, filters: dict[str, Any]) -> Select:
     return query.order_by(JobInstance.created_at.desc(), JobInstance.id.desc())
 
 
+def attempt_filter(attempt: int | None):
+    """Each host's attempt number `attempt`, or, when None, each host's latest attempt."""
+    return HostResult.latest if attempt is None else HostResult.attempt == attempt
+
+
 def host_results_query(job: JobInstance, filters: dict[str, Any]) -> Select:
-    query = select(HostResult).where(HostResult.job_instance_id == job.id)
+    query = select(HostResult).where(
+        HostResult.job_instance_id == job.id, attempt_filter(filters.get("attempt"))
+    )
     for name in ("step", "status", "exit_code", "output_digest"):
         if name in filters:
             column = HostResult.step_instance_id if name == "step" else getattr(HostResult, name)
@@ -139,7 +146,7 @@ def output_groups(step: StepInstance, first: int, size: int) -> tuple[int, list[
     """One page of the step's distinct (status, exit code, stdout) groups, largest first, and their total."""
     key = (HostResult.status, HostResult.exit_code, HostResult.output_digest)
     grouped = select(*key, func.count().label("count"), func.min(HostResult.id).label("sample")).where(
-        HostResult.step_instance_id == step.id
+        HostResult.step_instance_id == step.id, HostResult.latest
     )
     grouped = grouped.group_by(*key)
     total = db.session.scalar(select(func.count()).select_from(grouped.subquery()))
@@ -158,6 +165,7 @@ def output_groups(step: StepInstance, first: int, size: int) -> tuple[int, list[
             select(HostResult.host_name)
             .where(
                 HostResult.step_instance_id == step.id,
+                HostResult.latest,
                 HostResult.status == row.status,
                 HostResult.exit_code == row.exit_code,
                 HostResult.output_digest == row.output_digest,
@@ -180,14 +188,20 @@ def output_groups(step: StepInstance, first: int, size: int) -> tuple[int, list[
     return total, groups
 
 
-def host_log(job: JobInstance, host_id: int, step_id: int | None = None) -> Iterator[str]:
-    """One host's whole log for the job, step by step and task by task, as text chunks."""
-    query = select(HostResult).where(HostResult.job_instance_id == job.id, HostResult.host_id == host_id)
+def host_log(
+    job: JobInstance, host_id: int, step_id: int | None = None, attempt: int | None = None
+) -> Iterator[str]:
+    """One host's whole log for the job (its latest attempts, or its attempt number `attempt`), step by
+    step and task by task, as text chunks."""
+    query = select(HostResult).where(
+        HostResult.job_instance_id == job.id, HostResult.host_id == host_id, attempt_filter(attempt)
+    )
     if step_id is not None:
         query = query.where(HostResult.step_instance_id == step_id)
     results = db.session.scalars(query.order_by(HostResult.step_instance_id)).all()
     if not results:
-        raise NotFound(f"host {host_id} has no result in job instance {job.id}")
+        which = "" if attempt is None else f" at attempt {attempt}"
+        raise NotFound(f"host {host_id} has no result{which} in job instance {job.id}")
     return _log_lines(results)
 
 
@@ -205,7 +219,7 @@ def _archive(step_id: int, with_tasks: bool, launched: datetime) -> Iterator[byt
         while True:
             results = db.session.scalars(
                 select(HostResult)
-                .where(HostResult.step_instance_id == step_id, HostResult.id > last_id)
+                .where(HostResult.step_instance_id == step_id, HostResult.latest, HostResult.id > last_id)
                 .order_by(HostResult.id)
                 .limit(ARCHIVE_BATCH)
             ).all()
@@ -252,6 +266,8 @@ def _member_name(result: HostResult, taken: set[str]) -> str:
 def _log_lines(results: list[HostResult], with_tasks: bool = True) -> Iterator[str]:
     for result in results:
         yield f"== step {result.step_instance_id} · {result.host_name} ({result.address}) · {result.status}"
+        if result.attempt > 1:
+            yield f" · attempt {result.attempt}"
         yield f" · exit code {result.exit_code}\n" if result.exit_code is not None else "\n"
         if result.error:
             yield f"error: {result.error}\n"

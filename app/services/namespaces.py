@@ -31,7 +31,9 @@ def record_namespace_values(step: StepInstance) -> None:
     names = step.spec["namespaces"]
     rows = db.session.execute(
         select(HostResult.host_name, HostResult.stdout).where(
-            HostResult.step_instance_id == step.id, HostResult.status.not_in(HOST_PENDING)
+            HostResult.step_instance_id == step.id,
+            HostResult.latest,
+            HostResult.status.not_in(HOST_PENDING),
         )
     ).all()
     found = [(host, name, value) for host, stdout in rows for name, value in values_in(stdout, names).items()]

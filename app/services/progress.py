@@ -8,6 +8,7 @@ when its last slice does, and the job instance when its last step does.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 
 from sqlalchemy import func, select, update
 
@@ -35,11 +36,14 @@ from app.services.dispatch import (
 from app.services.namespaces import record_namespace_values
 from app.services.reachability import CHECK_STEP, record_results
 
+# What a step kind records once one of its slices has ended and its hosts are final (transfers add theirs).
+AFTER_SLICE: dict[str, Callable[[Slice], None]] = {}
+
 
 def host_counts(*where) -> dict[str, int]:
-    """Hosts per status among the host results matching `where`."""
+    """Hosts per status among the latest attempts matching `where`."""
     rows = db.session.execute(
-        select(HostResult.status, func.count()).where(*where).group_by(HostResult.status)
+        select(HostResult.status, func.count()).where(HostResult.latest, *where).group_by(HostResult.status)
     ).all()
     return {status: count for status, count in rows}
 
@@ -67,6 +71,8 @@ def finish_slice(slice_id: int, status: RunStatus, error: str | None = None) -> 
     piece.status = status
     piece.error = error
     piece.ended_at = now
+    if piece.step.kind in AFTER_SLICE:
+        AFTER_SLICE[piece.step.kind](piece)
     settle_step(piece.step)
     return True
 
@@ -118,6 +124,7 @@ def between_batches(step: StepInstance) -> None:
         .where(
             Slice.step_instance_id == step.id,
             Slice.batch == step.current_batch,
+            HostResult.latest,
             HostResult.status != HostStatus.SUCCESS,
         )
     )
@@ -175,7 +182,7 @@ def mark_started(piece: Slice) -> None:
 def counts_by_step(job_id: int) -> dict[int, Counter]:
     rows = db.session.execute(
         select(HostResult.step_instance_id, HostResult.status, func.count())
-        .where(HostResult.job_instance_id == job_id)
+        .where(HostResult.job_instance_id == job_id, HostResult.latest)
         .group_by(HostResult.step_instance_id, HostResult.status)
     ).all()
     counts: dict[int, Counter] = {}

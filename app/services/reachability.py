@@ -14,6 +14,8 @@ CHECK_JOB = "reachability_check"
 CHECK_STEP = "reachability"
 # Results that say nothing about the host: the check was cancelled or lost before reaching it.
 NO_VERDICT = frozenset({HostStatus.WAITING, HostStatus.RUNNING, HostStatus.CANCELLED, HostStatus.ABNORMAL})
+# The host answered and refused the account: the check is recorded, the host's verdict left as it was.
+ACCOUNT_REFUSED = frozenset({HostStatus.AUTH_FAILED})
 
 _hosts = Host.__table__.c
 RECORD = (
@@ -29,6 +31,11 @@ RECORD = (
         ),
     )
 )
+RECORD_CHECK_ONLY = (
+    update(Host.__table__)
+    .where(_hosts.id == bindparam("hid"))
+    .values(last_checked_at=bindparam("at", type_=UTCDateTime), last_check_error=bindparam("problem"))
+)
 
 
 def record_results(step: StepInstance) -> None:
@@ -37,23 +44,26 @@ def record_results(step: StepInstance) -> None:
         select(
             HostResult.host_id, HostResult.status, HostResult.error, HostResult.stderr, HostResult.ended_at
         )
-        .where(HostResult.step_instance_id == step.id, HostResult.host_id.is_not(None))
+        .where(HostResult.step_instance_id == step.id, HostResult.latest, HostResult.host_id.is_not(None))
         .where(HostResult.status.not_in(NO_VERDICT))
     ).all()
     now = utcnow()
-    rows = [
-        {
+    verdicts, checks = [], []
+    for host_id, status, error, stderr, ended_at in results:
+        ok = status == HostStatus.SUCCESS
+        row = {
             "hid": host_id,
-            "ok": status == HostStatus.SUCCESS,
             "at": ended_at or now,
-            "problem": None
-            if status == HostStatus.SUCCESS
-            else f"{status}: {error or stderr or 'no detail'}",
+            "problem": None if ok else f"{status}: {error or stderr or 'no detail'}",
         }
-        for host_id, status, error, stderr, ended_at in results
-    ]
-    if rows:
-        db.session.execute(RECORD, rows)
+        if status in ACCOUNT_REFUSED:
+            checks.append(row)
+        else:
+            verdicts.append({**row, "ok": ok})
+    if verdicts:
+        db.session.execute(RECORD, verdicts)
+    if checks:
+        db.session.execute(RECORD_CHECK_ONLY, checks)
 
 
 def hosts_query(project_id: int, filters: dict[str, Any]) -> Select:

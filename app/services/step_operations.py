@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import insert, select, update
 
 from app.extensions import db
 from app.models import (
-    FileResult,
     HostResult,
     HostStatus,
     JobInstance,
@@ -21,10 +20,8 @@ from app.models import (
     Slice,
     StepInstance,
     StepType,
-    TaskResult,
 )
 from app.models.base import utcnow
-from app.models.job import EMPTY_OUTPUT_DIGEST
 from app.services import dispatch, executions, records
 from app.services.access import Action, Actor, require, role_in
 from app.services.errors import Conflict, Forbidden, NotFound
@@ -67,11 +64,17 @@ def retry(actor: Actor, project_id: int, job_id: int, step_id: int, failed_only:
     if step.kind == StepType.MANUAL:
         raise Conflict(f"step {step.id} is a manual confirmation: it is confirmed, not retried", "kind")
     require_ended_failing(job, step, "retry")
-    # Ids and names only: a host's output may run to megabytes.
+    # The latest attempts' keys only: a host's output may run to megabytes.
     query = (
-        select(HostResult.id, HostResult.host_name)
+        select(
+            HostResult.id, HostResult.host_id, HostResult.host_name, HostResult.address, HostResult.attempt
+        )
         .join(Slice, HostResult.slice_id == Slice.id)
-        .where(HostResult.step_instance_id == step.id, Slice.batch <= step.current_batch)
+        .where(
+            HostResult.step_instance_id == step.id,
+            HostResult.latest,
+            Slice.batch <= step.current_batch,
+        )
         .order_by(HostResult.id)
     )
     if failed_only:
@@ -79,9 +82,9 @@ def retry(actor: Actor, project_id: int, job_id: int, step_id: int, failed_only:
     hosts = db.session.execute(query).all()
     if not hosts:
         raise Conflict(f"step {step.id} has no failed host to retry", "failed_only")
-    host_ids = [host.id for host in hosts]
-    db.session.execute(delete(TaskResult).where(TaskResult.host_result_id.in_(host_ids)))
-    db.session.execute(delete(FileResult).where(FileResult.host_result_id.in_(host_ids)))
+    db.session.execute(
+        update(HostResult).where(HostResult.id.in_([host.id for host in hosts])).values(latest=False)
+    )
     first_index = max(piece.index for piece in step.slices) + 1
     pieces = []
     for offset, (_, members) in enumerate(executions.chunked(hosts, [])):
@@ -89,24 +92,23 @@ def retry(actor: Actor, project_id: int, job_id: int, step_id: int, failed_only:
         step.slices.append(piece)
         pieces.append((piece, members))
     db.session.flush()
-    for piece, members in pieces:
-        db.session.execute(
-            update(HostResult)
-            .where(HostResult.id.in_([member.id for member in members]))
-            .values(
-                slice_id=piece.id,
-                status=HostStatus.WAITING,
-                exit_code=None,
-                stdout="",
-                output_digest=EMPTY_OUTPUT_DIGEST,
-                stderr="",
-                stdout_truncated=False,
-                stderr_truncated=False,
-                error=None,
-                started_at=None,
-                ended_at=None,
-            )
-        )
+    db.session.execute(
+        insert(HostResult),
+        [
+            {
+                "job_instance_id": job.id,
+                "step_instance_id": step.id,
+                "slice_id": piece.id,
+                "host_id": member.host_id,
+                "host_name": member.host_name,
+                "address": member.address,
+                "attempt": member.attempt + 1,
+                "status": HostStatus.WAITING,
+            }
+            for piece, members in pieces
+            for member in members
+        ],
+    )
     step.status = RunStatus.RUNNING
     step.ended_at = None
     executions.record_operation(

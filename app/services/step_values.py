@@ -76,7 +76,10 @@ def previous_hosts(step: StepInstance) -> tuple[list[str], list[str]]:
     seq = max(other.seq for other in earlier)
     rows = db.session.execute(
         select(HostResult.host_name, HostResult.status)
-        .where(HostResult.step_instance_id.in_([other.id for other in earlier if other.seq == seq]))
+        .where(
+            HostResult.step_instance_id.in_([other.id for other in earlier if other.seq == seq]),
+            HostResult.latest,
+        )
         .order_by(HostResult.host_name)
     ).all()
     succeeded = sorted({name for name, status in rows if status == HostStatus.SUCCESS})

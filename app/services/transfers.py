@@ -6,8 +6,10 @@ one push step to the targets, queued when the fetch steps have ended (app/servic
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
+import subprocess
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,13 +19,16 @@ from sqlalchemy import Select, select
 from app.config import INLINE_FILE_MAX_BYTES
 from app.config import current as settings
 from app.execution.compiler import Target
+from app.execution.ingest import insert_ignoring_duplicates
 from app.execution.runner import RunRequest
 from app.execution.transfer import (
     Origin,
     PushFile,
     PushPlan,
+    SpeedLimit,
     compile_fetch,
     compile_push,
+    destinations,
     fetch_tasks,
     push_task_count,
 )
@@ -31,8 +36,10 @@ from app.extensions import db
 from app.models import (
     Connection,
     FileResult,
+    FileStatus,
     Host,
     HostResult,
+    HostStatus,
     JobInstance,
     LaunchType,
     OnFailure,
@@ -41,7 +48,7 @@ from app.models import (
     StoredFile,
 )
 from app.models.base import utcnow
-from app.services import executions, files, records
+from app.services import executions, files, jobs, progress, records
 from app.services.access import Action, Actor, require
 from app.services.errors import Invalid, TooLarge, fields_under
 from app.services.inventory import resolve_targets
@@ -202,8 +209,9 @@ def sha1_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def fetched_files(step: StepInstance) -> list[PushFile]:
-    """What the fetch steps just before this push brought into staging, a directory per source host."""
+def fetched_files(step: StepInstance, hashed: bool = True) -> list[PushFile]:
+    """What the fetch steps just before this push brought into staging, a directory per source host;
+    unless `hashed`, without their SHA-1."""
     fetch_seq = step.seq - 1
     staging = staging_of(step.job_instance_id) / str(fetch_seq)
     sources = db.session.execute(
@@ -228,38 +236,87 @@ def fetched_files(step: StepInstance) -> list[PushFile]:
                         str(path),
                         str(path.relative_to(root)),
                         path.stat().st_size,
-                        sha1_of(path),
+                        sha1_of(path) if hashed else "",
                         Origin(name, address),
                     )
                 )
     return found
 
 
-def compile_push_slice(piece: Slice) -> RunRequest:
-    step = piece.step
+def files_to_push(step: StepInstance, to_send: bool = True) -> tuple[list[PushFile], dict[str, bytes]]:
+    """The push step's files in their order, and the inline ones' bytes by their `src`; unless `to_send`,
+    only what names them: no stored file looked up, no fetched file hashed."""
     spec = step.spec
-    pushed, inline, stored = [], {}, []
+    pushed, inline = [], {}
     for index, entry in enumerate(spec["files"]):
-        if "file_id" in entry:
+        if "file_id" not in entry:
+            src = f"inline-{index}"
+            inline[src] = entry["content"].encode()
+        elif to_send:
             row = db.session.get(StoredFile, entry["file_id"])
             if row is None:
                 raise Invalid(f"stored file {entry['file_id']} ({entry['name']}) was deleted before the push")
             src = str(files.path_of(row))
-            stored.append(files.path_of(row))
         else:
-            src = f"inline-{index}"
-            inline[src] = entry["content"].encode()
+            src = entry["name"]
         pushed.append(PushFile(src, entry["name"], entry["size"], entry["sha1"], Origin()))
     if spec["fetched"]:
-        pushed.extend(fetched_files(step))
-    plan = PushPlan(
-        spec["target_path"], spec["mode"], spec["safe_layout"], spec["date"], bytes_per_second(spec)
+        pushed.extend(fetched_files(step, hashed=to_send))
+    return pushed, inline
+
+
+def push_plan(spec: dict[str, Any]) -> PushPlan:
+    return PushPlan(
+        spec["target_path"], spec["mode"], spec["safe_layout"], spec["date"], speed_limit_of(spec)
     )
+
+
+def compile_push_slice(piece: Slice) -> RunRequest:
+    step = piece.step
+    pushed, inline = files_to_push(step)
     targets = executions.slice_targets(piece)
-    account = executions.step_account(spec)
-    compiled = compile_push(pushed, plan, targets, executions.login_of(account), inline)
-    fetched = [staging_of(step.job_instance_id) / str(step.seq - 1)] if spec["fetched"] else []
+    account = executions.step_account(step.spec)
+    compiled = compile_push(pushed, push_plan(step.spec), targets, executions.login_of(account), inline)
+    # The run sees the stored files it sends and the files fetched for it, nothing else of the store.
+    named = step.spec["files"]
+    sent = zip(pushed[: len(named)], named, strict=True)
+    stored = [Path(file.src) for file, entry in sent if "file_id" in entry]
+    fetched = [staging_of(step.job_instance_id) / str(step.seq - 1)] if step.spec["fetched"] else []
     return executions.run_request(piece, compiled, len(targets), account, [], readable=stored + fetched)
+
+
+def record_unsent_files(piece: Slice) -> None:
+    """A push slice has ended: every file a host did not get because it failed before the file was sent
+    gets a failed result with the host's reason, so each host lists each file."""
+    failed = db.session.execute(
+        select(HostResult.id, HostResult.host_name, HostResult.error).where(
+            HostResult.slice_id == piece.id, HostResult.status != HostStatus.SUCCESS
+        )
+    ).all()
+    if not failed:
+        return
+    step = piece.step
+    pushed, _ = files_to_push(step, to_send=False)
+    placed = destinations(pushed, push_plan(step.spec))
+    rows = [
+        {
+            "job_instance_id": step.job_instance_id,
+            "step_instance_id": step.id,
+            "host_result_id": host.id,
+            "host_name": host.host_name,
+            "seq": seq,
+            "path": path,
+            "source": file.origin.name,
+            "size": file.size,
+            "status": FileStatus.FAILED,
+            "error": f"not sent: {host.error or 'the host failed before this file'}",
+        }
+        for host in failed
+        for seq, (file, _, path) in enumerate(placed, start=1)
+    ]
+    if rows:
+        # Files the host did report keep their own result.
+        db.session.execute(insert_ignoring_duplicates(FileResult), rows)
 
 
 def compile_fetch_slice(piece: Slice) -> RunRequest:
@@ -270,18 +327,34 @@ def compile_fetch_slice(piece: Slice) -> RunRequest:
     staging = staging_of(piece.step.job_instance_id) / str(piece.step.seq)
     staging.mkdir(parents=True, exist_ok=True)
     compiled = compile_fetch(
-        spec["path"], str(staging), sources, executions.login_of(account), bytes_per_second(spec)
+        spec["path"], str(staging), sources, executions.login_of(account), speed_limit_of(spec)
     )
     return executions.run_request(piece, compiled, len(sources), account, [], writable=[staging])
 
 
-def bytes_per_second(spec: dict[str, Any]) -> int | None:
-    """The speed limit (given in KB/s)."""
-    return spec["speed_limit"] * 1000 if spec.get("speed_limit") else None
+def speed_limit_of(spec: dict[str, Any]) -> SpeedLimit | None:
+    """The speed limit (given in KB/s), for the scp of this controller."""
+    if not spec.get("speed_limit"):
+        return None
+    return SpeedLimit(spec["speed_limit"] * 1000, scp_has_legacy_flag())
+
+
+@functools.cache
+def scp_has_legacy_flag() -> bool:
+    """Whether the controller's scp takes -O (OpenSSH 8.7 and later); earlier ones refuse it."""
+    try:
+        probe = subprocess.run(["scp", "-O"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return True
+    return "unknown option" not in probe.stderr
 
 
 def file_results_query(job: JobInstance, filters: dict[str, Any]) -> Select:
-    query = select(FileResult).where(FileResult.job_instance_id == job.id)
+    query = (
+        select(FileResult)
+        .join(HostResult, FileResult.host_result_id == HostResult.id)
+        .where(FileResult.job_instance_id == job.id, jobs.attempt_filter(filters.get("attempt")))
+    )
     if "step" in filters:
         query = query.where(FileResult.step_instance_id == filters["step"])
     if "host" in filters:
@@ -293,3 +366,4 @@ def file_results_query(job: JobInstance, filters: dict[str, Any]) -> Select:
 
 executions.RELAUNCHABLE["file_transfer"] = launch_transfer
 executions.STEP_COMPILERS.update({FETCH: compile_fetch_slice, PUSH: compile_push_slice})
+progress.AFTER_SLICE[PUSH] = record_unsent_files

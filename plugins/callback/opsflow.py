@@ -179,7 +179,8 @@ class CallbackModule(CallbackBase):
     @staticmethod
     def _message(data: dict) -> str:
         """The result's message; for a loop, with the first item's own message (items that went
-        well carry none, and a loop's summary drops their `failed` flag)."""
+        well carry none, and a loop's summary drops their `failed` flag). A loop whose item was
+        unreachable still sums up as "All items completed": then the item's message alone."""
         msg = str(data.get("msg") or "")
         told = next(
             (
@@ -191,7 +192,7 @@ class CallbackModule(CallbackBase):
         )
         if told is None:
             return msg
-        return f"{msg}: {told}" if msg else told
+        return f"{msg}: {told}" if msg and data.get("failed") else told
 
     def _item(self, result, outcome: str) -> None:
         """A file of a transfer: the outcome of one loop item of a task marked with opsflow_phase."""
