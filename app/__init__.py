@@ -24,6 +24,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         dynamic_groups,
         errors,
         files,
+        flows,
         groups,
         health,
         hosts,
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         reachability,
         files,
         transfers,
+        flows,
         audit,
     ):
         api.register_blueprint(module.blp)

@@ -388,7 +388,7 @@ def test_variables_are_checked_each_with_its_path() -> None:
     found = errors_of(document)
     assert set(found) == {f"variables.{index}.{key}" for index, key in [
         (1, "default"), (2, "name"), (3, "name"), (4, "name"), (5, "default"), (6, "default"),
-        (7, "default"), (8, "default"), (9, "type"), (10, "validation"),
+        (7, "default"), (8, "default"), (9, "type"), (10, "validation"), (11, "name"),
     ]}  # fmt: skip
     assert "validation" in found["variables.1.default"]
     assert found["variables.2.name"] == "variable 'ok' is defined twice"

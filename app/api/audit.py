@@ -37,7 +37,7 @@ ACTIONS = {
     },
 }
 VERBS = {"POST": "create", "PATCH": "update", "PUT": "update", "DELETE": "delete"}
-ID_ARGS = ("item_id", "jid", "user_id", "token_id", "vid", "sid", "rid")
+ID_ARGS = ("item_id", "jid", "tid", "user_id", "token_id", "vid", "sid", "rid")
 
 
 class AuditEventSchema(Schema):
@@ -89,6 +89,8 @@ def register(app: Flask) -> None:
             return response
         resource, action = describe(request.endpoint, request.method)
         view_args = request.view_args or {}
+        # Task and node operations name themselves in the path.
+        action = view_args.get("op", action)
         resource_id = next((str(view_args[name]) for name in ID_ARGS if name in view_args), None)
         if resource_id is None and response.status_code in (201, 202) and response.is_json:
             resource_id = str((response.get_json(silent=True) or {}).get("id", "")) or None

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from app.flows.expressions import Condition, ConditionError, compile_condition, references
 from app.services.danger import compile_pattern
 from app.services.errors import Invalid
-from app.services.variables import NAME, VARIABLES_MAX, check_value
+from app.services.variables import NAME, VARIABLES_MAX, check_name, check_value
 
 NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 NODES_MAX = 20000
@@ -294,6 +294,11 @@ def _parse_variables(documents: Any, errors: _Errors) -> dict[str, Variable]:
             continue
         if name.startswith("_"):
             errors.add(f"{where}.name", "names starting with _ are the built-ins' (_system, _project, _loop)")
+            continue
+        try:
+            check_name(name, f"{where}.name")
+        except Invalid as exc:
+            errors.add(f"{where}.name", exc.message)
             continue
         if name in variables:
             errors.add(f"{where}.name", f"variable {name!r} is defined twice")
