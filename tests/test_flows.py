@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import add_local_host
+from tests.conftest import add_local_host, make_member
 
 TASK_ENDED = frozenset({"success", "failed", "revoked"})
 
@@ -137,3 +137,408 @@ def test_a_chain_of_sleeps_and_a_script_runs_to_its_end(service, project) -> Non
     job = service.get(f"/projects/{project['id']}/jobs/{nodes['say']['job_instance_id']}")
     assert job["launch_type"] == "flow" and job["status"] == "success"
     assert [node["status"] for node in task["nodes"]] == ["success"] * 4
+
+
+def http_node(node_id: str, url: str, **extra: Any) -> dict:
+    inputs = {"method": "POST", "url": url, **extra.pop("inputs", {})}
+    return {"id": node_id, "type": "activity", "atom": "http", "inputs": inputs, **extra}
+
+
+def test_a_release_flow_runs_branches_a_gateway_an_approval_an_http_call_and_a_subflow(
+    service, project, http_server
+) -> None:
+    pid = project["id"]
+    host = add_local_host(service, project)
+    service.post(f"/projects/{pid}/variables", {"name": "tickets", "value": http_server}, expect=201)
+    child = create_flow(
+        service,
+        project,
+        chain(
+            script_node(
+                "greet", 'echo "OPSFLOW_SET greeting=hello $v"', host, outputs={"greeting": "greeting"}
+            ),
+            variables=[
+                {"name": "v", "type": "string", "required": True},
+                {"name": "greeting", "type": "string"},
+            ],
+            outputs=["greeting"],
+        ),
+    )
+    document = {
+        "variables": [
+            {"name": "version", "type": "string", "default": "2.1", "validation": "^[0-9.]+$"},
+            {"name": "token", "type": "secret", "default": "s3cr3t-token"},
+            {"name": "ticket", "type": "string"},
+            {"name": "greeting", "type": "string"},
+        ],
+        "outputs": ["ticket", "greeting"],
+        "nodes": [
+            {"id": "start", "type": "start"},
+            {"id": "fork", "type": "parallel"},
+            script_node("build", 'echo "building $version"; sleep 1', host),
+            script_node("test", 'echo "testing $version"; sleep 1', host),
+            {"id": "join", "type": "converge"},
+            {"id": "which", "type": "exclusive"},
+            {
+                "id": "approve",
+                "type": "activity",
+                "atom": "approval",
+                "inputs": {"message": "release ${version}?", "approvers": {"users": ["admin"]}},
+            },
+            http_node(
+                "notify",
+                "${_project.tickets}/tickets",
+                inputs={"headers": {"Authorization": "Bearer ${token}"}, "body": {"version": "${version}"}},
+                outputs={"ticket": "json"},
+            ),
+            {
+                "id": "sub",
+                "type": "subflow",
+                "inputs": {"flow_id": child["id"], "values": {"v": "${version}"}},
+                "outputs": {"greeting": "greeting"},
+            },
+            {"id": "end", "type": "end"},
+        ],
+        "edges": [
+            {"from": "start", "to": "fork"},
+            {"from": "fork", "to": "build"},
+            {"from": "fork", "to": "test"},
+            {"from": "build", "to": "join"},
+            {"from": "test", "to": "join"},
+            {"from": "join", "to": "which"},
+            {"from": "which", "to": "approve", "condition": 'version.startsWith("2.")'},
+            {"from": "which", "to": "end", "default": True},
+            {"from": "approve", "to": "notify"},
+            {"from": "notify", "to": "sub"},
+            {"from": "sub", "to": "end"},
+        ],
+    }
+    flow = create_flow(service, project, document)
+    assert flow["variables"][1]["default"] == "******"
+    task = create_task(service, project, flow, name="release 2.1")
+    task = wait_task(service, project, task["id"], node_in("approve", "waiting_user"))
+    nodes = nodes_of(task)
+    build_job = service.get(f"/projects/{pid}/jobs/{nodes['build']['job_instance_id']}")
+    test_job = service.get(f"/projects/{pid}/jobs/{nodes['test']['job_instance_id']}")
+    # The two branches ran at the same time: each job started before the other ended.
+    assert build_job["started_at"] < test_job["ended_at"] and test_job["started_at"] < build_job["ended_at"]
+    assert nodes["which"]["outputs"] == {"branches": ["approve"]}
+    assert nodes["approve"]["inputs"]["message"] == "release 2.1?"
+    assert nodes["approve"]["waiting_for"]["approvers"] == {"users": ["admin"], "roles": []}
+
+    viewer = make_member(service, pid, "viewer")
+    operator = make_member(service, pid, "operator")
+    path = f"/projects/{pid}/flow-tasks/{task['id']}/nodes/approve/approve"
+    service.post(path, {"reason": "ok"}, expect=403, token=viewer)
+    service.post(path, {"reason": "ok"}, expect=403, token=operator)
+    service.post(path, {"reason": "looks good"}, expect=200)
+    service.post(path, {"reason": "again"}, expect=409)
+    task = wait_task(service, project, task["id"], ended)
+    assert task["status"] == "success", task
+    nodes = nodes_of(task)
+    assert nodes["approve"]["outputs"] == {"approved": True, "by": "admin", "reason": "looks good"}
+    sent = [entry for entry in Recorder.received if entry["path"] == "/tickets"][-1]
+    assert sent["headers"]["Authorization"] == "Bearer s3cr3t-token"
+    assert json.loads(sent["body"]) == {"version": "2.1"}
+    assert nodes["notify"]["inputs"]["headers"]["Authorization"] == "******"
+    assert "s3cr3t-token" not in json.dumps(task)
+    assert task["outputs"] == {
+        "ticket": {"ticket": "T-42", "echo": '{"version": "2.1"}'},
+        "greeting": "hello 2.1",
+    }
+    child_task_id = nodes["sub"]["attempts"][0]["child_task_id"]
+    child_task = service.get(f"/projects/{pid}/flow-tasks/{child_task_id}")
+    assert child_task["status"] == "success" and child_task["variables"] == {"v": "2.1", "greeting": None}
+    assert [entry["operation"] for entry in task["operations"]] == ["approve"]
+    audit = service.get("/audit-events", query_string={"action": "approve", "project_id": pid})
+    assert {entry["outcome"] for entry in audit} == {"success", "denied", "failed"}
+
+    # Another version takes the default edge: straight to the end.
+    task = create_task(service, project, flow, variables={"version": "3.0"})
+    task = wait_task(service, project, task["id"], ended)
+    assert task["status"] == "success"
+    assert nodes_of(task)["approve"]["status"] == "waiting"
+    tasks = service.get(f"/projects/{pid}/flow-tasks", query_string={"flow_id": flow["id"]})
+    assert len(tasks) == 2
+
+
+def test_bad_flows_are_refused_with_every_problem_and_its_path(service, project) -> None:
+    pid = project["id"]
+    document = chain(
+        {"id": "call", "type": "activity", "atom": "http", "inputs": {"url": "not a url ${nope}"}},
+        {
+            "id": "sh",
+            "type": "activity",
+            "atom": "script",
+            "inputs": {
+                "script": {"content": "x", "language": "bash"},
+                "targets": {"hosts": [999999]},
+                "timeout": 60,
+            },
+        },
+        {"id": "sub", "type": "subflow", "inputs": {"flow_id": 999999}},
+    )
+    body = create_flow(service, project, document, expect=422)
+    error = body["error"]
+    paths = {entry["path"] for entry in error["details"]["errors"]}
+    assert {"nodes.1.inputs.url", "nodes.2.inputs.targets.hosts", "nodes.3.inputs.flow_id"} <= paths
+    assert error["field"] in paths
+    assert service.get(f"/projects/{pid}/flows") == []
+    viewer = make_member(service, pid, "viewer")
+    good = chain({"id": "nap", "type": "activity", "atom": "sleep", "inputs": {"seconds": 0}})
+    service.post(f"/projects/{pid}/flows", {"name": "x", **good}, expect=403, token=viewer)
+
+
+def test_each_change_of_the_graph_is_a_version_and_a_task_keeps_its_own(service, project) -> None:
+    pid = project["id"]
+    flow = create_flow(
+        service, project, chain({"id": "one", "type": "activity", "atom": "sleep", "inputs": {"seconds": 0}})
+    )
+    task = create_task(service, project, flow, start=False)
+    assert task["status"] == "created"
+    changed = chain(
+        {"id": "one", "type": "activity", "atom": "sleep", "inputs": {"seconds": 0}},
+        {"id": "two", "type": "activity", "atom": "sleep", "inputs": {"seconds": 0}},
+    )
+    updated = service.api("PATCH", f"/projects/{pid}/flows/{flow['id']}", 200, json=changed).get_json()
+    assert updated["version"] == 2
+    renamed = service.api(
+        "PATCH", f"/projects/{pid}/flows/{flow['id']}", 200, json={"description": "d"}
+    ).get_json()
+    assert renamed["version"] == 2
+    versions = service.get(f"/projects/{pid}/flows/{flow['id']}/versions")
+    assert [version["version"] for version in versions] == [1, 2]
+    first = service.get(f"/projects/{pid}/flows/{flow['id']}/versions/1")
+    assert [node["id"] for node in first["nodes"]] == ["start", "one", "end"]
+    service.get(f"/projects/{pid}/flows/{flow['id']}/versions/3", expect=404)
+    service.post(f"/projects/{pid}/flow-tasks/{task['id']}/start", {}, expect=200)
+    task = wait_task(service, project, task["id"], ended)
+    assert task["flow_version"] == 1 and [node["id"] for node in task["nodes"]] == ["start", "one", "end"]
+    service.post(f"/projects/{pid}/flow-tasks/{task['id']}/start", {}, expect=409)
+    naps = [
+        {"id": "a", "atom": "sleep", "inputs": {"seconds": 0}},
+        {"id": "b", "atom": "sleep", "inputs": {"seconds": 0}},
+    ]
+    stages = {"stages": [{"name": "s1", "mode": "parallel", "nodes": naps}]}
+    staged = create_flow(service, project, stages)
+    assert staged["stages"][0]["name"] == "s1"
+    task = wait_task(service, project, create_task(service, project, staged)["id"], ended)
+    assert task["status"] == "success"
+    assert {node["id"]: node["stage"] for node in task["nodes"]}["a"] == "s1"
+
+
+def sleep_node(node_id: str, seconds: float, **extra: Any) -> dict:
+    return {"id": node_id, "type": "activity", "atom": "sleep", "inputs": {"seconds": seconds}, **extra}
+
+
+def test_retry_with_new_inputs_keeps_every_attempt_and_operations_are_refused_when_the_state_forbids(
+    service, project
+) -> None:
+    pid = project["id"]
+    host = add_local_host(service, project)
+    flow = create_flow(
+        service,
+        project,
+        chain(script_node("deploy", "echo trying; exit 3", host), sleep_node("after", 0, retryable=False)),
+    )
+    task = wait_task(service, project, create_task(service, project, flow)["id"], ended)
+    assert task["status"] == "failed"
+    node_path = f"/projects/{pid}/flow-tasks/{task['id']}/nodes"
+    service.post(f"{node_path}/after/retry", {"reason": "x"}, expect=409)
+    service.post(f"{node_path}/deploy/approve", {"reason": "x"}, expect=409)
+    service.post(f"{node_path}/deploy/force_fail", {"reason": "x"}, expect=409)
+    service.post(f"{node_path}/deploy/launch", {}, expect=404)
+    service.post(f"{node_path}/ghost/retry", {}, expect=404)
+    viewer = make_member(service, pid, "viewer")
+    service.post(f"{node_path}/deploy/retry", {"reason": "x"}, expect=403, token=viewer)
+    bad = {
+        "inputs": {
+            "script": {"language": "bash", "content": "exit 0"},
+            "targets": {"hosts": [host["id"]]},
+            "timeout": "soon",
+        }
+    }
+    assert (
+        service.post(f"{node_path}/deploy/retry", bad, expect=422).get_json()["error"]["field"]
+        == "inputs.timeout"
+    )
+    fixed = {
+        "script": {"language": "bash", "content": "echo fixed"},
+        "targets": {"hosts": [host["id"]]},
+        "timeout": 60,
+    }
+    service.post(f"{node_path}/deploy/retry", {"reason": "fixed the script", "inputs": fixed}, expect=200)
+    task = wait_task(service, project, task["id"], ended)
+    assert task["status"] == "success"
+    deploy = nodes_of(task)["deploy"]
+    assert [attempt["status"] for attempt in deploy["attempts"]] == ["failed", "success"]
+    assert deploy["attempts"][0]["inputs"]["script"]["content"] == "echo trying; exit 3"
+    assert deploy["attempts"][1]["inputs"]["script"]["content"] == "echo fixed"
+    assert deploy["attempts"][0]["job_instance_id"] != deploy["attempts"][1]["job_instance_id"]
+    assert task["operations"][0] | {"at": None} == {
+        "at": None, "username": "admin", "operation": "retry", "node": "deploy", "reason": "fixed the script"
+    }  # fmt: skip
+    service.post(f"{node_path}/deploy/retry", {}, expect=409)
+    service.post(f"/projects/{pid}/flow-tasks/{task['id']}/pause", {}, expect=409)
+
+
+def test_skip_pause_resume_force_fail_and_revoke(service, project) -> None:
+    pid = project["id"]
+    flow = create_flow(
+        service,
+        project,
+        chain(
+            sleep_node("first", 60),
+            sleep_node("second", 0, skippable=False),
+            sleep_node("third", 0, outputs={}),
+        ),
+    )
+    task = create_task(service, project, flow)
+    task = wait_task(service, project, task["id"], node_in("first", "running"))
+    task_path = f"/projects/{pid}/flow-tasks/{task['id']}"
+    service.post(f"{task_path}/nodes/second/skip", {}, expect=409)
+    service.post(f"{task_path}/nodes/third/skip", {"reason": "not today"}, expect=200)
+    service.post(f"{task_path}/nodes/third/skip", {}, expect=409)
+    service.post(f"{task_path}/nodes/second/pause_before", {"reason": "look first"}, expect=200)
+    service.post(f"{task_path}/nodes/second/pause_before", {}, expect=409)
+    service.post(f"{task_path}/pause", {"reason": "lunch"}, expect=200)
+    service.post(f"{task_path}/pause", {}, expect=409)
+    service.post(f"{task_path}/resume", {}, expect=200)
+    service.post(f"{task_path}/nodes/first/force_fail", {"reason": "too slow"}, expect=200)
+    task = wait_task(service, project, task["id"], lambda task: task["status"] == "failed")
+    assert "force-failed by admin" in nodes_of(task)["first"]["error"]
+    service.post(f"{task_path}/nodes/first/skip", {"reason": "go on"}, expect=200)
+    task = wait_task(service, project, task["id"], node_in("second", "ready"))
+    assert task["status"] == "running" and nodes_of(task)["second"]["paused_before"] is True
+    service.post(f"{task_path}/nodes/second/resume", {}, expect=200)
+    task = wait_task(service, project, task["id"], ended)
+    assert task["status"] == "success"
+    nodes = nodes_of(task)
+    assert nodes["first"]["status"] == "skipped" and nodes["first"]["outputs"] is None
+    assert nodes["third"]["status"] == "skipped"
+    assert [entry["operation"] for entry in task["operations"]] == [
+        "skip", "pause_before", "pause", "resume", "force_fail", "skip", "resume"
+    ]  # fmt: skip
+    service.post(f"{task_path}/revoke", {}, expect=409)
+
+    task = wait_task(service, project, create_task(service, project, flow)["id"], node_in("first", "running"))
+    service.post(f"/projects/{pid}/flow-tasks/{task['id']}/revoke", {"reason": "cancelled"}, expect=200)
+    task = service.get(f"/projects/{pid}/flow-tasks/{task['id']}")
+    assert task["status"] == "revoked" and nodes_of(task)["first"]["status"] == "revoked"
+    for operation in ("resume", "revoke", "start"):
+        service.post(f"/projects/{pid}/flow-tasks/{task['id']}/{operation}", {}, expect=409)
+    service.post(f"/projects/{pid}/flow-tasks/{task['id']}/nodes/second/skip", {}, expect=409)
+
+
+def test_a_revoke_cancels_the_running_job_instance(service, project) -> None:
+    pid = project["id"]
+    host = add_local_host(service, project)
+    flow = create_flow(service, project, chain(script_node("long", "sleep 60", host)))
+    task = wait_task(
+        service,
+        project,
+        create_task(service, project, flow)["id"],
+        lambda t: nodes_of(t)["long"]["job_instance_id"],
+    )
+    job_id = nodes_of(task)["long"]["job_instance_id"]
+    service.wait_job(pid, job_id, statuses={"running"})
+    service.post(f"/projects/{pid}/flow-tasks/{task['id']}/revoke", {}, expect=200)
+    job = service.wait_job(pid, job_id)
+    assert job["status"] == "terminated"
+
+
+def test_exclusive_gateway_without_a_true_branch_fails_and_an_operator_chooses(service, project) -> None:
+    pid = project["id"]
+    document = {
+        "variables": [{"name": "zone", "type": "string", "default": "mars"}],
+        "nodes": [
+            {"id": "start", "type": "start"},
+            {"id": "where", "type": "exclusive"},
+            sleep_node("earth", 0),
+            sleep_node("moon", 0),
+            {"id": "end", "type": "end"},
+        ],
+        "edges": [
+            {"from": "start", "to": "where"},
+            {"from": "where", "to": "earth", "condition": 'zone == "earth"'},
+            {"from": "where", "to": "moon", "condition": 'zone == "moon"'},
+            {"from": "earth", "to": "end"},
+            {"from": "moon", "to": "end"},
+        ],
+    }
+    flow = create_flow(service, project, document)
+    task = wait_task(service, project, create_task(service, project, flow)["id"], ended)
+    assert task["status"] == "failed" and "no condition holds" in nodes_of(task)["where"]["error"]
+    path = f"/projects/{pid}/flow-tasks/{task['id']}/nodes/where/choose_branch"
+    assert service.post(path, {"branches": ["end"]}, expect=422).get_json()["error"]["field"] == "branches"
+    service.post(path, {"branches": ["earth", "moon"]}, expect=422)
+    service.post(path, {"branches": ["moon"], "reason": "it is the moon"}, expect=200)
+    task = wait_task(service, project, task["id"], ended)
+    assert task["status"] == "success"
+    nodes = nodes_of(task)
+    assert nodes["moon"]["status"] == "success" and nodes["earth"]["status"] == "waiting"
+    service.post(path, {"branches": ["moon"]}, expect=409)
+
+
+def test_a_callback_node_takes_its_token_once(service, project) -> None:
+    flow = create_flow(
+        service,
+        project,
+        chain(
+            {
+                "id": "wait",
+                "type": "activity",
+                "atom": "callback",
+                "inputs": {},
+                "outputs": {"build": "build"},
+            },
+            variables=[{"name": "build", "type": "string"}],
+            outputs=["build"],
+        ),
+    )
+    task = wait_task(
+        service, project, create_task(service, project, flow)["id"], node_in("wait", "waiting_callback")
+    )
+    waiting = nodes_of(task)["wait"]["waiting_for"]
+    url = waiting["url"].removeprefix("/api/v1")
+    service.post(url, {"token": "stale", "data": {"build": "x"}}, expect=403)
+    service.post(url, {"token": waiting["token"], "data": {"build": "b-17"}}, expect=200)
+    service.post(url, {"token": waiting["token"], "data": {"build": "again"}}, expect=409)
+    task = wait_task(service, project, task["id"], ended)
+    assert task["status"] == "success" and task["outputs"] == {"build": "b-17"}
+
+
+def test_task_values_are_checked_like_a_launch(service, project) -> None:
+    pid = project["id"]
+    document = chain(
+        sleep_node("optional_nap", 0, optional=True),
+        sleep_node("nap", 0),
+        variables=[
+            {"name": "version", "type": "string", "required": True, "validation": "^[0-9]+$"},
+            {"name": "fixed", "type": "string", "default": "x", "changeable": False},
+            {"name": "count", "type": "number", "default": 1},
+        ],
+    )
+    flow = create_flow(service, project, document)
+    cases = [
+        ({}, "variables.version"),
+        ({"variables": {"version": "abc"}}, "variables.version"),
+        ({"variables": {"version": "1", "fixed": "y"}}, "variables.fixed"),
+        ({"variables": {"version": "1", "count": "many"}}, "variables.count"),
+        ({"variables": {"version": "1", "nope": 1}}, "variables.nope"),
+        ({"variables": {"version": "1"}, "skip_nodes": ["nap"]}, "skip_nodes.0"),
+        ({"variables": {"version": "1"}, "skip_nodes": ["ghost"]}, "skip_nodes.0"),
+    ]
+    for body, field in cases:
+        error = create_task(service, project, flow, expect=422, **body)["error"]
+        assert error["field"] == field, (body, error)
+    assert service.get(f"/projects/{pid}/flow-tasks", query_string={"flow_id": flow["id"]}) == []
+    headers = {"Idempotency-Key": "release-7"}
+    body = {"variables": {"version": "7"}, "skip_nodes": ["optional_nap"]}
+    first = service.post(f"/projects/{pid}/flows/{flow['id']}/tasks", body, expect=201, headers=headers)
+    again = service.post(f"/projects/{pid}/flows/{flow['id']}/tasks", body, expect=201, headers=headers)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_json()["id"] == first.get_json()["id"]
+    task = wait_task(service, project, first.get_json()["id"], ended)
+    assert nodes_of(task)["optional_nap"]["status"] == "skipped"
+    assert task["variables"] == {"version": "7", "fixed": "x", "count": 1}

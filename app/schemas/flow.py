@@ -160,7 +160,7 @@ class FlowTaskSchema(Schema):
     id = fields.Integer()
     project_id = fields.Integer()
     flow_id = fields.Integer()
-    flow_version = fields.Integer()
+    flow_version = fields.Method("version_number", metadata={"description": "the flow version it runs"})
     name = fields.String()
     status = fields.String(metadata={"enum": TASK_STATUSES})
     variables = fields.Raw(attribute="launch_values", metadata={"description": "as launched, secrets masked"})
@@ -175,6 +175,9 @@ class FlowTaskSchema(Schema):
     started_at = fields.DateTime()
     ended_at = fields.DateTime()
     nodes = fields.List(fields.Nested(NodeStateSchema))
+
+    def version_number(self, task: Any) -> int:
+        return task["flow_version"] if isinstance(task, dict) else task.flow_version.version
 
 
 class FlowTaskListArgs(FilterArgs):

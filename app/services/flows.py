@@ -10,7 +10,7 @@ from sqlalchemy import Select, select
 
 from app.extensions import db
 from app.flows import engine
-from app.flows.graph import FlowGraph, GraphError, GraphInvalid, NodeType, VariableKind, parse
+from app.flows.graph import FlowGraph, GraphError, GraphInvalid, NodeType, VariableKind, parse, unwrap_inputs
 from app.models import (
     Account,
     DynamicGroup,
@@ -56,14 +56,12 @@ def project_variable_names(project_id: int) -> list[str]:
 
 def checked_graph(project_id: int, document: dict[str, Any], flow_id: int | None = None) -> FlowGraph:
     """The document's graph, its references found in the project; Invalid listing every problem."""
-    errors: list[GraphError] = []
+    errors = reference_errors(project_id, document, flow_id)
     graph = None
     try:
         graph = parse(document, engine.atoms(), project_variable_names(project_id))
     except GraphInvalid as exc:
-        errors.extend(exc.errors)
-    if graph is not None:
-        errors.extend(reference_errors(project_id, graph, flow_id))
+        errors = [*exc.errors, *errors]
     if errors:
         count = f"{len(errors)} problem{'s' if len(errors) > 1 else ''}"
         raise Invalid(
@@ -74,42 +72,61 @@ def checked_graph(project_id: int, document: dict[str, Any], flow_id: int | None
     return graph
 
 
-def reference_errors(project_id: int, graph: FlowGraph, flow_id: int | None) -> list[GraphError]:
+def node_documents(document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(path, node) of every node written in a graph or stages document."""
+    if isinstance(document.get("stages"), list):
+        return [
+            (f"stages.{index}.nodes.{position}", node)
+            for index, stage in enumerate(document["stages"])
+            if isinstance(stage, dict) and isinstance(stage.get("nodes"), list)
+            for position, node in enumerate(stage["nodes"])
+            if isinstance(node, dict)
+        ]
+    nodes = document.get("nodes")
+    if not isinstance(nodes, list):
+        return []
+    return [(f"nodes.{index}", node) for index, node in enumerate(nodes) if isinstance(node, dict)]
+
+
+def reference_errors(project_id: int, document: dict[str, Any], flow_id: int | None) -> list[GraphError]:
     """Every account, host, group, script and flow a node or a default names that the project lacks, and
     every subflow that would include this flow again."""
     errors = []
-    for node in graph.runnable():
-        for path, key, value in references_in(dict(node.inputs)):
-            ids = value if isinstance(value, list) else [value]
-            for item in ids:
-                if not isinstance(item, int):
-                    continue
-                if not exists(REFERENCE_MODELS[key], item, project_id):
+    for where, node in node_documents(document):
+        raw = node.get("inputs")
+        if not isinstance(raw, dict):
+            continue
+        inputs, _ = unwrap_inputs(raw)
+        for path, key, value in references_in(inputs):
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, int) and not exists(REFERENCE_MODELS[key], item, project_id):
+                    what = key.removesuffix("_id").rstrip("s")
                     errors.append(
-                        GraphError(
-                            f"{node.path}.inputs.{path}",
-                            f"there is no {key.removesuffix('_id').rstrip('s')} {item} in the project",
-                        )
+                        GraphError(f"{where}.inputs.{path}", f"there is no {what} {item} in the project")
                     )
-        if node.type == NodeType.SUBFLOW and flow_id is not None:
-            target = node.inputs.get("flow_id")
-            if isinstance(target, int) and includes(target, flow_id):
-                errors.append(
-                    GraphError(
-                        f"{node.path}.inputs.flow_id",
-                        "a subflow may not include its own flow, directly or through others",
-                    )
+        target = inputs.get("flow_id")
+        subflow = node.get("type") == NodeType.SUBFLOW and flow_id is not None and isinstance(target, int)
+        if subflow and includes(target, flow_id):
+            errors.append(
+                GraphError(
+                    f"{where}.inputs.flow_id",
+                    "a subflow may not include its own flow, directly or through others",
                 )
-    for index, variable in enumerate(graph.variables.values()):
-        if variable.kind == VariableKind.HOST_LIST and isinstance(variable.default, dict):
-            for key, ids in variable.default.items():
-                for item in ids:
-                    if not exists(REFERENCE_MODELS[key], item, project_id):
+            )
+    variables = document.get("variables")
+    for index, variable in enumerate(variables if isinstance(variables, list) else []):
+        default = variable.get("default") if isinstance(variable, dict) else None
+        if (
+            isinstance(variable, dict)
+            and variable.get("type") == VariableKind.HOST_LIST
+            and isinstance(default, dict)
+        ):
+            for key, ids in default.items():
+                for item in ids if isinstance(ids, list) and key in REFERENCE_MODELS else []:
+                    if isinstance(item, int) and not exists(REFERENCE_MODELS[key], item, project_id):
+                        what = key.rstrip("s")
                         errors.append(
-                            GraphError(
-                                f"variables.{index}.default.{key}",
-                                f"there is no {key.rstrip('s')} {item} in the project",
-                            )
+                            GraphError(f"variables.{index}.default.{key}", f"there is no {what} {item}")
                         )
     return errors
 
