@@ -542,3 +542,161 @@ def test_task_values_are_checked_like_a_launch(service, project) -> None:
     task = wait_task(service, project, first.get_json()["id"], ended)
     assert nodes_of(task)["optional_nap"]["status"] == "skipped"
     assert task["variables"] == {"version": "7", "fixed": "x", "count": 1}
+
+
+def test_auto_retry_waits_its_interval_and_keeps_both_attempts(service, project, tmp_path) -> None:
+    host = add_local_host(service, project)
+    marker = tmp_path / "tried"
+    content = f'if [ -e "{marker}" ]; then echo second; else touch "{marker}"; echo first; exit 1; fi'
+    flow = create_flow(
+        service,
+        project,
+        chain(script_node("flaky", content, host, auto_retry={"times": 2, "interval": 1, "backoff": 2})),
+    )
+    task = wait_task(service, project, create_task(service, project, flow)["id"], ended)
+    assert task["status"] == "success"
+    flaky = nodes_of(task)["flaky"]
+    assert [attempt["status"] for attempt in flaky["attempts"]] == ["failed", "success"]
+    assert flaky["retries"] == 1
+    first, second = flaky["attempts"]
+    assert second["started_at"] >= first["ended_at"]
+
+
+def test_a_node_timeout_fails_or_skips_it_and_stops_its_job(service, project) -> None:
+    pid = project["id"]
+    host = add_local_host(service, project)
+    flow = create_flow(service, project, chain(script_node("slow", "sleep 60", host, timeout={"seconds": 2})))
+    task = wait_task(service, project, create_task(service, project, flow)["id"], ended)
+    slow = nodes_of(task)["slow"]
+    assert task["status"] == "failed" and slow["error"] == "timed out after 2s"
+    assert service.wait_job(pid, slow["job_instance_id"])["status"] == "terminated"
+    skipping = create_flow(
+        service,
+        project,
+        chain(
+            sleep_node("nap", 60, timeout={"seconds": 1, "action": "fail_and_skip"}), sleep_node("next", 0)
+        ),
+    )
+    task = wait_task(service, project, create_task(service, project, skipping)["id"], ended)
+    assert task["status"] == "success"
+    assert nodes_of(task)["nap"]["status"] == "skipped" and nodes_of(task)["next"]["status"] == "success"
+
+
+def loop_flow(url: str, run_limit: int = 100) -> dict:
+    return {
+        "nodes": [
+            {"id": "start", "type": "start"},
+            http_node("work", f"{url}/loop", inputs={"body": "run ${_loop}"}, run_limit=run_limit),
+            {"id": "again", "type": "exclusive"},
+            {"id": "end", "type": "end"},
+        ],
+        "edges": [
+            {"from": "start", "to": "work"},
+            {"from": "work", "to": "again"},
+            {"from": "again", "to": "end", "condition": "_loop >= 3"},
+            {"from": "again", "to": "work", "default": True},
+        ],
+    }
+
+
+def test_a_loop_runs_its_nodes_again_with_loop_counted_and_stops_at_its_run_limit(
+    service, project, http_server
+) -> None:
+    before = len(Recorder.received)
+    flow = create_flow(service, project, loop_flow(http_server))
+    task = wait_task(service, project, create_task(service, project, flow)["id"], ended)
+    assert task["status"] == "success"
+    bodies = [entry["body"] for entry in Recorder.received[before:] if entry["path"] == "/loop"]
+    assert bodies == ["run 1", "run 2", "run 3"]
+    work = nodes_of(task)["work"]
+    assert work["runs"] == 3 and [attempt["run"] for attempt in work["attempts"]] == [1, 2, 3]
+    limited = create_flow(service, project, loop_flow(http_server, run_limit=2))
+    task = wait_task(service, project, create_task(service, project, limited)["id"], ended)
+    assert task["status"] == "failed" and nodes_of(task)["work"]["error"] == "ran 2 times: its run limit"
+
+
+INJECTION = (
+    "$(touch {marker}); `touch {marker}`; {{{{ lookup('pipe', 'id') }}}} ${{other}} %s; rm -rf /nothing"
+)
+
+
+def test_values_holding_code_reach_scripts_http_and_conditions_as_text(
+    service, project, http_server, tmp_path
+) -> None:
+    pid = project["id"]
+    host = add_local_host(service, project)
+    marker = tmp_path / "pwned"
+    value = INJECTION.format(marker=marker)
+    document = {
+        "variables": [
+            {"name": "version", "type": "string"},
+            {"name": "other", "type": "string", "default": "O"},
+        ],
+        "nodes": [
+            {"id": "start", "type": "start"},
+            script_node("show", 'echo "$version"; echo "${VAR:-kept}"', host),
+            http_node(
+                "post",
+                f"{http_server}/inject",
+                inputs={"body": "${version}", "headers": {"X-V": "${version}"}},
+            ),
+            {"id": "same", "type": "exclusive"},
+            sleep_node("matched", 0),
+            {"id": "end", "type": "end"},
+        ],
+        "edges": [
+            {"from": "start", "to": "show"},
+            {"from": "show", "to": "post"},
+            {"from": "post", "to": "same"},
+            {"from": "same", "to": "matched", "condition": f"version == {json.dumps(value)}"},
+            {"from": "same", "to": "end", "default": True},
+            {"from": "matched", "to": "end"},
+        ],
+    }
+    flow = create_flow(service, project, document)
+    task = wait_task(
+        service, project, create_task(service, project, flow, variables={"version": value})["id"], ended
+    )
+    assert task["status"] == "success", task
+    nodes = nodes_of(task)
+    results = service.host_results(pid, nodes["show"]["job_instance_id"])
+    assert results[0]["stdout"] == f"{value}\nkept\n"
+    sent = [entry for entry in Recorder.received if entry["path"] == "/inject"][-1]
+    assert sent["body"] == value
+    assert nodes["matched"]["status"] == "success"
+    assert not marker.exists()
+
+
+def test_a_duplicated_event_or_advance_changes_nothing(service, project) -> None:
+    from app.flows import engine
+
+    host = add_local_host(service, project)
+    flow = create_flow(service, project, chain(script_node("once", "echo once", host), sleep_node("nap", 0)))
+    task = wait_task(service, project, create_task(service, project, flow)["id"], ended)
+    job_id = nodes_of(task)["once"]["job_instance_id"]
+    for _ in range(3):
+        engine.job_ended([job_id])
+        engine.advance(task["id"])
+    engine.enqueue([task["id"]] * 3)
+    time.sleep(2)
+    again = service.get(f"/projects/{project['id']}/flow-tasks/{task['id']}")
+    assert again == task
+    assert len(nodes_of(again)["once"]["attempts"]) == 1
+
+
+def test_a_lost_queue_entry_and_lost_wake_ups_are_found_by_the_sweep(service, project) -> None:
+    from app.extensions import redis
+    from app.flows import wakeups
+
+    service.stop("engine")
+    try:
+        flow = create_flow(service, project, chain(sleep_node("nap", 2), sleep_node("then", 0)))
+        task = create_task(service, project, flow)
+        # Redis loses the queue entry that would have started the task.
+        redis.client.delete("rq:queue:flows")
+    finally:
+        service.start("engine", "engine")
+    task = wait_task(service, project, task["id"], node_in("nap", "running"), timeout=90)
+    redis.client.delete(wakeups.KEY)
+    task = wait_task(service, project, task["id"], ended, timeout=90)
+    assert task["status"] == "success"
