@@ -700,3 +700,18 @@ def test_a_lost_queue_entry_and_lost_wake_ups_are_found_by_the_sweep(service, pr
     redis.client.delete(wakeups.KEY)
     task = wait_task(service, project, task["id"], ended, timeout=90)
     assert task["status"] == "success"
+
+
+def test_the_callback_url_is_posted_once_when_the_task_ends(service, project, http_server) -> None:
+    flow = create_flow(service, project, chain(sleep_node("nap", 0)))
+    task = create_task(service, project, flow, callback_url=f"{http_server}/done")
+    task = wait_task(service, project, task["id"], ended)
+    deadline = time.monotonic() + 60
+    while not [
+        entry for entry in Recorder.received if entry["path"] == "/done" and str(task["id"]) in entry["body"]
+    ]:
+        assert time.monotonic() < deadline, "the callback URL was not posted"
+        time.sleep(0.3)
+    posted = [json.loads(entry["body"]) for entry in Recorder.received if entry["path"] == "/done"]
+    mine = [body for body in posted if body["flow_task_id"] == task["id"]]
+    assert len(mine) == 1 and mine[0]["status"] == "success" and mine[0]["flow_id"] == flow["id"]

@@ -107,8 +107,12 @@ class Pass:
     now: datetime
     to_start: list[NodeState] = field(default_factory=list)
     to_cancel: list[tuple[NodeState, dict[str, Any]]] = field(default_factory=list)
-    ended_children: list[int] = field(default_factory=list)
     changed: bool = False
+    # The task's state when the pass began: an end is announced once, when the state changes.
+    status_before: str = ""
+
+    def __post_init__(self) -> None:
+        self.status_before = self.status_before or self.task.status
 
 
 def one_pass(task_id: int) -> bool:
@@ -479,7 +483,8 @@ def after_pass(work: Pass) -> None:
     for state in work.to_start:
         start_atom(work, state)
     schedule(work.task)
-    if work.task.status in (FlowTaskStatus.SUCCESS, FlowTaskStatus.FAILED, FlowTaskStatus.REVOKED):
+    ending = (FlowTaskStatus.SUCCESS, FlowTaskStatus.FAILED, FlowTaskStatus.REVOKED)
+    if work.task.status in ending and work.task.status != work.status_before:
         ended(work.task)
 
 
@@ -559,7 +564,7 @@ def ended(task: FlowTask) -> None:
         parent = db.session.get(NodeState, task.parent_node_id)
         if parent is not None:
             enqueue([parent.task_id])
-    if task.callback_url and task.status != FlowTaskStatus.FAILED:
+    if task.callback_url:
         from app.services.flow_tasks import post_callback_after
 
         post_callback_after(task)
