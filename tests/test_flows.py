@@ -252,6 +252,7 @@ def test_a_release_flow_runs_branches_a_gateway_an_approval_an_http_call_and_a_s
     assert [entry["operation"] for entry in task["operations"]] == ["approve"]
     audit = service.get("/audit-events", query_string={"action": "approve", "project_id": pid})
     assert {entry["outcome"] for entry in audit} == {"success", "denied", "failed"}
+    assert {entry["resource"] for entry in audit} == {"flow_task"}
 
     # Another version takes the default edge: straight to the end.
     task = create_task(service, project, flow, variables={"version": "3.0"})
@@ -715,3 +716,56 @@ def test_the_callback_url_is_posted_once_when_the_task_ends(service, project, ht
     posted = [json.loads(entry["body"]) for entry in Recorder.received if entry["path"] == "/done"]
     mine = [body for body in posted if body["flow_task_id"] == task["id"]]
     assert len(mine) == 1 and mine[0]["status"] == "success" and mine[0]["flow_id"] == flow["id"]
+
+
+PLAYBOOK = """\
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: say the version
+      ansible.builtin.command: echo "OPSFLOW_SET seen={{ version }}"
+"""
+
+
+def test_job_plan_file_transfer_and_playbook_atoms_run_their_job_instances(
+    service, project, tmp_path
+) -> None:
+    pid = project["id"]
+    host = add_local_host(service, project)
+    template = service.post(
+        f"/projects/{pid}/job-templates",
+        {
+            "name": f"t-{time.monotonic_ns()}",
+            "variables": [{"name": "who", "type": "string", "default": "nobody"}],
+            "steps": [{"key": "hi", "name": "hi", "type": "script", "targets": {"hosts": [host["id"]]},
+                       "script": {"language": "bash", "content": 'echo "OPSFLOW_SET greeted=$who"'}}],
+        },
+        expect=201,
+    ).get_json()  # fmt: skip
+    target = tmp_path / "pushed"
+    target.mkdir()
+    document = chain(
+        {"id": "plan", "type": "activity", "atom": "job_plan",
+         "inputs": {"template_id": template["id"], "variables": {"who": "${version}"}}},
+        {"id": "push", "type": "activity", "atom": "file_transfer",
+         "inputs": {"sources": [{"name": "release.txt", "content": "release ${version}\n"}],
+                    "target_path": str(target), "targets": {"hosts": [host["id"]]}}},
+        {"id": "play", "type": "activity", "atom": "playbook",
+         "inputs": {"content": PLAYBOOK, "targets": {"hosts": [host["id"]]}}, "outputs": {"seen": "status"}},
+        variables=[{"name": "version", "type": "string", "default": "4.2"},
+                   {"name": "seen", "type": "string"}],
+    )  # fmt: skip
+    operator = make_member(service, pid, "operator")
+    body = {"name": "with a playbook", **document}
+    service.post(f"/projects/{pid}/flows", body, expect=403, token=operator)
+    flow = create_flow(service, project, document)
+    task = wait_task(service, project, create_task(service, project, flow)["id"], ended)
+    assert task["status"] == "success", task
+    nodes = nodes_of(task)
+    plan_job = service.get(f"/projects/{pid}/jobs/{nodes['plan']['job_instance_id']}")
+    assert plan_job["launch_type"] == "flow" and plan_job["template_id"] == template["id"]
+    assert nodes["plan"]["outputs"]["greeted"] == "4.2"
+    assert (target / "release.txt").read_text() == "release 4.2\n"
+    assert nodes["push"]["outputs"]["status"] == "success"
+    assert nodes["play"]["outputs"]["status"] == "success"
+    assert task["values"]["seen"] == "success"

@@ -18,9 +18,12 @@ from app.models import (
     FlowVersion,
     Group,
     Host,
+    JobPlan,
+    JobTemplate,
     ProjectVariable,
     Script,
     ScriptVersion,
+    StoredFile,
 )
 from app.services import records
 from app.services.access import Action, Actor, require
@@ -36,6 +39,9 @@ REFERENCE_MODELS = {
     "script_id": Script,
     "flow_id": Flow,
     "version_id": ScriptVersion,
+    "file_id": StoredFile,
+    "plan_id": JobPlan,
+    "template_id": JobTemplate,
 }
 
 
@@ -132,7 +138,7 @@ def reference_errors(project_id: int, document: dict[str, Any], flow_id: int | N
 
 
 def references_in(inputs: dict[str, Any], path: str = "") -> list[tuple[str, str, Any]]:
-    """(path, key, id or ids) of every reference in nested inputs."""
+    """(path, key, id or ids) of every reference in nested inputs (objects, and lists of objects)."""
     found = []
     for key, value in inputs.items():
         where = f"{path}{key}"
@@ -140,6 +146,10 @@ def references_in(inputs: dict[str, Any], path: str = "") -> list[tuple[str, str
             found.append((where, key, value))
         elif isinstance(value, dict):
             found.extend(references_in(value, f"{where}."))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                if isinstance(item, dict):
+                    found.extend(references_in(item, f"{where}.{index}."))
     return found
 
 
@@ -188,10 +198,16 @@ def split_document(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]
     return document, secrets
 
 
+def require_for(actor: Actor, project_id: int, graph: FlowGraph) -> None:
+    """Operators save flows; one that runs an admin-only atom (a playbook) takes a project admin."""
+    if any(node.atom and engine.atoms()[node.atom].admin_only for node in graph.runnable()):
+        require(actor, project_id, Action.ADMIN)
+
+
 def create_flow(actor: Actor, project_id: int, data: dict[str, Any]) -> Flow:
     require(actor, project_id, Action.OPERATE)
     document = {key: data[key] for key in VERSIONED if key in data}
-    checked_graph(project_id, document)
+    require_for(actor, project_id, checked_graph(project_id, document))
     stored, secrets = split_document(data)
     flow = Flow(
         project_id=project_id,
@@ -226,7 +242,8 @@ def update_flow(actor: Actor, flow: Flow, data: dict[str, Any]) -> Flow:
             merged = dict(current)
         merged.update({key: data[key] for key in VERSIONED if key in data})
         kept_secrets = flow.current.secret_default_values
-        checked_graph(flow.project_id, with_secret_defaults(merged, kept_secrets), flow.id)
+        graph = checked_graph(flow.project_id, with_secret_defaults(merged, kept_secrets), flow.id)
+        require_for(actor, flow.project_id, graph)
         stored, secrets = split_document(merged)
         secrets = {
             **{name: value for name, value in kept_secrets.items() if name in secret_names(stored)},

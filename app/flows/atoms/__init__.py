@@ -75,6 +75,8 @@ class Atom:
     unrendered: ClassVar[frozenset[str]] = frozenset()
     # Node operations the atom answers to beyond the engine's own (approve, reject, callback).
     operations: ClassVar[frozenset[str]] = frozenset()
+    # Only a project admin may save a flow that runs it.
+    admin_only: ClassVar[bool] = False
 
     def check_inputs(self, inputs: Mapping[str, Any]) -> list[tuple[str, str]]:
         """Problems of the inputs as (path, message), checked against the atom's schema; inputs holding a
@@ -129,7 +131,18 @@ def _flatten(messages: Any, path: tuple[str, ...] = ()) -> list[tuple[str, str]]
 
 def registry() -> dict[str, Atom]:
     """Every atom by name."""
-    from app.flows.atoms import approval, callback, http, script, sleep, subflow
+    from app.flows.atoms import (
+        approval,
+        callback,
+        file_transfer,
+        http,
+        job_plan,
+        playbook,
+        script,
+        sleep,
+        subflow,
+    )
 
-    atoms = [module.ATOM for module in (approval, callback, http, script, sleep, subflow)]
+    modules = (approval, callback, file_transfer, http, job_plan, playbook, script, sleep, subflow)
+    atoms = [module.ATOM for module in modules]
     return {atom.name: atom for atom in atoms}
