@@ -769,3 +769,41 @@ def test_job_plan_file_transfer_and_playbook_atoms_run_their_job_instances(
     assert nodes["push"]["outputs"]["status"] == "success"
     assert nodes["play"]["outputs"]["status"] == "success"
     assert task["values"]["seen"] == "success"
+
+
+def test_a_conditional_parallel_gateway_runs_every_true_branch_and_its_converge_waits_for_those(
+    service, project
+) -> None:
+    document = {
+        "variables": [{"name": "regions", "type": "array", "default": ["eu", "us"]}],
+        "nodes": [
+            {"id": "start", "type": "start"},
+            {"id": "pick", "type": "conditional_parallel"},
+            sleep_node("eu", 1),
+            sleep_node("us", 0),
+            sleep_node("asia", 0),
+            {"id": "join", "type": "converge"},
+            sleep_node("after", 0),
+            {"id": "end", "type": "end"},
+        ],
+        "edges": [
+            {"from": "start", "to": "pick"},
+            {"from": "pick", "to": "eu", "condition": '"eu" in regions'},
+            {"from": "pick", "to": "us", "condition": '"us" in regions'},
+            {"from": "pick", "to": "asia", "condition": '"asia" in regions'},
+            {"from": "eu", "to": "join"},
+            {"from": "us", "to": "join"},
+            {"from": "asia", "to": "join"},
+            {"from": "join", "to": "after"},
+            {"from": "after", "to": "end"},
+        ],
+    }
+    flow = create_flow(service, project, document)
+    task = wait_task(service, project, create_task(service, project, flow)["id"], ended)
+    assert task["status"] == "success"
+    nodes = nodes_of(task)
+    assert {name: nodes[name]["status"] for name in ("eu", "us", "asia", "after")} == {
+        "eu": "success", "us": "success", "asia": "waiting", "after": "success"
+    }  # fmt: skip
+    assert nodes["after"]["started_at"] >= nodes["eu"]["ended_at"]
+    assert nodes["pick"]["outputs"] == {"branches": ["eu", "us"]}
