@@ -6,13 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api.auth import current_actor
 from app.api.crud import project_resource
-from app.api.launching import HEADER, KEY_MAX_CHARS
+from app.api.launching import take_idempotency_key
 from app.api.paging import SelectPage, filter_arguments
 from app.models import Flow, ProjectVariable
 from app.schemas.flow import (
@@ -29,7 +28,7 @@ from app.schemas.flow import (
 )
 from app.services import flow_tasks, flows, records
 from app.services.access import Action, require
-from app.services.errors import Invalid, NotFound
+from app.services.errors import NotFound
 
 TASK_OPERATIONS = ("start", "pause", "resume", "revoke")
 NODE_OPERATIONS = (
@@ -84,13 +83,7 @@ class FlowTasks(MethodView):
     def post(self, data: dict[str, Any], pid: int, item_id: int):
         """Create a task of the flow's newest version, started unless start is false; a repeated request
         with the same Idempotency-Key answers with the first task."""
-        header = request.headers.get(HEADER)
-        if header is not None:
-            if not 0 < len(header) <= KEY_MAX_CHARS:
-                raise Invalid(f"{HEADER} holds 1 to {KEY_MAX_CHARS} characters", HEADER)
-            if data.get("idempotency_key", header) != header:
-                raise Invalid(f"the {HEADER} header and idempotency_key differ", "idempotency_key")
-            data["idempotency_key"] = header
+        take_idempotency_key(data)
         actor = current_actor()
         require(actor, pid, Action.OPERATE)
         records.get(Flow, item_id, pid)
@@ -136,11 +129,7 @@ class TaskNode(MethodView):
     @blp.response(200, NodeStateSchema)
     def get(self, pid: int, tid: int, node: str):
         """One node of a task: its state, attempts and what it waits for."""
-        view = flow_tasks.task_view(flow_tasks.get_task(current_actor(), pid, tid))
-        found = next((entry for entry in view["nodes"] if entry["node_id"] == node), None)
-        if found is None:
-            raise NotFound(f"task {tid} has no node {node!r}")
-        return found
+        return flow_tasks.node_view(current_actor(), pid, tid, node)
 
 
 @blp.route("/<int:pid>/flow-tasks/<int:tid>/nodes/<string:node>/<string:op>")

@@ -17,11 +17,8 @@ HEADER = "Idempotency-Key"
 KEY_MAX_CHARS = 255
 
 
-def launched(
-    project_id: int, data: dict[str, Any], launch: Callable[[dict[str, Any]], JobInstance]
-) -> tuple[JobInstance, int, dict[str, str]]:
-    """Launch once per idempotency key (the Idempotency-Key header or the body's idempotency_key):
-    a launch repeated with a key already used answers with the job instance the first one started."""
+def take_idempotency_key(data: dict[str, Any]) -> None:
+    """The Idempotency-Key header, when given, becomes the body's idempotency_key (they must agree)."""
     header = request.headers.get(HEADER)
     if header is not None:
         if not 0 < len(header) <= KEY_MAX_CHARS:
@@ -29,6 +26,14 @@ def launched(
         if data.get("idempotency_key", header) != header:
             raise Invalid(f"the {HEADER} header and idempotency_key differ", "idempotency_key")
         data["idempotency_key"] = header
+
+
+def launched(
+    project_id: int, data: dict[str, Any], launch: Callable[[dict[str, Any]], JobInstance]
+) -> tuple[JobInstance, int, dict[str, str]]:
+    """Launch once per idempotency key (the Idempotency-Key header or the body's idempotency_key):
+    a launch repeated with a key already used answers with the job instance the first one started."""
+    take_idempotency_key(data)
     require(current_actor(), project_id, Action.OPERATE)
     first = executions.replayed(project_id, data.get("idempotency_key"))
     if first is not None:

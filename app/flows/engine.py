@@ -21,8 +21,10 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+from marshmallow import ValidationError
 from rq import Queue
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
 from app.extensions import db, redis
@@ -34,6 +36,7 @@ from app.models import FlowTask, FlowVersion, NodeAttempt, NodeState, ProjectVar
 from app.models.base import utcnow
 from app.models.status import NODE_LIVE, FlowTaskStatus, NodeStatus
 from app.services.access import Actor
+from app.services.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -110,15 +113,18 @@ class Pass:
     changed: bool = False
     # The task's state when the pass began: an end is announced once, when the state changes.
     status_before: str = ""
+    project_values: dict[str, Any] | None = None
+    actor: Actor | None = None
 
     def __post_init__(self) -> None:
         self.status_before = self.status_before or self.task.status
+        self.actor = self.actor or engine_actor(self.task)
 
 
 def one_pass(task_id: int) -> bool:
     """One transaction: settle what ended, move tokens, mark ready nodes running; after the commit start
     their atoms. True when something moved (another pass may move more)."""
-    task = db.session.get(FlowTask, task_id)
+    task = load_task(task_id)
     if task is None or task.status in (
         FlowTaskStatus.CREATED,
         FlowTaskStatus.SUCCESS,
@@ -147,20 +153,31 @@ def one_pass(task_id: int) -> bool:
     return True
 
 
+def load_task(task_id: int) -> FlowTask | None:
+    """The task as it is now, with its node states and their attempts (two queries more, not one per node)."""
+    db.session.expire_all()
+    return db.session.get(
+        FlowTask, task_id, options=[selectinload(FlowTask.nodes).selectinload(NodeState.attempts)]
+    )
+
+
 def task_values(task: FlowTask) -> dict[str, Any]:
     return {**task.values, **task.secret_value_map}
 
 
-def builtins(task: FlowTask, state: NodeState) -> dict[str, Any]:
-    project = {
-        row.name: row.value
-        for row in db.session.scalars(
-            select(ProjectVariable).where(ProjectVariable.project_id == task.project_id)
-        )
-    }
+def builtins(work: Pass, state: NodeState) -> dict[str, Any]:
+    """_system, _project (read once per pass) and the node's _loop."""
+    task = work.task
+    if work.project_values is None:
+        work.project_values = {
+            row.name: row.value
+            for row in db.session.scalars(
+                select(ProjectVariable).where(ProjectVariable.project_id == task.project_id)
+            )
+        }
     return {
         "_system": {"task_id": task.id, "task_name": task.name, "operator": task.launched_by},
-        "_project": project,
+        "_project": work.project_values,
         "_loop": state.runs,
     }
 
@@ -177,7 +194,7 @@ def context_of(work: Pass, state: NodeState, inputs: dict[str, Any] | None = Non
         task=work.task,
         state=state,
         inputs=inputs if inputs is not None else {},
-        actor=engine_actor(work.task),
+        actor=work.actor,
         values=work.values,
         kinds={name: variable.kind for name, variable in graph.variables.items()},
         secrets=secret_names(graph),
@@ -254,6 +271,12 @@ def start_node(work: Pass, state: NodeState) -> bool:
                 number=len(state.attempts) + 1, run=state.runs, status=NodeStatus.RUNNING, inputs=shown
             )
         )
+        atom = atoms()[node.atom]
+        if atom.immediate:
+            inputs, _ = rendered_inputs(work, state, node)
+            context = context_of(work, state, inputs)
+            apply_outcome(work, state, node, started(atom, context, work.task.id, state.node_id))
+            return True
         work.to_start.append(state)
         return False
     state.runs += 1
@@ -264,7 +287,7 @@ def start_node(work: Pass, state: NodeState) -> bool:
         work.task.status = FlowTaskStatus.SUCCESS
         return True
     if node.type in (NodeType.EXCLUSIVE, NodeType.CONDITIONAL_PARALLEL):
-        values = {**work.values, **builtins(work.task, state)}
+        values = {**work.values, **builtins(work, state)}
         try:
             targets = work.graph.chosen(node.id, values)
         except ConditionError as exc:
@@ -311,7 +334,7 @@ def expect(work: Pass, node: Node, branches: int) -> None:
 def rendered_inputs(work: Pass, state: NodeState, node: Node) -> tuple[dict[str, Any], dict[str, Any]]:
     """The node's inputs with references replaced by the values of this moment, and as shown (masked)."""
     source = state.override_inputs if state.override_inputs is not None else dict(node.inputs)
-    values = {**work.values, **builtins(work.task, state)}
+    values = {**work.values, **builtins(work, state)}
     secrets = secret_names(work.graph)
     inputs, shown = {}, {}
     for name, value in source.items():
@@ -506,31 +529,32 @@ def start_atom(work: Pass, state: NodeState) -> None:
     atom = atoms()[node.atom]
     inputs, _ = rendered_inputs(work, state, node)
     context = context_of(work, state, inputs)
-    context.launch_key = f"flow-{work.task.id}-{state.node_id}-{len(state.attempts)}"[:255]
+    attempt = len(state.attempts)
+    outcome = started(atom, context, work.task.id, state.node_id, rollback=True)
+    record_start(work.task.id, state.node_id, attempt, outcome)
+
+
+def started(atom: Atom, context: Context, task_id: int, node_id: str, rollback: bool = False) -> Outcome:
+    """What the atom's start answered; bad inputs or a refused launch is a failure of the node."""
     try:
-        outcome = atom.start(context)
+        return atom.start(context)
+    except ValidationError as exc:
+        error = f"inputs: {exc.messages}"
+    except ServiceError as exc:
+        error = f"{exc.field + ': ' if exc.field else ''}{exc.message}"
     except Exception as exc:
+        log.exception("task %s: node %s failed to start", task_id, node_id)
+        error = f"could not start: {exc}"
+    if rollback:
         db.session.rollback()
-        from marshmallow import ValidationError
-
-        from app.services.errors import ServiceError
-
-        if isinstance(exc, ValidationError):
-            outcome = Failed(f"inputs: {exc.messages}")
-        elif isinstance(exc, ServiceError):
-            outcome = Failed(f"{exc.field + ': ' if exc.field else ''}{exc.message}")
-        else:
-            log.exception("task %s: node %s failed to start", work.task.id, state.node_id)
-            outcome = Failed(f"could not start: {exc}")
-    record_start(work.task.id, state.node_id, len(state.attempts), outcome)
+    return Failed(error)
 
 
 def record_start(task_id: int, node_id: str, attempt: int, outcome: Outcome) -> None:
     """Write what an atom's start answered, unless the node moved meanwhile (force-failed, revoked)."""
     for _ in range(10):
         try:
-            task = db.session.get(FlowTask, task_id)
-            db.session.refresh(task)
+            task = load_task(task_id)
             work = Pass(
                 task,
                 graph_of(task.flow_version),

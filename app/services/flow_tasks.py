@@ -5,13 +5,13 @@ recorded on the task, and asks the engine to advance the task once committed."""
 from __future__ import annotations
 
 import json
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
 from rq import Queue, Retry
 from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
 from app.config import current as settings
@@ -23,12 +23,10 @@ from app.models import Flow, FlowTask, NodeState
 from app.models.base import utcnow
 from app.models.status import NODE_LIVE, FlowTaskStatus, NodeStatus
 from app.secrets import MASK
-from app.services import dispatch, records
+from app.services import callbacks, dispatch, records
 from app.services.access import Action, Actor, require
 from app.services.errors import Conflict, Invalid, NotFound
 from app.services.jobs import contains
-
-CALLBACK_TIMEOUT_SECONDS = 10
 
 
 def tasks_query(project_id: int, filters: dict[str, Any]) -> Select:
@@ -151,7 +149,10 @@ def create_task(
 
 def get_task(actor: Actor, project_id: int, task_id: int, action: Action = Action.READ) -> FlowTask:
     require(actor, project_id, action)
-    return records.get(FlowTask, task_id, project_id)
+    task = engine.load_task(task_id)
+    if task is None or task.project_id != project_id:
+        raise NotFound(f"flow task {task_id} does not exist")
+    return task
 
 
 def task_graph(task: FlowTask) -> FlowGraph:
@@ -383,14 +384,7 @@ def post_callback(task_id: int, status: str) -> int:
     task = db.session.get(FlowTask, task_id)
     if task is None or not task.callback_url:
         return 0
-    request = urllib.request.Request(
-        task.callback_url,
-        data=json.dumps(callback_payload(task, status)).encode(),
-        headers={"Content-Type": "application/json", "User-Agent": "Opsflow"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=CALLBACK_TIMEOUT_SECONDS) as response:
-        return response.status
+    return callbacks.post_json(task.callback_url, callback_payload(task, status))
 
 
 def task_outputs(task: FlowTask) -> dict[str, Any]:
@@ -404,44 +398,58 @@ def shown_values(task: FlowTask) -> dict[str, Any]:
     return {**task.values, **dict.fromkeys(task.secret_value_map, MASK)}
 
 
+def node_entry(task: FlowTask, graph: FlowGraph, state: NodeState) -> dict[str, Any]:
+    """One node's state, rendered inputs, attempts and what it waits for."""
+    node = graph.nodes[state.node_id]
+    kept = state.waiting or {}
+    waiting_for = None
+    if state.status == NodeStatus.WAITING_USER:
+        waiting_for = {"approvers": kept.get("approvers"), "timeout_at": kept.get("timeout_at")}
+    elif state.status == NodeStatus.WAITING_CALLBACK:
+        waiting_for = {
+            "token": kept.get("token"),
+            "url": f"/api/v1/projects/{task.project_id}/flow-tasks/{task.id}/nodes/{state.node_id}/callback",
+        }
+    return {
+        "node_id": state.node_id,
+        "name": node.name,
+        "type": node.type,
+        "atom": node.atom,
+        "stage": node.stage,
+        "status": state.status,
+        "runs": state.runs,
+        "retries": state.retries,
+        "paused_before": state.paused_before,
+        "inputs": state.inputs,
+        "outputs": state.outputs,
+        "error": state.error,
+        "due_at": state.due_at,
+        "job_instance_id": state.job_instance_id,
+        "waiting_for": waiting_for,
+        "started_at": state.started_at,
+        "ended_at": state.ended_at,
+        "attempts": state.attempts,
+    }
+
+
+def node_view(actor: Actor, project_id: int, task_id: int, node_id: str) -> dict[str, Any]:
+    """One node of a task, read alone (a task of thousands of nodes is not loaded for it)."""
+    require(actor, project_id, Action.READ)
+    task = records.get(FlowTask, task_id, project_id)
+    state = db.session.scalar(
+        select(NodeState)
+        .where(NodeState.task_id == task.id, NodeState.node_id == node_id)
+        .options(selectinload(NodeState.attempts))
+    )
+    if state is None:
+        raise NotFound(f"task {task_id} has no node {node_id!r}")
+    return node_entry(task, task_graph(task), state)
+
+
 def task_view(task: FlowTask) -> dict[str, Any]:
     """The task with every node's state, attempts and what it waits for."""
     graph = task_graph(task)
-    nodes = []
-    for state in task.nodes:
-        node = graph.nodes[state.node_id]
-        kept = state.waiting or {}
-        waiting_for = None
-        if state.status == NodeStatus.WAITING_USER:
-            waiting_for = {"approvers": kept.get("approvers"), "timeout_at": kept.get("timeout_at")}
-        elif state.status == NodeStatus.WAITING_CALLBACK:
-            waiting_for = {
-                "token": kept.get("token"),
-                "url": f"/api/v1/projects/{task.project_id}/flow-tasks/{task.id}"
-                f"/nodes/{state.node_id}/callback",
-            }
-        nodes.append(
-            {
-                "node_id": state.node_id,
-                "name": node.name,
-                "type": node.type,
-                "atom": node.atom,
-                "stage": node.stage,
-                "status": state.status,
-                "runs": state.runs,
-                "retries": state.retries,
-                "paused_before": state.paused_before,
-                "inputs": state.inputs,
-                "outputs": state.outputs,
-                "error": state.error,
-                "due_at": state.due_at,
-                "job_instance_id": state.job_instance_id,
-                "waiting_for": waiting_for,
-                "started_at": state.started_at,
-                "ended_at": state.ended_at,
-                "attempts": state.attempts,
-            }
-        )
+    nodes = [node_entry(task, graph, state) for state in task.nodes]
     return {
         "id": task.id,
         "project_id": task.project_id,

@@ -77,6 +77,9 @@ class Atom:
     operations: ClassVar[frozenset[str]] = frozenset()
     # Only a project admin may save a flow that runs it.
     admin_only: ClassVar[bool] = False
+    # Its start touches nothing outside the database (a sleep, an approval): the engine runs it inside
+    # the pass, so what ends at once goes on in the same transaction.
+    immediate: ClassVar[bool] = False
 
     def check_inputs(self, inputs: Mapping[str, Any]) -> list[tuple[str, str]]:
         """Problems of the inputs as (path, message), checked against the atom's schema; inputs holding a

@@ -35,6 +35,7 @@ class ApprovalInputs(Schema):
 class Approval(Atom):
     name = "approval"
     schema = ApprovalInputs
+    immediate = True
     outputs = frozenset({"approved", "by", "reason"})
     operations = frozenset({"approve", "reject"})
 

@@ -30,6 +30,7 @@ class CallbackInputs(Schema):
 class Callback(Atom):
     name = "callback"
     schema = CallbackInputs
+    immediate = True
     outputs = None
     operations = frozenset({"callback"})
 

@@ -3,11 +3,13 @@ outputs as for script."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from marshmallow import fields
 
-from app.flows.atoms import Atom, Context, Outcome, Waiting
-from app.flows.atoms.script import cancel_job, job_outcome
-from app.models import LaunchType
+from app.flows.atoms import Context
+from app.flows.atoms.script import JobAtom
+from app.models import JobInstance, LaunchType
 from app.schemas.transfer import FileTransferSchema
 from app.services import executions, transfers
 
@@ -19,30 +21,19 @@ class FileTransferInputs(FileTransferSchema):
     name = fields.String()
 
 
-class FileTransfer(Atom):
+class FileTransfer(JobAtom):
     name = "file_transfer"
     schema = FileTransferInputs
-    outputs = None
 
-    def start(self, context: Context) -> Outcome:
-        data = self.load(context.inputs)
-        job = executions.replayed(context.task.project_id, context.launch_key) or transfers.launch_transfer(
-            context.actor,
-            context.task.project_id,
-            {
-                **data,
-                "name": data.get("name") or context.state.node_id,
-                "idempotency_key": context.launch_key,
-            },
-            LaunchType.FLOW,
+    def launch(self, context: Context, data: dict[str, Any]) -> JobInstance:
+        body = {
+            **data,
+            "name": data.get("name") or context.state.node_id,
+            "idempotency_key": context.launch_key,
+        }
+        return executions.replayed(context.task.project_id, context.launch_key) or transfers.launch_transfer(
+            context.actor, context.task.project_id, body, LaunchType.FLOW
         )
-        return Waiting(kept={"job_id": job.id}, job_instance_id=job.id)
-
-    def check(self, context: Context) -> Outcome | None:
-        return job_outcome(context.kept["job_id"])
-
-    def cancel(self, context: Context) -> None:
-        cancel_job(context, context.kept.get("job_id"))
 
 
 ATOM = FileTransfer()

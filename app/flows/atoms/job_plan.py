@@ -3,11 +3,13 @@ as for script."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from app.flows.atoms import Atom, Context, Outcome, Waiting
-from app.flows.atoms.script import cancel_job, job_outcome
-from app.models import LaunchType
+from app.flows.atoms import Context
+from app.flows.atoms.script import JobAtom
+from app.models import JobInstance, LaunchType
 from app.services import executions, launches
 
 
@@ -26,37 +28,28 @@ class JobPlanInputs(Schema):
             raise ValidationError("name a plan_id or a template_id", "plan_id")
 
 
-class JobPlan(Atom):
+class JobPlan(JobAtom):
     name = "job_plan"
     schema = JobPlanInputs
-    outputs = None
 
-    def start(self, context: Context) -> Outcome:
-        data = self.load(context.inputs)
+    def launch(self, context: Context, data: dict[str, Any]) -> JobInstance:
         project_id = context.task.project_id
-        job = executions.replayed(project_id, context.launch_key)
-        if job is None:
-            body = {
-                "variables": data["variables"],
-                "name": data.get("name"),
-                "idempotency_key": context.launch_key,
-            }
-            body = {key: value for key, value in body.items() if value is not None}
-            if "plan_id" in data:
-                job = launches.launch_plan(
-                    context.actor, project_id, data["plan_id"], body, launch_type=LaunchType.FLOW
-                )
-            else:
-                job = launches.launch_template(
-                    context.actor, project_id, data["template_id"], body, launch_type=LaunchType.FLOW
-                )
-        return Waiting(kept={"job_id": job.id}, job_instance_id=job.id)
-
-    def check(self, context: Context) -> Outcome | None:
-        return job_outcome(context.kept["job_id"])
-
-    def cancel(self, context: Context) -> None:
-        cancel_job(context, context.kept.get("job_id"))
+        first = executions.replayed(project_id, context.launch_key)
+        if first is not None:
+            return first
+        body = {
+            "variables": data["variables"],
+            "name": data.get("name"),
+            "idempotency_key": context.launch_key,
+        }
+        body = {key: value for key, value in body.items() if value is not None}
+        if "plan_id" in data:
+            return launches.launch_plan(
+                context.actor, project_id, data["plan_id"], body, launch_type=LaunchType.FLOW
+            )
+        return launches.launch_template(
+            context.actor, project_id, data["template_id"], body, launch_type=LaunchType.FLOW
+        )
 
 
 ATOM = JobPlan()

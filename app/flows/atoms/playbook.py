@@ -11,9 +11,9 @@ from marshmallow import fields, validate
 
 from app.config import TIMEOUT_DEFAULT, TIMEOUT_MAX, TIMEOUT_MIN
 from app.execution.playbook import check_playbook
-from app.flows.atoms import Atom, Context, Outcome, Waiting
-from app.flows.atoms.script import cancel_job, job_outcome, launch_job
-from app.models import StepInstance, StepType
+from app.flows.atoms import Context
+from app.flows.atoms.script import JobAtom, launch_job
+from app.models import JobInstance, StepInstance, StepType
 from app.models.job import PLAYBOOK_TASKS
 from app.schemas.job import TargetsSchema
 from app.schemas.template import PlaybookBodySchema
@@ -30,10 +30,9 @@ class PlaybookInputs(PlaybookBodySchema):
     forks = fields.Integer(strict=True, allow_none=True, load_default=None, validate=validate.Range(min=1))
 
 
-class Playbook(Atom):
+class Playbook(JobAtom):
     name = "playbook"
     schema = PlaybookInputs
-    outputs = None
     unrendered = frozenset({"content"})
     admin_only = True
 
@@ -46,8 +45,7 @@ class Playbook(Atom):
                 problems.append(("content", str(exc)))
         return problems
 
-    def start(self, context: Context) -> Outcome:
-        data = self.load(context.inputs)
+    def launch(self, context: Context, data: dict[str, Any]) -> JobInstance:
         project_id = context.task.project_id
 
         def build(hosts: list) -> tuple[StepInstance, list]:
@@ -62,14 +60,7 @@ class Playbook(Atom):
             )
             return step, []
 
-        job = launch_job(context, data, "job", build)
-        return Waiting(kept={"job_id": job.id}, job_instance_id=job.id)
-
-    def check(self, context: Context) -> Outcome | None:
-        return job_outcome(context.kept["job_id"])
-
-    def cancel(self, context: Context) -> None:
-        cancel_job(context, context.kept.get("job_id"))
+        return launch_job(context, data, "job", build)
 
 
 ATOM = Playbook()

@@ -36,27 +36,42 @@ class ScriptInputs(ScriptExecutionSchema):
     name = fields.String()
 
 
-class Script(Atom):
-    name = "script"
-    schema = ScriptInputs
+class JobAtom(Atom):
+    """An atom that runs one job instance and waits for it: its outcome is the job's."""
+
     outputs = None
-    unrendered = frozenset({"script", "params"})
 
     def start(self, context: Context) -> Outcome:
-        data = self.load(context.inputs)
-        job = launch_job(
-            context,
-            data,
-            "script_execution",
-            lambda hosts: executions.script_step(context.task.project_id, data, hosts),
-        )
+        job = self.launch(context, self.load(context.inputs))
         return Waiting(kept={"job_id": job.id}, job_instance_id=job.id)
+
+    def launch(self, context: Context, data: dict[str, Any]) -> JobInstance:
+        raise NotImplementedError
 
     def check(self, context: Context) -> Outcome | None:
         return job_outcome(context.kept["job_id"])
 
     def cancel(self, context: Context) -> None:
-        cancel_job(context, context.kept.get("job_id"))
+        job_id = context.kept.get("job_id")
+        if job_id is not None:
+            with contextlib.suppress(Conflict):
+                executions.cancel(
+                    context.actor, context.task.project_id, job_id, f"flow task {context.task.id}"
+                )
+
+
+class Script(JobAtom):
+    name = "script"
+    schema = ScriptInputs
+    unrendered = frozenset({"script", "params"})
+
+    def launch(self, context: Context, data: dict[str, Any]) -> JobInstance:
+        return launch_job(
+            context,
+            data,
+            "script_execution",
+            lambda hosts: executions.script_step(context.task.project_id, data, hosts),
+        )
 
 
 def launch_job(context: Context, data: dict[str, Any], kind: str, build) -> JobInstance:
@@ -152,13 +167,6 @@ def job_outcome(job_id: int) -> Outcome | None:
     if status in (RunStatus.SUCCESS, RunStatus.IGNORED_ERROR, RunStatus.SKIPPED):
         return Finished(outputs)
     return Failed(f"job instance {job_id} ended {status}", outputs)
-
-
-def cancel_job(context: Context, job_id: int | None) -> None:
-    if job_id is None:
-        return
-    with contextlib.suppress(Conflict):
-        executions.cancel(context.actor, context.task.project_id, job_id, f"flow task {context.task.id}")
 
 
 ATOM = Script()

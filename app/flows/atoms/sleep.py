@@ -27,6 +27,7 @@ class SleepInputs(Schema):
 class Sleep(Atom):
     name = "sleep"
     schema = SleepInputs
+    immediate = True
 
     def start(self, context: Context) -> Outcome:
         inputs = self.load(context.inputs)
