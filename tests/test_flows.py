@@ -807,3 +807,34 @@ def test_a_conditional_parallel_gateway_runs_every_true_branch_and_its_converge_
     }  # fmt: skip
     assert nodes["after"]["started_at"] >= nodes["eu"]["ended_at"]
     assert nodes["pick"]["outputs"] == {"branches": ["eu", "us"]}
+
+
+def test_an_approval_timeout_takes_its_outcome_and_a_rejection_fails_the_node(service, project) -> None:
+    pid = project["id"]
+    approval = {"message": "ok?", "timeout": 1, "timeout_outcome": "approve"}
+    flow = create_flow(
+        service, project, chain({"id": "ask", "type": "activity", "atom": "approval", "inputs": approval})
+    )
+    task = wait_task(service, project, create_task(service, project, flow)["id"], ended)
+    assert task["status"] == "success"
+    assert nodes_of(task)["ask"]["outputs"] == {"approved": True, "by": "", "reason": "no decision in time"}
+    strict = create_flow(
+        service,
+        project,
+        chain(
+            {
+                "id": "ask",
+                "type": "activity",
+                "atom": "approval",
+                "inputs": {"approvers": {"roles": ["admin"]}},
+            }
+        ),
+    )
+    task = wait_task(
+        service, project, create_task(service, project, strict)["id"], node_in("ask", "waiting_user")
+    )
+    service.post(
+        f"/projects/{pid}/flow-tasks/{task['id']}/nodes/ask/reject", {"reason": "not now"}, expect=200
+    )
+    task = wait_task(service, project, task["id"], ended)
+    assert task["status"] == "failed" and nodes_of(task)["ask"]["error"] == "rejected by admin: not now"
