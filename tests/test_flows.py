@@ -838,3 +838,13 @@ def test_an_approval_timeout_takes_its_outcome_and_a_rejection_fails_the_node(se
     )
     task = wait_task(service, project, task["id"], ended)
     assert task["status"] == "failed" and nodes_of(task)["ask"]["error"] == "rejected by admin: not now"
+
+
+def test_a_flow_timeout_fails_the_task_and_stops_what_runs(service, project) -> None:
+    flow = create_flow(
+        service, project, {"timeout": 2, **chain(sleep_node("long", 60), sleep_node("never", 0))}
+    )
+    task = wait_task(service, project, create_task(service, project, flow)["id"], ended)
+    assert task["status"] == "failed" and task["error"] == "the task ran longer than its flow's timeout"
+    nodes = nodes_of(task)
+    assert nodes["long"]["status"] == "failed" and nodes["never"]["status"] == "waiting"

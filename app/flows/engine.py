@@ -32,7 +32,7 @@ from app.flows import wakeups
 from app.flows.atoms import Atom, Context, Failed, Finished, Outcome, Waiting, registry
 from app.flows.expressions import ConditionError, render
 from app.flows.graph import FlowGraph, Node, NodeType, TimeoutAction, VariableKind, parse
-from app.models import FlowTask, FlowVersion, NodeAttempt, NodeState, ProjectVariable
+from app.models import Flow, FlowTask, FlowVersion, NodeAttempt, NodeState, ProjectVariable
 from app.models.base import utcnow
 from app.models.status import NODE_LIVE, FlowTaskStatus, NodeStatus
 from app.services.access import Actor
@@ -47,6 +47,7 @@ PASSES_MAX = 1000
 # started again after this long; its launch key keeps a job from being launched twice.
 START_GRACE_SECONDS = 30
 STOP_REASON_REVOKED = "the task was revoked"
+TASK_TIMED_OUT = "the task ran longer than its flow's timeout"
 
 
 @lru_cache(maxsize=64)
@@ -114,6 +115,8 @@ class Pass:
     # The task's state when the pass began: an end is announced once, when the state changes.
     status_before: str = ""
     project_values: dict[str, Any] | None = None
+    # The task's flow timeout has passed: nothing starts, and the task stays failed.
+    timed_out: bool = False
     actor: Actor | None = None
 
     def __post_init__(self) -> None:
@@ -137,6 +140,9 @@ def one_pass(task_id: int) -> bool:
     for state in list(work.states.values()):
         if NodeStatus(state.status) in NODE_LIVE:
             look_at_live(work, state)
+    deadline = task_deadline(task)
+    if deadline is not None and work.now >= deadline:
+        time_out(work)
     progress = True
     while progress:
         progress = False
@@ -202,8 +208,29 @@ def context_of(work: Pass, state: NodeState, inputs: dict[str, Any] | None = Non
     )
 
 
+def task_deadline(task: FlowTask) -> datetime | None:
+    """When a running task's flow timeout ends it."""
+    flow = db.session.get(Flow, task.flow_id)
+    if flow is None or not flow.timeout or task.started_at is None or task.status == FlowTaskStatus.SUCCESS:
+        return None
+    return task.started_at + timedelta(seconds=flow.timeout)
+
+
+def time_out(work: Pass) -> None:
+    """The task ran longer than its flow's timeout: what runs is stopped and failed, nothing new starts."""
+    work.timed_out = True
+    for state in work.states.values():
+        if NodeStatus(state.status) in NODE_LIVE:
+            work.to_cancel.append((state, dict(state.waiting)))
+            fail(work, state, work.graph.nodes[state.node_id], Failed(TASK_TIMED_OUT), retry=False)
+    if work.task.status != FlowTaskStatus.FAILED or work.task.error != TASK_TIMED_OUT:
+        work.task.status = FlowTaskStatus.FAILED
+        work.task.error = TASK_TIMED_OUT
+        work.changed = True
+
+
 def startable(work: Pass, state: NodeState) -> bool:
-    if work.task.status != FlowTaskStatus.RUNNING or state.paused_before:
+    if work.task.status != FlowTaskStatus.RUNNING or state.paused_before or work.timed_out:
         return False
     return state.due_at is None or state.due_at <= work.now
 
@@ -472,7 +499,7 @@ def settle_task(work: Pass) -> None:
             work.changed = True
             stop_the_rest(work)
         return
-    if task.status not in (FlowTaskStatus.RUNNING, FlowTaskStatus.FAILED):
+    if task.status not in (FlowTaskStatus.RUNNING, FlowTaskStatus.FAILED) or work.timed_out:
         return
     states = work.states.values()
     moving = any(
@@ -578,6 +605,9 @@ def record_start(task_id: int, node_id: str, attempt: int, outcome: Outcome) -> 
 def schedule(task: FlowTask) -> None:
     """Put the task's earliest due time among the wake-ups."""
     dues = [state.due_at for state in task.nodes if state.due_at is not None]
+    deadline = task_deadline(task) if task.status in (FlowTaskStatus.RUNNING, FlowTaskStatus.PAUSED) else None
+    if deadline is not None:
+        dues.append(deadline)
     if dues:
         wakeups.add(redis.client, task.id, min(dues))
 

@@ -171,6 +171,7 @@ class FlowTaskSchema(Schema):
     launched_by = fields.String()
     callback_url = fields.String()
     parent_node_id = fields.Integer()
+    error = fields.String(metadata={"description": "why the task stopped, when it was not a node's failure"})
     created_at = fields.DateTime()
     started_at = fields.DateTime()
     ended_at = fields.DateTime()

@@ -465,6 +465,7 @@ def task_view(task: FlowTask) -> dict[str, Any]:
         "launched_by": task.launched_by,
         "callback_url": task.callback_url,
         "parent_node_id": task.parent_node_id,
+        "error": task.error,
         "created_at": task.created_at,
         "started_at": task.started_at,
         "ended_at": task.ended_at,
