@@ -25,6 +25,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         dynamic_groups,
         errors,
         files,
+        flows,
         groups,
         health,
         hosts,
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         reachability,
         files,
         transfers,
+        flows,
         audit,
     ):
         api.register_blueprint(module.blp)

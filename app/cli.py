@@ -100,8 +100,30 @@ def ingest(name: str) -> None:
 
 
 @cli.command()
+@click.option("--name", default=None, help="RQ worker name (default: host and pid)")
+def engine(name: str | None) -> None:
+    """Run a flow engine worker: it advances flow tasks (the `flows` queue) and never runs Ansible; it
+    also fires due wake-ups and sweeps for tasks nobody advances."""
+    import threading
+
+    from rq import Queue, SimpleWorker
+
+    from app import create_app
+    from app.extensions import redis
+    from app.flows.engine import QUEUE_NAME
+    from app.flows.wakeups import drain
+
+    app = create_app()
+    settings: Settings = app.config["OPSFLOW"]
+    threading.Thread(target=drain, args=(app, settings.reaper_interval), daemon=True).start()
+    with app.app_context():
+        SimpleWorker([Queue(QUEUE_NAME, connection=redis.client)], connection=redis.client, name=name).work()
+
+
+@cli.command()
 def run() -> None:
-    """Start everything: embedded Redis if needed, migrations, the API, workers and the ingester."""
+    """Start everything: embedded Redis if needed, migrations, the API, workers, flow engines and the
+    ingester."""
     from app import datadir
 
     settings = Settings.from_env()
@@ -143,6 +165,8 @@ class Supervisor:
         self.spawn("ingester", [*python, "app.cli", "ingest"])
         for number in range(1, self.settings.workers + 1):
             self.spawn(f"worker-{number}", [*python, "app.cli", "worker"])
+        for number in range(1, self.settings.engines + 1):
+            self.spawn(f"engine-{number}", [*python, "app.cli", "engine"])
         click.echo(
             f"Opsflow is up: http://{bind}/api/v1 (docs at /api/v1/docs); "
             f"data in {self.settings.data_dir}. Ctrl-C stops it."

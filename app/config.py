@@ -87,6 +87,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 2
+    # Flow engine processes: they advance flow tasks and never run Ansible.
+    engines: int = 2
     # Ansible forks per run: the host count of a slice, capped by this ceiling.
     forks_max: int = 50
     # A step on more hosts than this is split into slices, one RQ job each.
@@ -156,6 +158,7 @@ class Settings:
             host=os.environ.get("HOST") or "127.0.0.1",
             port=_int("PORT", 8000),
             workers=_int("OPSFLOW_WORKERS", 2),
+            engines=_int("OPSFLOW_ENGINES", 2),
             forks_max=_int("OPSFLOW_FORKS_MAX", 50),
             slice_size=_int("OPSFLOW_SLICE_SIZE", 500),
             output_cap_bytes=_int("OPSFLOW_OUTPUT_CAP_BYTES", 5 * 1024 * 1024),

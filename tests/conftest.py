@@ -184,7 +184,7 @@ class Service:
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def service(request, tmp_path_factory, redis_url) -> Iterator[Service]:
-    """The whole service on one database: API (test client), two workers, the ingester."""
+    """The whole service on one database: API (test client), two workers, a flow engine, the ingester."""
     data_dir = tmp_path_factory.mktemp(f"service-{request.param}")
     databases = (
         postgres_database() if request.param == "postgresql" else iter([f"sqlite:///{data_dir}/test.db"])
@@ -216,6 +216,7 @@ def service(request, tmp_path_factory, redis_url) -> Iterator[Service]:
     service.start("ingester", "ingest")
     for number in (1, 2):
         service.start(f"worker-{number}", "worker")
+    service.start("engine", "engine")
     try:
         with app.app_context():
             yield service

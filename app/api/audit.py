@@ -22,6 +22,9 @@ ACTIONS = {
     ("transfers.FileTransfers", "POST"): ("job", "launch"),
     ("jobs.JobCancel", "POST"): ("job", "cancel"),
     ("jobs.JobRelaunch", "POST"): ("job", "relaunch"),
+    ("flows.FlowTasks", "POST"): ("flow_task", "launch"),
+    ("flows.TaskOperation", "POST"): ("flow_task", "operate"),
+    ("flows.NodeOperation", "POST"): ("flow_task", "operate"),
     ("reachability.ReachabilityChecks", "POST"): ("job", "launch"),
     ("inventories.InventoryImport", "POST"): ("inventory", "import"),
     ("members.Members", "POST"): ("member", "grant"),
@@ -39,7 +42,7 @@ ACTIONS = {
     },
 }
 VERBS = {"POST": "create", "PATCH": "update", "PUT": "update", "DELETE": "delete"}
-ID_ARGS = ("item_id", "jid", "token_id", "user_id", "vid", "sid", "rid")
+ID_ARGS = ("item_id", "jid", "tid", "token_id", "user_id", "vid", "sid", "rid")
 
 
 class AuditEventSchema(Schema):
@@ -91,6 +94,8 @@ def register(app: Flask) -> None:
             return response
         resource, action = describe(request.endpoint, request.method)
         view_args = request.view_args or {}
+        # Task and node operations name themselves in the path.
+        action = view_args.get("op", action)
         resource_id = next((str(view_args[name]) for name in ID_ARGS if name in view_args), None)
         if resource_id is None and response.status_code in (201, 202) and response.is_json:
             resource_id = str((response.get_json(silent=True) or {}).get("id", "")) or None

@@ -17,12 +17,8 @@ HEADER = "Idempotency-Key"
 KEY_MAX_CHARS = 255
 
 
-def launched(
-    project_id: int, data: dict[str, Any], launch: Callable[[dict[str, Any]], JobInstance]
-) -> tuple[JobInstance, int, dict[str, str]]:
-    """Launch once per idempotency key (the Idempotency-Key header or the body's idempotency_key) and
-    endpoint: the same launch repeated with a kept key answers with the job instance the first one
-    started, marked `Idempotent-Replayed: true`."""
+def take_idempotency_key(data: dict[str, Any]) -> None:
+    """The Idempotency-Key header, when given, becomes the body's idempotency_key (they must agree)."""
     header = request.headers.get(HEADER)
     if header is not None:
         if not 0 < len(header) <= KEY_MAX_CHARS:
@@ -30,6 +26,15 @@ def launched(
         if data.get(idempotency.FIELD, header) != header:
             raise Invalid(f"the {HEADER} header and idempotency_key differ", idempotency.FIELD)
         data[idempotency.FIELD] = header
+
+
+def launched(
+    project_id: int, data: dict[str, Any], launch: Callable[[dict[str, Any]], JobInstance]
+) -> tuple[JobInstance, int, dict[str, str]]:
+    """Launch once per idempotency key (the Idempotency-Key header or the body's idempotency_key) and
+    endpoint: the same launch repeated with a kept key answers with the job instance the first one
+    started, marked `Idempotent-Replayed: true`."""
+    take_idempotency_key(data)
     require(current_actor(), project_id, Action.OPERATE)
     key = data.pop(idempotency.FIELD, None)
     if key is None:

@@ -4,6 +4,7 @@ from app.models.account import Account
 from app.models.audit import AuditEvent
 from app.models.danger import DangerRule, DangerRuleOverride, RuleAction
 from app.models.file import FileResult, StoredFile
+from app.models.flow import Flow, FlowCategory, FlowTask, FlowVersion, NodeAttempt, NodeState, ProjectVariable
 from app.models.identity import ApiToken, Membership, Role, User
 from app.models.inventory import Connection, DynamicGroup, Group, Host
 from app.models.job import (
@@ -21,7 +22,7 @@ from app.models.job import (
 )
 from app.models.project import Project
 from app.models.script import Script, ScriptVersion
-from app.models.status import FileStatus, HostStatus, RunStatus, VersionState
+from app.models.status import FileStatus, FlowTaskStatus, HostStatus, NodeStatus, RunStatus, VersionState
 from app.models.template import JobPlan, JobTemplate, StepType, VariableType
 
 __all__ = [
@@ -34,6 +35,11 @@ __all__ = [
     "DynamicGroup",
     "FileResult",
     "FileStatus",
+    "Flow",
+    "FlowCategory",
+    "FlowTask",
+    "FlowTaskStatus",
+    "FlowVersion",
     "Group",
     "Host",
     "HostResult",
@@ -46,8 +52,12 @@ __all__ = [
     "LaunchType",
     "Membership",
     "NamespaceValue",
+    "NodeAttempt",
+    "NodeState",
+    "NodeStatus",
     "OnFailure",
     "Project",
+    "ProjectVariable",
     "Role",
     "RollingMode",
     "RuleAction",

@@ -20,6 +20,8 @@ class LaunchType(StrEnum):
     API = "api"
     TIMED = "timed"
     RELAUNCH = "relaunch"
+    # Started by a node of a flow task.
+    FLOW = "flow"
 
 
 class OnFailure(StrEnum):

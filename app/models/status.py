@@ -91,3 +91,50 @@ class VersionState(StrEnum):
     ONLINE = "online"
     OFFLINE = "offline"
     DISABLED = "disabled"
+
+
+class FlowTaskStatus(StrEnum):
+    """The state of a flow task (one run of one flow version)."""
+
+    CREATED = "created"
+    RUNNING = "running"
+    # No new node starts; running nodes finish.
+    PAUSED = "paused"
+    SUCCESS = "success"
+    # A node failed and nothing else runs: retry or skip it, or revoke the task.
+    FAILED = "failed"
+    REVOKED = "revoked"
+
+    @property
+    def final(self) -> bool:
+        return self in (FlowTaskStatus.SUCCESS, FlowTaskStatus.REVOKED)
+
+
+class NodeStatus(StrEnum):
+    """The state of one node of a flow task."""
+
+    WAITING = "waiting"
+    READY = "ready"
+    RUNNING = "running"
+    # Held before it starts, by an operator's pause_before.
+    PAUSED = "paused"
+    # An approval waits for its approvers, a callback node for an outside system.
+    WAITING_USER = "waiting_user"
+    WAITING_CALLBACK = "waiting_callback"
+    SUCCESS = "success"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    REVOKED = "revoked"
+
+    @property
+    def done(self) -> bool:
+        """The node has ended in a way that lets the flow go on past it."""
+        return self in (NodeStatus.SUCCESS, NodeStatus.SKIPPED)
+
+    @property
+    def live(self) -> bool:
+        """The node is running or waiting for something outside the engine."""
+        return self in NODE_LIVE
+
+
+NODE_LIVE = frozenset({NodeStatus.RUNNING, NodeStatus.WAITING_USER, NodeStatus.WAITING_CALLBACK})

@@ -37,9 +37,14 @@ def post(job_id: int, status: str) -> int:
     job = db.session.get(JobInstance, job_id)
     if job is None or not job.callback_url:
         return 0
+    return post_json(job.callback_url, payload(job, status))
+
+
+def post_json(url: str, body: dict[str, Any]) -> int:
+    """POST `body` as JSON to a callback URL; the status it answered, or an exception."""
     request = urllib.request.Request(
-        job.callback_url,
-        data=json.dumps(payload(job, status)).encode(),
+        url,
+        data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json", "User-Agent": "Opsflow"},
         method="POST",
     )

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 
 from app.config import current as settings
 from app.extensions import db, redis
-from app.models import JobInstance, OnFailure, RunStatus, Slice, StepInstance, StepType
+from app.models import JobInstance, LaunchType, OnFailure, RunStatus, Slice, StepInstance, StepType
 from app.models.base import utcnow
 from app.models.status import RUN_FINAL
 
@@ -38,6 +38,7 @@ ADMISSION_WAIT_SECONDS = 10
 NEXT_STEPS_AFTER_COMMIT = "opsflow.next_steps_after_commit"
 RELEASE_AFTER_COMMIT = "opsflow.release_after_commit"
 CALLBACK_AFTER_COMMIT = "opsflow.callback_after_commit"
+FLOW_JOBS_AFTER_COMMIT = "opsflow.flow_jobs_after_commit"
 
 
 def running(project_id: int) -> int:
@@ -179,6 +180,12 @@ def callback_after_commit(job: JobInstance) -> None:
         db.session.info.setdefault(CALLBACK_AFTER_COMMIT, {})[job.id] = str(job.status)
 
 
+def flow_job_ended_after_commit(job: JobInstance) -> None:
+    """A job instance a flow's node started has ended: the engine advances its task."""
+    if job.launch_type == LaunchType.FLOW:
+        db.session.info.setdefault(FLOW_JOBS_AFTER_COMMIT, set()).add(job.id)
+
+
 def after_commit() -> None:
     """Queue what settling asked for; called right after a commit, so that no write lock is held while
     steps are committed and queued or while a project's lock is awaited, and a batch stays one
@@ -187,6 +194,11 @@ def after_commit() -> None:
         advance(db.session.get(JobInstance, job_id))
     for project_id in sorted(db.session.info.pop(RELEASE_AFTER_COMMIT, ())):
         release_held(project_id)
+    flow_jobs = db.session.info.pop(FLOW_JOBS_AFTER_COMMIT, ())
+    if flow_jobs:
+        from app.flows import engine
+
+        engine.job_ended(flow_jobs)
     callbacks = db.session.info.pop(CALLBACK_AFTER_COMMIT, {})
     if callbacks:
         queue = Queue(settings().queue_name, connection=redis.client)

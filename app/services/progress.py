@@ -28,6 +28,7 @@ from app.models.job import PLAYBOOK_TASKS
 from app.models.status import HOST_PENDING, HOST_STATUS_FOR_UNFINISHED
 from app.services.dispatch import (
     callback_after_commit,
+    flow_job_ended_after_commit,
     mark_waiting_for_user,
     next_steps_after_commit,
     release_after_commit,
@@ -166,6 +167,7 @@ def settle_job(job: JobInstance) -> None:
     job.ended_at = utcnow()
     release_after_commit(job.project_id)
     callback_after_commit(job)
+    flow_job_ended_after_commit(job)
 
 
 def mark_started(piece: Slice) -> None:

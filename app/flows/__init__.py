@@ -1,0 +1,1 @@
+"""The flow engine: graphs, conditions and references, transitions, and atoms."""
