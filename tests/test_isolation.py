@@ -134,7 +134,7 @@ def test_a_playbook_lookup_finds_none_of_the_service_data(service, project):
     log = service.api("GET", f"/projects/{pid}/jobs/{job['id']}/host-results/{host['id']}/log", 200)
     text = log.get_data(as_text=True)
     # Each file read as absent, and no file at all in the data dir.
-    assert f"error: {','.join(['absent'] * len(paths))}|[]|" in text, text
+    assert f"msg: {','.join(['absent'] * len(paths))}|[]|" in text, text
 
 
 def test_the_data_dir_and_the_database_are_private(service):

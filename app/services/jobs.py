@@ -281,6 +281,8 @@ def _log_lines(results: list[HostResult], with_tasks: bool = True) -> Iterator[s
         for task in tasks or [result]:
             if isinstance(task, TaskResult):
                 yield f"-- task {task.seq} {task.task} · {task.outcome}\n"
+                if task.msg:
+                    yield f"msg: {task.msg}\n"
             if task.stdout:
                 yield task.stdout if task.stdout.endswith("\n") else task.stdout + "\n"
             if task.stderr:
