@@ -1,13 +1,27 @@
-"""The Api object: OpenAPI naming of schemas, and the service's error shape on HTTP errors."""
+"""The Api object: OpenAPI naming of schemas, the service's error shape on HTTP errors and in the document,
+bounded integers in paths and paging, and the public endpoints declared so.
+
+All of it applies to every blueprint registered, so a new route is described and bounded like the others.
+"""
 
 from __future__ import annotations
 
-from apispec.ext.marshmallow import MarshmallowPlugin
-from flask_smorest import Api
-from werkzeug.exceptions import HTTPException
+from typing import Any
 
-from app.api.errors import error_response
+from apispec.ext.marshmallow import MarshmallowPlugin
+from apispec.ext.marshmallow.openapi import OpenAPIConverter
+from flask import Flask
+from flask_smorest import Api, Blueprint
+from flask_smorest.pagination import PaginationMetadataSchema
+from marshmallow import fields, validate
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter, ValidationError
+
+from app.api.errors import ErrorSchema, error_response
+from app.config import INTEGER_MAX
 from app.services.errors import first_error
+
+PAGE = fields.Integer(load_default=1, validate=validate.Range(1, INTEGER_MAX))
 
 
 def schema_name(schema) -> str:
@@ -22,12 +36,74 @@ def schema_name(schema) -> str:
     return name
 
 
+class IdConverter(IntegerConverter):
+    """`<int:...>` in every route: an id an Integer column holds; any other number matches no route (404)."""
+
+    def __init__(self, url_map, *args, **kwargs) -> None:
+        super().__init__(url_map, min=1, max=INTEGER_MAX)
+
+    def to_python(self, value: str) -> int:
+        if len(value) > len(str(INTEGER_MAX)):
+            raise ValidationError()
+        return super().to_python(value)
+
+
+class SchemaConverter(OpenAPIConverter):
+    """Adds what a schema states in `Meta.openapi` (rules across fields: oneOf, anyOf...) to its description.
+
+    A partial variant (a PATCH body) leaves them out: it may give any of the fields, or none.
+    """
+
+    def schema2jsonschema(self, schema) -> dict[str, Any]:
+        jsonschema = super().schema2jsonschema(schema)
+        extra = getattr(getattr(schema, "Meta", None), "openapi", None)
+        if extra and not getattr(schema, "partial", None):
+            jsonschema.update(extra)
+        return jsonschema
+
+
+class SchemaPlugin(MarshmallowPlugin):
+    Converter = SchemaConverter
+
+
 class OpsflowApi(Api):
     """flask-smorest's Api with the service's error shape."""
 
+    ERROR_SCHEMA = ErrorSchema
+
     def __init__(self) -> None:
-        super().__init__(
-            spec_kwargs={"marshmallow_plugin": MarshmallowPlugin(schema_name_resolver=schema_name)}
+        super().__init__(spec_kwargs={"marshmallow_plugin": SchemaPlugin(schema_name_resolver=schema_name)})
+
+    def init_app(self, app: Flask, *args, **kwargs) -> None:
+        app.url_map.converters["int"] = IdConverter
+        super().init_app(app, *args, **kwargs)
+        self.spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
+        self.spec.options["security"] = [{"bearer": []}]
+
+    def register_blueprint(self, blp: Blueprint, **options) -> None:
+        # Imported here: the authentication's module needs the models, which need this module's Api.
+        from app.api.auth import PUBLIC_ENDPOINTS
+
+        for endpoint, docs in blp._docs.items():
+            for method, doc in docs.items():
+                if method == "parameters":
+                    continue
+                if "pagination" in doc:
+                    # The schema flask-smorest made for this endpoint both parses and documents its paging.
+                    doc["pagination"]["parameters"]["schema"]._declared_fields["page"] = PAGE
+                if f"{options.get('name', blp.name)}.{endpoint}" in PUBLIC_ENDPOINTS:
+                    doc.setdefault("manual_doc", {})["security"] = []
+        super().register_blueprint(blp, **options)
+
+    def _register_pagination_header(self) -> None:
+        self.spec.components.schema("PaginationMetadata", schema=PaginationMetadataSchema)
+        self.spec.components.header(
+            "PAGINATION",
+            {
+                "description": "the totals of the list, as a JSON document",
+                "content": {"application/json": {"schema": "PaginationMetadata"}},
+            },
+            lazy=True,
         )
 
     def handle_http_exception(self, error: HTTPException):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from marshmallow import ValidationError, fields, validate
 
+from app.config import INTEGER_MAX
+
 NAME = validate.Regexp(
     r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
     error="use letters, digits, '.', '_' and '-', starting with a letter or digit",
@@ -34,11 +36,28 @@ def validate_variables(variables: dict) -> None:
             raise ValidationError(f"{name} is set by Opsflow itself or not allowed", field_name=name)
 
 
+class Integer(fields.Integer):
+    """An integer the database can hold: beyond an Integer column's range it is a 422 on the field, not a
+    database error. Every integer the API reads is one of these (or an Id)."""
+
+    bounds = validate.Range(-INTEGER_MAX - 1, INTEGER_MAX)
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.validators.insert(0, self.bounds)
+
+
+class Id(Integer):
+    """A reference to a row by its id."""
+
+    bounds = validate.Range(1, INTEGER_MAX)
+
+
 class IdList(fields.List):
     """Ids on input; on output, the ids of the related rows."""
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(fields.Integer(strict=True, validate=validate.Range(min=1)), **kwargs)
+        super().__init__(Id(strict=True), **kwargs)
 
     def _serialize(self, value, attr, obj, **kwargs):
         return None if value is None else [row.id for row in value]

@@ -11,6 +11,7 @@ from app.config import TIMEOUT_DEFAULT, TIMEOUT_MAX, TIMEOUT_MIN
 from app.execution.compiler import LANGUAGES
 from app.models import HostStatus, LaunchType, RunStatus
 from app.schemas.danger import RuleMatchSchema
+from app.schemas.fields import Id, Integer
 from app.schemas.query import FilterArgs
 from app.secrets import MASK
 
@@ -26,8 +27,8 @@ class ScriptSchema(Schema):
         validate=validate.OneOf(LANGUAGES),
         metadata={"description": f"with content: one of {', '.join(LANGUAGES)} (default shell)"},
     )
-    script_id = fields.Integer(strict=True, metadata={"description": "run the script's online version"})
-    version_id = fields.Integer(strict=True, metadata={"description": "run this version of a script"})
+    script_id = Id(strict=True, metadata={"description": "run the script's online version"})
+    version_id = Id(strict=True, metadata={"description": "run this version of a script"})
 
     @validates_schema
     def one_source(self, data, **kwargs) -> None:
@@ -40,10 +41,10 @@ class ScriptSchema(Schema):
 
 
 class TargetsSchema(Schema):
-    hosts = fields.List(fields.Integer(strict=True), load_default=list)
-    groups = fields.List(fields.Integer(strict=True), load_default=list)
+    hosts = fields.List(Id(strict=True), load_default=list)
+    groups = fields.List(Id(strict=True), load_default=list)
     dynamic_groups = fields.List(
-        fields.Integer(strict=True), load_default=list, metadata={"description": "resolved at launch"}
+        Id(strict=True), load_default=list, metadata={"description": "resolved at launch"}
     )
 
     @validates_schema
@@ -69,11 +70,11 @@ class ScriptExecutionSchema(Schema):
         load_default=False, metadata={"description": "mask params in every result, log and response"}
     )
     targets = fields.Nested(TargetsSchema, required=True)
-    account_id = fields.Integer(strict=True, allow_none=True, load_default=None)
-    timeout = fields.Integer(
+    account_id = Id(strict=True, allow_none=True, load_default=None)
+    timeout = Integer(
         strict=True, load_default=TIMEOUT_DEFAULT, validate=validate.Range(TIMEOUT_MIN, TIMEOUT_MAX)
     )
-    forks = fields.Integer(strict=True, allow_none=True, load_default=None, validate=validate.Range(min=1))
+    forks = Integer(strict=True, allow_none=True, load_default=None, validate=validate.Range(min=1))
 
 
 class SliceSchema(Schema):
@@ -203,9 +204,9 @@ class JobListArgs(FilterArgs):
 
 
 class HostResultArgs(FilterArgs):
-    step = fields.Integer(metadata={"description": "a step instance id"})
+    step = Id(metadata={"description": "a step instance id"})
     status = fields.String(validate=validate.OneOf(HOST_STATUSES))
-    exit_code = fields.Integer()
+    exit_code = Integer()
     output_digest = fields.String(metadata={"description": "hosts of one output group"})
 
 

@@ -9,6 +9,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates, va
 from app.config import TIMEOUT_DEFAULT, TIMEOUT_MAX, TIMEOUT_MIN, TRANSFER_SOURCES_MAX
 from app.execution.transfer import MODES, PATH_VARIABLES, SAFE_LAYOUTS, STRICT, unknown_variables
 from app.models import FileStatus
+from app.schemas.fields import Id, Integer
 from app.schemas.job import TargetsSchema
 from app.schemas.query import FilterArgs
 
@@ -26,7 +27,7 @@ def no_control_characters(value: str) -> None:
 
 
 class SourceSchema(Schema):
-    file_id = fields.Integer(strict=True, metadata={"description": "a file of the project's file store"})
+    file_id = Id(strict=True, metadata={"description": "a file of the project's file store"})
     name = fields.String(metadata={"description": "with content: the file's name on targets"})
     content = fields.String(metadata={"description": "a small file given inline, as text"})
     path = fields.String(
@@ -38,7 +39,7 @@ class SourceSchema(Schema):
     source_hosts = fields.Nested(
         TargetsSchema, metadata={"description": "with path: the hosts to take it from"}
     )
-    account_id = fields.Integer(
+    account_id = Id(
         strict=True,
         allow_none=True,
         metadata={"description": "with path: the account to log in to source hosts"},
@@ -84,7 +85,7 @@ class FileTransferSchema(Schema):
         },
     )
     targets = fields.Nested(TargetsSchema, required=True)
-    account_id = fields.Integer(
+    account_id = Id(
         strict=True, allow_none=True, load_default=None, metadata={"description": "the account on targets"}
     )
     mode = fields.String(
@@ -101,20 +102,20 @@ class FileTransferSchema(Schema):
         validate=[validate.Length(min=1, max=64), DATE_FORMAT],
         metadata={"description": "strftime format of ${date} and of safe mode's date directory"},
     )
-    timeout = fields.Integer(
+    timeout = Integer(
         strict=True,
         load_default=TIMEOUT_DEFAULT,
         validate=validate.Range(TIMEOUT_MIN, TIMEOUT_MAX),
         metadata={"description": "seconds, for each step (fetch, push)"},
     )
-    speed_limit = fields.Integer(
+    speed_limit = Integer(
         strict=True,
         allow_none=True,
         load_default=None,
         validate=validate.Range(min=1),
         metadata={"description": "KB/s per host on the wire; none: no limit"},
     )
-    forks = fields.Integer(strict=True, allow_none=True, load_default=None, validate=validate.Range(min=1))
+    forks = Integer(strict=True, allow_none=True, load_default=None, validate=validate.Range(min=1))
 
     @validates("target_path")
     def absolute_with_known_variables(self, value: str, **kwargs) -> None:
@@ -133,7 +134,7 @@ class FileTransferSchema(Schema):
 
 
 class FileResultArgs(FilterArgs):
-    step = fields.Integer(metadata={"description": "a step instance id"})
+    step = Id(metadata={"description": "a step instance id"})
     host = fields.String(validate=validate.Length(min=1), metadata={"description": "a target host's name"})
     status = fields.String(validate=validate.OneOf(FILE_STATUSES))
 
