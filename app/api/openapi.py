@@ -6,6 +6,7 @@ All of it applies to every blueprint registered, so a new route is described and
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from apispec.ext.marshmallow import MarshmallowPlugin
@@ -22,6 +23,7 @@ from app.config import INTEGER_MAX
 from app.services.errors import first_error
 
 PAGE = fields.Integer(load_default=1, validate=validate.Range(1, INTEGER_MAX))
+PATH_PARAMETER = re.compile(r"{(\w+)}")
 
 
 def schema_name(schema) -> str:
@@ -94,6 +96,7 @@ class OpsflowApi(Api):
                 if f"{options.get('name', blp.name)}.{endpoint}" in PUBLIC_ENDPOINTS:
                     doc.setdefault("manual_doc", {})["security"] = []
         super().register_blueprint(blp, **options)
+        link_created_resources(self.spec._paths)
 
     def _register_pagination_header(self) -> None:
         self.spec.components.schema("PaginationMetadata", schema=PaginationMetadataSchema)
@@ -119,3 +122,62 @@ class OpsflowApi(Api):
             message = f"{field}: {text}" if field else text
             return error_response(error.code or 400, message, field, nested, headers)
         return error_response(error.code or 500, data.get("message") or error.description, headers=headers)
+
+
+def link_created_resources(paths: dict[str, dict]) -> None:
+    """Give every POST that answers one resource OpenAPI links to the operations on that resource (read,
+    change, delete, its sub-resources), its id taken from the answer and the other path parameters from
+    the request. Clients, and the stateful phase of a fuzzer, follow them."""
+    item_paths: dict[str, list[str]] = {}
+    for path, operations in paths.items():
+        schema = answered_schema(operations.get("get", {}), "200")
+        if schema and path.endswith("}"):
+            item_paths.setdefault(schema, []).append(path)
+    for source, operations in paths.items():
+        post = operations.get("post")
+        for status in ("201", "202"):
+            schema = answered_schema(post or {}, status)
+            if schema is None:
+                continue
+            known = set(PATH_PARAMETER.findall(source))
+            items = [
+                item for item in item_paths.get(schema, []) if set(PATH_PARAMETER.findall(item)[:-1]) <= known
+            ]
+            # A collection's own item path when it has one (/scripts/{sid}, not the public /scripts/{sid}).
+            nested = [item for item in items if item.rsplit("/", 1)[0] == source]
+            links = {}
+            for item in nested or items:
+                links.update(links_to(item, paths, known, skip=(source, "post")))
+            if links:
+                post["responses"][status]["links"] = links
+
+
+def links_to(item: str, paths: dict[str, dict], known: set[str], skip: tuple[str, str]) -> dict[str, dict]:
+    """Links to every operation at `item` or below whose path parameters are the item's id or `known`."""
+    item_id = PATH_PARAMETER.findall(item)[-1]
+    links = {}
+    for target, operations in paths.items():
+        names = PATH_PARAMETER.findall(target)
+        if not (target == item or target.startswith(item + "/")) or not set(names) <= known | {item_id}:
+            continue
+        suffix = "".join(
+            f"_{part}" for part in target.removeprefix(item).split("/") if part and "{" not in part
+        )
+        pointer = target.replace("~", "~0").replace("/", "~1")
+        for method in operations:
+            if method != "parameters" and (target, method) != skip:
+                parameters = {name: f"$request.path.{name}" for name in names if name != item_id}
+                links[method + suffix] = {
+                    "operationRef": f"#/paths/{pointer}/{method}",
+                    "parameters": {**parameters, item_id: "$response.body#/id"},
+                }
+    return links
+
+
+def answered_schema(operation: dict, status: str) -> str | None:
+    """The component an operation answers with on `status`, when it answers one object of one."""
+    response = operation.get("responses", {}).get(status)
+    if not isinstance(response, dict):
+        return None
+    schema = response.get("content", {}).get("application/json", {}).get("schema", {})
+    return schema.get("$ref")

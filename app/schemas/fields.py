@@ -30,6 +30,32 @@ ALLOWED_ANSIBLE_VARIABLES = frozenset(
 )
 
 
+ABSOLUTE_PATH = validate.Regexp(
+    r"^/[^\x00-\x1f\x7f]*$", error="must be an absolute path, without NUL or other control characters"
+)
+
+
+def exactly_one_shape(*shapes: tuple[tuple[str, ...], tuple[str, ...]]) -> dict:
+    """The JSON Schema of a body that takes exactly one of several shapes, each given as (the fields it
+    requires, the fields it may add): every field of the other shapes is absent. For a schema's
+    Meta.openapi, where a @validates_schema check does the same in code."""
+    named = {name for required, optional in shapes for name in (*required, *optional)}
+    return {
+        "oneOf": [
+            {
+                "required": list(required),
+                "not": {"anyOf": [{"required": [name]} for name in sorted(named - {*required, *optional})]},
+            }
+            for required, optional in shapes
+        ]
+    }
+
+
+def email_or_empty(value: str) -> None:
+    if value:
+        validate.Email()(value)
+
+
 def validate_variables(variables: dict) -> None:
     for name in variables:
         if name.startswith("ansible_") and name not in ALLOWED_ANSIBLE_VARIABLES:

@@ -11,7 +11,7 @@ from app.config import TIMEOUT_DEFAULT, TIMEOUT_MAX, TIMEOUT_MIN
 from app.execution.compiler import LANGUAGES
 from app.models import HostStatus, LaunchType, RunStatus
 from app.schemas.danger import RuleMatchSchema
-from app.schemas.fields import Id, Integer
+from app.schemas.fields import Id, Integer, exactly_one_shape
 from app.schemas.query import FilterArgs
 from app.secrets import MASK
 
@@ -19,6 +19,7 @@ RUN_STATUSES = [str(status) for status in RunStatus]
 HOST_STATUSES = [str(status) for status in HostStatus]
 LAUNCH_TYPES = [str(launch_type) for launch_type in LaunchType]
 SCRIPT_SOURCES = ("content", "script_id", "version_id")
+TARGET_KINDS = ("hosts", "groups", "dynamic_groups")
 
 
 class ScriptSchema(Schema):
@@ -29,6 +30,11 @@ class ScriptSchema(Schema):
     )
     script_id = Id(strict=True, metadata={"description": "run the script's online version"})
     version_id = Id(strict=True, metadata={"description": "run this version of a script"})
+
+    class Meta:
+        openapi = exactly_one_shape(
+            (("content",), ("language",)), (("script_id",), ()), (("version_id",), ())
+        )
 
     @validates_schema
     def one_source(self, data, **kwargs) -> None:
@@ -47,9 +53,14 @@ class TargetsSchema(Schema):
         Id(strict=True), load_default=list, metadata={"description": "resolved at launch"}
     )
 
+    class Meta:
+        openapi = {
+            "anyOf": [{"required": [name], "properties": {name: {"minItems": 1}}} for name in TARGET_KINDS]
+        }
+
     @validates_schema
     def not_empty(self, data, **kwargs) -> None:
-        if not data["hosts"] and not data["groups"] and not data["dynamic_groups"]:
+        if not any(data[name] for name in TARGET_KINDS):
             raise ValidationError("name at least one host, group or dynamic group", field_name="hosts")
 
 
@@ -82,10 +93,10 @@ class SliceSchema(Schema):
     batch = fields.Integer(metadata={"description": "the rolling batch it belongs to"})
     status = fields.String(metadata={"enum": RUN_STATUSES})
     host_count = fields.Integer()
-    worker = fields.String()
-    error = fields.String()
-    started_at = fields.DateTime()
-    ended_at = fields.DateTime()
+    worker = fields.String(allow_none=True, metadata={"description": "null until a worker takes the slice"})
+    error = fields.String(allow_none=True)
+    started_at = fields.DateTime(allow_none=True)
+    ended_at = fields.DateTime(allow_none=True)
 
 
 class BatchSchema(Schema):
@@ -119,8 +130,8 @@ class StepSchema(Schema):
     rolling_mode = fields.String(allow_none=True)
     current_batch = fields.Integer()
     batches = fields.List(fields.Nested(BatchSchema), attribute="batch_view")
-    started_at = fields.DateTime()
-    ended_at = fields.DateTime()
+    started_at = fields.DateTime(allow_none=True)
+    ended_at = fields.DateTime(allow_none=True)
     slices = fields.List(fields.Nested(SliceSchema))
 
     def public_spec(self, step) -> dict:
@@ -146,8 +157,8 @@ class JobSchema(Schema):
     )
     cancelled_by = fields.String(allow_none=True)
     created_at = fields.DateTime()
-    started_at = fields.DateTime()
-    ended_at = fields.DateTime()
+    started_at = fields.DateTime(allow_none=True)
+    ended_at = fields.DateTime(allow_none=True)
     warnings = fields.List(
         fields.Nested(RuleMatchSchema),
         metadata={"description": "matches of dangerous-command rules that only warn (scan)"},

@@ -52,6 +52,9 @@ class StepTargetsSchema(TargetsSchema):
         validate=validate.Length(min=1, max=64), metadata={"description": "a host_list variable's name"}
     )
 
+    class Meta:
+        openapi = {"oneOf": [{"required": ["variable"]}, TargetsSchema.Meta.openapi]}
+
     @validates_schema
     def not_empty(self, data, **kwargs) -> None:
         listed = data["hosts"] or data["groups"] or data["dynamic_groups"]
