@@ -68,10 +68,10 @@ def test_errors_are_declared_in_the_service_shape(service):
     assert set(body["properties"]) == {"code", "message", "field", "details"}
     assert set(body["required"]) == {"code", "message"} and "not_found" in body["properties"]["code"]["enum"]
     for path, method, operation in operations(spec):
-        assert operation["responses"]["default"] == {"$ref": "#/components/responses/DEFAULT_ERROR"}, (
-            path,
-            method,
-        )
+        responses = operation["responses"]
+        assert responses["default"] == {"$ref": "#/components/responses/DEFAULT_ERROR"}, (path, method)
+        # The HTTP server's own answer to an overlong URL, before the API sees the request.
+        assert "text/html" in responses["414"]["content"], (path, method)
 
 
 def test_only_health_and_the_document_are_public(service):

@@ -24,6 +24,11 @@ from app.services.errors import first_error
 
 PAGE = fields.Integer(load_default=1, validate=validate.Range(1, INTEGER_MAX))
 PATH_PARAMETER = re.compile(r"{(\w+)}")
+# gunicorn answers a request line longer than it takes (4094 bytes) itself, before the API sees it.
+URI_TOO_LONG = {
+    "description": "the URL is longer than the HTTP server takes; answered by the server, in HTML",
+    "content": {"text/html": {"schema": {"type": "string"}}},
+}
 
 
 def schema_name(schema) -> str:
@@ -93,8 +98,10 @@ class OpsflowApi(Api):
                 if "pagination" in doc:
                     # The schema flask-smorest made for this endpoint both parses and documents its paging.
                     doc["pagination"]["parameters"]["schema"]._declared_fields["page"] = PAGE
+                manual = doc.setdefault("manual_doc", {})
+                manual.setdefault("responses", {})["414"] = URI_TOO_LONG
                 if f"{options.get('name', blp.name)}.{endpoint}" in PUBLIC_ENDPOINTS:
-                    doc.setdefault("manual_doc", {})["security"] = []
+                    manual["security"] = []
         super().register_blueprint(blp, **options)
         link_created_resources(self.spec._paths)
 
