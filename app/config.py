@@ -26,6 +26,11 @@ TRANSFER_SOURCES_MAX = 100
 INLINE_FILE_MAX_BYTES = 1024 * 1024
 # The largest playbook a job template may store.
 PLAYBOOK_MAX_BYTES = 1024 * 1024
+# The shortest password a user may set.
+PASSWORD_MIN_LENGTH = 12
+# The largest value of an Integer column on every database (PostgreSQL's integer; SQLite's is wider):
+# the bound of every id, count and page number the API reads.
+INTEGER_MAX = 2**31 - 1
 
 
 def _int(name: str, default: int) -> int:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from app.api.auth import current_actor
 from app.api.paging import SelectPage, filter_arguments
+from app.extensions import db
+from app.schemas.fields import Id
 from app.schemas.query import FilterArgs
 from app.services import audit
 
@@ -62,7 +64,7 @@ class AuditArgs(FilterArgs):
     since = fields.AwareDateTime(default_timezone=None)
     until = fields.AwareDateTime(default_timezone=None)
     username = fields.String()
-    project_id = fields.Integer()
+    project_id = Id()
     action = fields.String()
     outcome = fields.String(validate=validate.OneOf(["success", "failed", "denied"]))
 
@@ -99,13 +101,18 @@ def register(app: Flask) -> None:
         resource_id = next((str(view_args[name]) for name in ID_ARGS if name in view_args), None)
         if resource_id is None and response.status_code in (201, 202) and response.is_json:
             resource_id = str((response.get_json(silent=True) or {}).get("id", "")) or None
-        audit.record(
-            g.get("actor"),
-            resource=resource,
-            action=action,
-            status_code=response.status_code,
-            project_id=view_args.get("pid"),
-            resource_id=resource_id,
-            client_address=request.remote_addr,
-        )
+        try:
+            audit.record(
+                g.get("actor"),
+                resource=resource,
+                action=action,
+                status_code=response.status_code,
+                project_id=view_args.get("pid"),
+                resource_id=resource_id,
+                client_address=request.remote_addr,
+            )
+        except Exception:
+            # The call is answered already: a lost entry is logged, it never turns the answer into a 500.
+            db.session.rollback()
+            current_app.logger.exception("audit entry not written: %s %s", request.method, request.path)
         return response

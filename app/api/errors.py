@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, jsonify
+from marshmallow import Schema, fields
 
 from app.services.errors import ServiceError
 
@@ -22,6 +23,19 @@ CODES = {
     500: "internal_error",
     503: "unavailable",
 }
+
+
+class ErrorBodySchema(Schema):
+    code = fields.String(required=True, metadata={"enum": sorted({*CODES.values(), "error"})})
+    message = fields.String(required=True)
+    field = fields.String(metadata={"description": "the input it concerns, a dotted path (targets.hosts.0)"})
+    details = fields.Dict(metadata={"description": "every field's messages, the ids missing..."})
+
+
+class ErrorSchema(Schema):
+    """The body of every error answer."""
+
+    error = fields.Nested(ErrorBodySchema, required=True)
 
 
 def error_response(status: int, message: str, field: str | None = None, details: Any = None, headers=None):

@@ -6,6 +6,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate
 
+from app.config import INTEGER_MAX
 from app.execution.compiler import ANSIBLE_JSON_KEYS
 
 NAME = validate.Regexp(
@@ -54,6 +55,32 @@ ANSIBLE_VARIABLE_VALUES = {
 }
 
 
+ABSOLUTE_PATH = validate.Regexp(
+    r"^/[^\x00-\x1f\x7f]*$", error="must be an absolute path, without NUL or other control characters"
+)
+
+
+def exactly_one_shape(*shapes: tuple[tuple[str, ...], tuple[str, ...]]) -> dict:
+    """The JSON Schema of a body that takes exactly one of several shapes, each given as (the fields it
+    requires, the fields it may add): every field of the other shapes is absent. For a schema's
+    Meta.openapi, where a @validates_schema check does the same in code."""
+    named = {name for required, optional in shapes for name in (*required, *optional)}
+    return {
+        "oneOf": [
+            {
+                "required": list(required),
+                "not": {"anyOf": [{"required": [name]} for name in sorted(named - {*required, *optional})]},
+            }
+            for required, optional in shapes
+        ]
+    }
+
+
+def email_or_empty(value: str) -> None:
+    if value:
+        validate.Email()(value)
+
+
 def validate_variables(variables: dict) -> None:
     """Host and group variables: no name Opsflow sets itself, and values Ansible takes as data.
     An error names the variable."""
@@ -88,11 +115,28 @@ def validate_plain_data(value: Any) -> None:
             raise ValidationError({key: exc.messages}) from None
 
 
+class Integer(fields.Integer):
+    """An integer the database can hold: beyond an Integer column's range it is a 422 on the field, not a
+    database error. Every integer the API reads is one of these (or an Id)."""
+
+    bounds = validate.Range(-INTEGER_MAX - 1, INTEGER_MAX)
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.validators.insert(0, self.bounds)
+
+
+class Id(Integer):
+    """A reference to a row by its id."""
+
+    bounds = validate.Range(1, INTEGER_MAX)
+
+
 class IdList(fields.List):
     """Ids on input; on output, the ids of the related rows."""
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(fields.Integer(strict=True, validate=validate.Range(min=1)), **kwargs)
+        super().__init__(Id(strict=True), **kwargs)
 
     def _serialize(self, value, attr, obj, **kwargs):
         return None if value is None else [row.id for row in value]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, ValidationError, fields, validate
 
 from app.models import Connection
-from app.schemas.fields import IDENTIFIER, NAME, IdList, validate_variables
+from app.schemas.fields import IDENTIFIER, NAME, Id, IdList, Integer, validate_variables
 from app.schemas.query import FilterArgs
 from app.services.inventory_formats import FORMATS
 
@@ -16,7 +16,7 @@ class HostSchema(Schema):
     id = fields.Integer(dump_only=True)
     name = fields.String(required=True, validate=[validate.Length(min=1, max=255), NAME])
     address = fields.String(required=True, validate=[validate.Length(min=1, max=255), ADDRESS])
-    port = fields.Integer(strict=True, allow_none=True, load_default=None, validate=validate.Range(1, 65535))
+    port = Integer(strict=True, allow_none=True, load_default=None, validate=validate.Range(1, 65535))
     connection = fields.String(load_default=Connection.SSH, validate=validate.OneOf(list(Connection)))
     labels = fields.Dict(
         keys=fields.String(validate=validate.Length(min=1, max=63)),
@@ -89,7 +89,7 @@ class InventoryImportSchema(Schema):
 
 class InventoryExportArgs(FilterArgs):
     format = fields.String(required=True, validate=validate.OneOf(FORMATS))
-    group = fields.Integer(metadata={"description": "export this group and its descendants only"})
+    group = Id(metadata={"description": "export this group and its descendants only"})
 
 
 class ChangeSchema(Schema):
@@ -128,7 +128,7 @@ class HostFilterSchema(Schema):
         },
     )
     groups = fields.List(
-        fields.Integer(strict=True),
+        Id(strict=True),
         metadata={"description": "static group ids, hosts of their child groups included; any may match"},
     )
     connection = fields.String(validate=validate.OneOf(list(Connection)))

@@ -11,6 +11,7 @@ from app.config import TIMEOUT_DEFAULT, TIMEOUT_MAX, TIMEOUT_MIN
 from app.execution.compiler import LANGUAGES
 from app.models import HostStatus, LaunchType, RunStatus
 from app.schemas.danger import RuleMatchSchema
+from app.schemas.fields import Id, Integer, exactly_one_shape
 from app.schemas.query import FilterArgs
 from app.secrets import MASK
 
@@ -18,6 +19,7 @@ RUN_STATUSES = [str(status) for status in RunStatus]
 HOST_STATUSES = [str(status) for status in HostStatus]
 LAUNCH_TYPES = [str(launch_type) for launch_type in LaunchType]
 SCRIPT_SOURCES = ("content", "script_id", "version_id")
+TARGET_KINDS = ("hosts", "groups", "dynamic_groups")
 
 
 class ScriptSchema(Schema):
@@ -26,8 +28,13 @@ class ScriptSchema(Schema):
         validate=validate.OneOf(LANGUAGES),
         metadata={"description": f"with content: one of {', '.join(LANGUAGES)} (default shell)"},
     )
-    script_id = fields.Integer(strict=True, metadata={"description": "run the script's online version"})
-    version_id = fields.Integer(strict=True, metadata={"description": "run this version of a script"})
+    script_id = Id(strict=True, metadata={"description": "run the script's online version"})
+    version_id = Id(strict=True, metadata={"description": "run this version of a script"})
+
+    class Meta:
+        openapi = exactly_one_shape(
+            (("content",), ("language",)), (("script_id",), ()), (("version_id",), ())
+        )
 
     @validates_schema
     def one_source(self, data, **kwargs) -> None:
@@ -40,15 +47,20 @@ class ScriptSchema(Schema):
 
 
 class TargetsSchema(Schema):
-    hosts = fields.List(fields.Integer(strict=True), load_default=list)
-    groups = fields.List(fields.Integer(strict=True), load_default=list)
+    hosts = fields.List(Id(strict=True), load_default=list)
+    groups = fields.List(Id(strict=True), load_default=list)
     dynamic_groups = fields.List(
-        fields.Integer(strict=True), load_default=list, metadata={"description": "resolved at launch"}
+        Id(strict=True), load_default=list, metadata={"description": "resolved at launch"}
     )
+
+    class Meta:
+        openapi = {
+            "anyOf": [{"required": [name], "properties": {name: {"minItems": 1}}} for name in TARGET_KINDS]
+        }
 
     @validates_schema
     def not_empty(self, data, **kwargs) -> None:
-        if not data["hosts"] and not data["groups"] and not data["dynamic_groups"]:
+        if not any(data[name] for name in TARGET_KINDS):
             raise ValidationError("name at least one host, group or dynamic group", field_name="hosts")
 
 
@@ -69,11 +81,11 @@ class ScriptExecutionSchema(Schema):
         load_default=False, metadata={"description": "mask params in every result, log and response"}
     )
     targets = fields.Nested(TargetsSchema, required=True)
-    account_id = fields.Integer(strict=True, allow_none=True, load_default=None)
-    timeout = fields.Integer(
+    account_id = Id(strict=True, allow_none=True, load_default=None)
+    timeout = Integer(
         strict=True, load_default=TIMEOUT_DEFAULT, validate=validate.Range(TIMEOUT_MIN, TIMEOUT_MAX)
     )
-    forks = fields.Integer(strict=True, allow_none=True, load_default=None, validate=validate.Range(min=1))
+    forks = Integer(strict=True, allow_none=True, load_default=None, validate=validate.Range(min=1))
 
 
 class SliceSchema(Schema):
@@ -81,10 +93,10 @@ class SliceSchema(Schema):
     batch = fields.Integer(metadata={"description": "the rolling batch it belongs to"})
     status = fields.String(metadata={"enum": RUN_STATUSES})
     host_count = fields.Integer()
-    worker = fields.String()
-    error = fields.String()
-    started_at = fields.DateTime()
-    ended_at = fields.DateTime()
+    worker = fields.String(allow_none=True, metadata={"description": "null until a worker takes the slice"})
+    error = fields.String(allow_none=True)
+    started_at = fields.DateTime(allow_none=True)
+    ended_at = fields.DateTime(allow_none=True)
 
 
 class BatchSchema(Schema):
@@ -118,8 +130,8 @@ class StepSchema(Schema):
     rolling_mode = fields.String(allow_none=True)
     current_batch = fields.Integer()
     batches = fields.List(fields.Nested(BatchSchema), attribute="batch_view")
-    started_at = fields.DateTime()
-    ended_at = fields.DateTime()
+    started_at = fields.DateTime(allow_none=True)
+    ended_at = fields.DateTime(allow_none=True)
     slices = fields.List(fields.Nested(SliceSchema))
 
     def public_spec(self, step) -> dict:
@@ -145,8 +157,8 @@ class JobSchema(Schema):
     )
     cancelled_by = fields.String(allow_none=True)
     created_at = fields.DateTime()
-    started_at = fields.DateTime()
-    ended_at = fields.DateTime()
+    started_at = fields.DateTime(allow_none=True)
+    ended_at = fields.DateTime(allow_none=True)
     warnings = fields.List(
         fields.Nested(RuleMatchSchema),
         metadata={"description": "matches of dangerous-command rules that only warn (scan)"},
@@ -203,13 +215,13 @@ class JobListArgs(FilterArgs):
 
 
 class HostResultArgs(FilterArgs):
-    step = fields.Integer(metadata={"description": "a step instance id"})
-    attempt = fields.Integer(
+    step = Id(metadata={"description": "a step instance id"})
+    attempt = Integer(
         validate=validate.Range(min=1),
         metadata={"description": "each host's attempt of this number (1: its first); default: its latest"},
     )
     status = fields.String(validate=validate.OneOf(HOST_STATUSES))
-    exit_code = fields.Integer()
+    exit_code = Integer()
     output_digest = fields.String(metadata={"description": "hosts of one output group"})
 
 

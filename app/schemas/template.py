@@ -6,7 +6,7 @@ from marshmallow import Schema, ValidationError, fields, post_dump, validate, va
 
 from app.config import TIMEOUT_DEFAULT, TIMEOUT_MAX, TIMEOUT_MIN
 from app.models import Role, RollingMode, StepType, VariableType
-from app.schemas.fields import IDENTIFIER, validate_plain_data
+from app.schemas.fields import IDENTIFIER, Id, Integer, validate_plain_data
 from app.schemas.job import ScriptSchema, TargetsSchema
 from app.schemas.query import FilterArgs
 from app.schemas.transfer import FileTransferSchema
@@ -51,6 +51,9 @@ class StepTargetsSchema(TargetsSchema):
     variable = fields.String(
         validate=validate.Length(min=1, max=64), metadata={"description": "a host_list variable's name"}
     )
+
+    class Meta:
+        openapi = {"oneOf": [{"required": ["variable"]}, TargetsSchema.Meta.openapi]}
 
     @validates_schema
     def not_empty(self, data, **kwargs) -> None:
@@ -126,7 +129,7 @@ class ManualBodySchema(Schema):
 
 
 class IncludeBodySchema(Schema):
-    template_id = fields.Integer(
+    template_id = Id(
         required=True,
         strict=True,
         metadata={"description": "a template of the project, run in this step's place"},
@@ -148,11 +151,11 @@ class TemplateStepSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=255))
     type = fields.String(required=True, validate=validate.OneOf(STEP_TYPES))
     targets = fields.Nested(StepTargetsSchema)
-    account_id = fields.Integer(strict=True, allow_none=True, load_default=None)
-    timeout = fields.Integer(
+    account_id = Id(strict=True, allow_none=True, load_default=None)
+    timeout = Integer(
         strict=True, load_default=TIMEOUT_DEFAULT, validate=validate.Range(TIMEOUT_MIN, TIMEOUT_MAX)
     )
-    forks = fields.Integer(strict=True, allow_none=True, load_default=None, validate=validate.Range(min=1))
+    forks = Integer(strict=True, allow_none=True, load_default=None, validate=validate.Range(min=1))
     ignore_error = fields.Boolean(
         load_default=False, metadata={"description": "a failure lets the job go on"}
     )
@@ -210,7 +213,7 @@ class TemplateSchema(Schema):
 class PlanSchema(Schema):
     id = fields.Integer(dump_only=True)
     project_id = fields.Integer(dump_only=True)
-    template_id = fields.Integer(required=True, strict=True)
+    template_id = Id(required=True, strict=True)
     name = fields.String(required=True, validate=validate.Length(min=1, max=255))
     description = fields.String(validate=validate.Length(max=4096))
     enabled_steps = fields.List(
@@ -251,7 +254,7 @@ def masked(definitions: list[dict], secret_defaults: dict[str, str]) -> list[dic
 
 
 class PlanArgs(FilterArgs):
-    template_id = fields.Integer(metadata={"description": "the plans of this template"})
+    template_id = Id(metadata={"description": "the plans of this template"})
 
 
 class LaunchSchema(Schema):

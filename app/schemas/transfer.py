@@ -9,6 +9,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates, va
 from app.config import TIMEOUT_DEFAULT, TIMEOUT_MAX, TIMEOUT_MIN, TRANSFER_SOURCES_MAX
 from app.execution.transfer import MODES, PATH_VARIABLES, SAFE_LAYOUTS, STRICT, unknown_variables
 from app.models import FileStatus
+from app.schemas.fields import ABSOLUTE_PATH, Id, Integer, exactly_one_shape
 from app.schemas.job import TargetsSchema
 from app.schemas.query import FilterArgs
 
@@ -20,17 +21,12 @@ DATE_FORMAT = validate.Regexp(
 )
 
 
-def no_control_characters(value: str) -> None:
-    if any(ord(char) < 32 or ord(char) == 127 for char in value):
-        raise ValidationError("cannot hold NUL or other control characters")
-
-
 class SourceSchema(Schema):
-    file_id = fields.Integer(strict=True, metadata={"description": "a file of the project's file store"})
+    file_id = Id(strict=True, metadata={"description": "a file of the project's file store"})
     name = fields.String(metadata={"description": "with content: the file's name on targets"})
     content = fields.String(metadata={"description": "a small file given inline, as text"})
     path = fields.String(
-        validate=[validate.Length(min=1, max=4096), no_control_characters],
+        validate=[validate.Length(min=1, max=4096), ABSOLUTE_PATH],
         metadata={
             "description": "on source hosts: an absolute path to a file, a directory, or a glob of files"
         },
@@ -38,11 +34,16 @@ class SourceSchema(Schema):
     source_hosts = fields.Nested(
         TargetsSchema, metadata={"description": "with path: the hosts to take it from"}
     )
-    account_id = fields.Integer(
+    account_id = Id(
         strict=True,
         allow_none=True,
         metadata={"description": "with path: the account to log in to source hosts"},
     )
+
+    class Meta:
+        openapi = exactly_one_shape(
+            (("file_id",), ()), (("content", "name"), ()), (("path", "source_hosts"), ("account_id",))
+        )
 
     @validates_schema
     def one_kind(self, data, **kwargs) -> None:
@@ -59,8 +60,6 @@ class SourceSchema(Schema):
         if "path" in data:
             if "source_hosts" not in data:
                 raise ValidationError("name the hosts to take the path from", field_name="source_hosts")
-            if not data["path"].startswith("/"):
-                raise ValidationError("must be an absolute path", field_name="path")
         elif "source_hosts" in data or "account_id" in data:
             field = "source_hosts" if "source_hosts" in data else "account_id"
             raise ValidationError("goes with path only", field_name=field)
@@ -77,14 +76,14 @@ class FileTransferSchema(Schema):
     )
     target_path = fields.String(
         required=True,
-        validate=[validate.Length(min=1, max=4096), no_control_characters],
+        validate=[validate.Length(min=1, max=4096), ABSOLUTE_PATH],
         metadata={
             "description": "the directory files are written to on targets; "
             f"may hold {', '.join('${' + name + '}' for name in PATH_VARIABLES)}, expanded per source"
         },
     )
     targets = fields.Nested(TargetsSchema, required=True)
-    account_id = fields.Integer(
+    account_id = Id(
         strict=True, allow_none=True, load_default=None, metadata={"description": "the account on targets"}
     )
     mode = fields.String(
@@ -101,25 +100,23 @@ class FileTransferSchema(Schema):
         validate=[validate.Length(min=1, max=64), DATE_FORMAT],
         metadata={"description": "strftime format of ${date} and of safe mode's date directory"},
     )
-    timeout = fields.Integer(
+    timeout = Integer(
         strict=True,
         load_default=TIMEOUT_DEFAULT,
         validate=validate.Range(TIMEOUT_MIN, TIMEOUT_MAX),
         metadata={"description": "seconds, for each step (fetch, push)"},
     )
-    speed_limit = fields.Integer(
+    speed_limit = Integer(
         strict=True,
         allow_none=True,
         load_default=None,
         validate=validate.Range(min=1),
         metadata={"description": "KB/s per host on the wire; none: no limit"},
     )
-    forks = fields.Integer(strict=True, allow_none=True, load_default=None, validate=validate.Range(min=1))
+    forks = Integer(strict=True, allow_none=True, load_default=None, validate=validate.Range(min=1))
 
     @validates("target_path")
-    def absolute_with_known_variables(self, value: str, **kwargs) -> None:
-        if not value.startswith("/"):
-            raise ValidationError("must be an absolute path")
+    def known_variables(self, value: str, **kwargs) -> None:
         unknown = unknown_variables(value)
         if unknown:
             raise ValidationError(
@@ -133,7 +130,7 @@ class FileTransferSchema(Schema):
 
 
 class FileResultArgs(FilterArgs):
-    step = fields.Integer(metadata={"description": "a step instance id"})
+    step = Id(metadata={"description": "a step instance id"})
     host = fields.String(validate=validate.Length(min=1), metadata={"description": "a target host's name"})
     status = fields.String(validate=validate.OneOf(FILE_STATUSES))
     attempt = fields.Integer(

@@ -13,6 +13,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
 from sqlalchemy import Select, delete, func, select, update
 
+from app.config import PASSWORD_MIN_LENGTH
 from app.extensions import db
 from app.models import ApiToken, Membership, Role, User
 from app.models.base import utcnow
@@ -20,7 +21,6 @@ from app.services import records
 from app.services.access import Action, Actor, require_system_admin, require_writable
 from app.services.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 
-PASSWORD_MIN_LENGTH = 12
 TOKEN_PREFIX = "opf_"
 ADMIN_USERNAME = "admin"
 _hasher = PasswordHasher()
