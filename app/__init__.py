@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         projects,
         reachability,
         scripts,
+        timed_jobs,
         transfers,
         users,
     )
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         reachability,
         files,
         transfers,
+        timed_jobs,
         audit,
     ):
         api.register_blueprint(module.blp)

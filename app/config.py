@@ -26,6 +26,12 @@ TRANSFER_SOURCES_MAX = 100
 INLINE_FILE_MAX_BYTES = 1024 * 1024
 # The largest playbook a job template may store.
 PLAYBOOK_MAX_BYTES = 1024 * 1024
+# Timed jobs: how late a fire may still run by default and at most (seconds), the most fire times one
+# preview shows, and the most fires of one outage recorded as missed (the latest ones).
+MISFIRE_GRACE_DEFAULT = 60
+MISFIRE_GRACE_MAX = 86400
+PREVIEW_COUNT_MAX = 100
+MISSED_RECORDED_MAX = 1000
 
 
 def _int(name: str, default: int) -> int:
@@ -95,6 +101,8 @@ class Settings:
     reaper_interval: int = 5
     queue_name: str = "opsflow"
     event_stream: str = "opsflow:events"
+    # Every change of a timed job is announced here, so that the schedulers update that one schedule.
+    timed_job_channel: str = "opsflow:timed-jobs"
 
     @property
     def runs_dir(self) -> Path:

@@ -20,8 +20,9 @@ from app.models.job import (
 )
 from app.models.project import Project
 from app.models.script import Script, ScriptVersion
-from app.models.status import FileStatus, HostStatus, RunStatus, VersionState
+from app.models.status import FileStatus, HostStatus, RunStatus, TimedRunStatus, VersionState
 from app.models.template import JobPlan, JobTemplate, StepType, VariableType
+from app.models.timer import Overlap, RunOrigin, TimedJob, TimedJobRun
 
 __all__ = [
     "Account",
@@ -45,10 +46,12 @@ __all__ = [
     "Membership",
     "NamespaceValue",
     "OnFailure",
+    "Overlap",
     "Project",
     "Role",
     "RollingMode",
     "RuleAction",
+    "RunOrigin",
     "RunStatus",
     "Script",
     "ScriptVersion",
@@ -57,6 +60,9 @@ __all__ = [
     "StepType",
     "StoredFile",
     "TaskResult",
+    "TimedJob",
+    "TimedJobRun",
+    "TimedRunStatus",
     "User",
     "VariableType",
     "VersionState",

@@ -92,6 +92,10 @@ class JobInstance(db.Model):
     secret_variables: Mapped[str | None] = mapped_column(EncryptedText)
     callback_url: Mapped[str | None] = mapped_column(Text)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    # The timed job whose run launched it.
+    timed_job_id: Mapped[int | None] = mapped_column(
+        ForeignKey("timed_job.id", ondelete="SET NULL"), index=True
+    )
 
     steps: Mapped[list[StepInstance]] = relationship(
         back_populates="job", order_by="StepInstance.seq", cascade="all, delete-orphan"

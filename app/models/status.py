@@ -89,3 +89,18 @@ class VersionState(StrEnum):
     ONLINE = "online"
     OFFLINE = "offline"
     DISABLED = "disabled"
+
+
+class TimedRunStatus(StrEnum):
+    """What became of one fire of a timed job."""
+
+    # Claimed by a scheduler, being launched.
+    FIRING = "firing"
+    # Waits for the timed job's previous run to end (overlap: queue).
+    QUEUED = "queued"
+    LAUNCHED = "launched"
+    # The previous run was still running (overlap: skip), or one run already waited.
+    SKIPPED = "skipped"
+    # Its time passed beyond the misfire grace (the schedulers were down or late).
+    MISSED = "missed"
+    FAILED_TO_LAUNCH = "failed_to_launch"
