@@ -93,8 +93,31 @@ def ingest(name: str) -> None:
 
 
 @cli.command()
+def scheduler() -> None:
+    """Run a scheduler: it fires timed jobs (several may run at once; each fire happens once)."""
+    import logging
+
+    from app import create_app
+    from app.scheduler.loop import Scheduler
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    app = create_app()
+    stopping = False
+
+    def stop(*_) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    Scheduler(app, app.config["OPSFLOW"]).run(lambda: stopping)
+
+
+@cli.command()
 def run() -> None:
-    """Start everything: embedded Redis if needed, migrations, the API, workers and the ingester."""
+    """Start everything: embedded Redis if needed, migrations, the API, workers, the ingester and the
+    scheduler."""
     settings = Settings.from_env()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     supervisor = Supervisor(settings)
@@ -130,6 +153,7 @@ class Supervisor:
             "api", [*python, "gunicorn", "--bind", bind, "--workers", "2", "--threads", "4", "wsgi:app"]
         )
         self.spawn("ingester", [*python, "app.cli", "ingest"])
+        self.spawn("scheduler", [*python, "app.cli", "scheduler"])
         for number in range(1, self.settings.workers + 1):
             self.spawn(f"worker-{number}", [*python, "app.cli", "worker"])
         click.echo(

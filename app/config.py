@@ -32,6 +32,8 @@ MISFIRE_GRACE_DEFAULT = 60
 MISFIRE_GRACE_MAX = 86400
 PREVIEW_COUNT_MAX = 100
 MISSED_RECORDED_MAX = 1000
+# A scheduler starting looks this far back (or as far as the grace, when longer) for fires it missed.
+MISSED_LOOKBACK = 3600
 
 
 def _int(name: str, default: int) -> int:

@@ -31,6 +31,8 @@ from tests.sshd import SshLab
 POSTGRES_ADMIN_URL = os.environ.get("OPSFLOW_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("OPSFLOW_TEST_REDIS", "redis://127.0.0.1:6379/15")
 ADMIN_TOKEN = "opf_test-admin-token"
+# What a scheduler logs once its schedules are built.
+SCHEDULER_READY = b"scheduler started"
 JOB_ENDED = frozenset({"success", "failed", "timeout", "terminated", "abnormal"})
 
 # Settings the service processes of the test run share.
@@ -109,6 +111,18 @@ class Service:
             start_new_session=True,
         )
         self.processes[name] = process
+        return process
+
+    def start_scheduler(self, name: str = "scheduler", timeout: float = 120) -> subprocess.Popen:
+        """A scheduler process, returned once it has built its schedules and listens for changes."""
+        log = self.data_dir / f"{name}.log"
+        seen = log.read_bytes().count(SCHEDULER_READY) if log.exists() else 0
+        process = self.start(name, "scheduler")
+        deadline = time.monotonic() + timeout
+        while log.read_bytes().count(SCHEDULER_READY) <= seen:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"scheduler {name} did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.2)
         return process
 
     def stop(self, name: str) -> None:

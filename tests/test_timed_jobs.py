@@ -3,11 +3,15 @@ and real scheduler processes firing them, several at once, after an outage, with
 
 from __future__ import annotations
 
+import itertools
+import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from app.extensions import db
+from app.models import TimedJob
 from tests.conftest import add_local_host, make_member
 
 
@@ -260,3 +264,228 @@ def test_trigger_variables_are_checked(service, project):
     error = service.post(trigger_path(timed_job), {"variables": {"size": ["x"]}}, expect=422).get_json()
     assert error["error"]["field"] == "variables.size"
     assert runs(service, pid, timed_job) == []
+
+
+@pytest.fixture
+def schedulers(service):
+    """Starts scheduler processes for one test (timed jobs of earlier tests paused first), and stops them."""
+    db.session.execute(db.update(TimedJob).values(enabled=False))
+    db.session.commit()
+    started: list[str] = []
+
+    def start(name: str = "scheduler") -> None:
+        service.start_scheduler(name)
+        started.append(name)
+
+    yield start
+    for name in started:
+        if name in service.processes:
+            service.stop(name)
+
+
+def manual_plan(service, pid: int) -> dict:
+    """A plan whose job waits for a confirmation: launching it writes rows and runs nothing."""
+    template = service.post(
+        f"/projects/{pid}/job-templates",
+        {
+            "name": unique("wait"),
+            "steps": [{"key": "ok", "name": "ok", "type": "manual", "manual": {"message": "go?"}}],
+        },
+        expect=201,
+    ).get_json()
+    return service.post(
+        f"/projects/{pid}/job-plans", {"template_id": template["id"], "name": unique("plan")}, expect=201
+    ).get_json()
+
+
+def whole_second(after: float) -> datetime:
+    return datetime.fromtimestamp(int(time.time() + after), UTC)
+
+
+def wait_for(check, timeout: float = 90, every: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still not true after {timeout}s: {check}")
+        time.sleep(every)
+
+
+def scheduled(run: dict) -> datetime:
+    return datetime.fromisoformat(run["scheduled_at"])
+
+
+def test_two_schedulers_fire_every_second_exactly_once_even_when_one_is_killed(service, project, schedulers):
+    pid = project["id"]
+    schedulers("scheduler-a")
+    schedulers("scheduler-b")
+    start = whole_second(3)
+    end = start + timedelta(seconds=19)
+    timed_job = make_timed_job(
+        service,
+        pid,
+        target={"plan_id": manual_plan(service, pid)["id"]},
+        schedule={"every": 1},
+        start_at=start.isoformat(),
+        end_at=end.isoformat(),
+        overlap="allow",
+    )
+    time.sleep(max((start - datetime.now(UTC)).total_seconds(), 0) + 9)
+    service.stop("scheduler-a")
+    expected = [start + timedelta(seconds=n) for n in range(20)]
+
+    def all_launched():
+        found = runs(service, pid, timed_job)
+        return found if len(found) >= 20 and all(run["status"] == "launched" for run in found) else None
+
+    fired = wait_for(all_launched, timeout=120)
+    assert sorted(scheduled(run) for run in fired) == expected
+    assert len({run["job_instance_id"] for run in fired}) == 20
+    history = service.get(
+        f"/projects/{pid}/jobs", query_string={"timed_job_id": timed_job["id"], "page_size": 100}
+    )
+    assert len(history) == 20 and {job["launch_type"] for job in history} == {"timed"}
+    # The last fire leaves the schedule nothing: it disabled itself and says why.
+    shown = wait_for(
+        lambda: (
+            (row := service.get(f"/projects/{pid}/timed-jobs/{timed_job['id']}"))["disabled_reason"] and row
+        )
+    )
+    assert shown["enabled"] is False and "no fire time" in shown["disabled_reason"]
+
+
+def test_overlap_skip_waits_for_the_slow_run_to_end(service, project, schedulers):
+    pid = project["id"]
+    host = add_local_host(service, project, unique("local"))
+    schedulers()
+    timed_job = make_timed_job(
+        service,
+        pid,
+        target={"script_execution": script_body(host, "sleep 4")},
+        schedule={"every": 1},
+        overlap="skip",
+    )
+    wait_for(lambda: len(runs(service, pid, timed_job, status="launched")) >= 2, timeout=180)
+    service.api("PATCH", f"/projects/{pid}/timed-jobs/{timed_job['id']}", 200, json={"enabled": False})
+    fired = sorted(runs(service, pid, timed_job), key=scheduled)
+    skipped = [run for run in fired if run["status"] == "skipped"]
+    assert skipped and all("still running" in run["reason"] for run in skipped)
+    launched = [run for run in fired if run["status"] == "launched"]
+    for earlier, later in itertools.pairwise(launched):
+        job = service.wait_job(pid, earlier["job_instance_id"])
+        assert datetime.fromisoformat(job["ended_at"]) <= datetime.fromisoformat(later["fired_at"])
+
+
+def test_overlap_queue_keeps_one_run_waiting_until_the_running_one_ends(service, project, schedulers):
+    pid = project["id"]
+    schedulers()
+    timed_job = make_timed_job(
+        service,
+        pid,
+        target={"plan_id": manual_plan(service, pid)["id"]},
+        schedule={"every": 1},
+        overlap="queue",
+    )
+    first = wait_for(lambda: runs(service, pid, timed_job, status="launched"))[0]
+    wait_for(lambda: runs(service, pid, timed_job, status="skipped"))
+    [queued] = runs(service, pid, timed_job, status="queued")
+    assert "already waits" in runs(service, pid, timed_job, status="skipped")[0]["reason"]
+    service.post(f"/projects/{pid}/jobs/{first['job_instance_id']}/cancel", {"reason": "done"}, expect=202)
+    ended = service.wait_job(pid, first["job_instance_id"])
+    released = wait_for(
+        lambda: [
+            run
+            for run in runs(service, pid, timed_job)
+            if run["id"] == queued["id"] and run["status"] == "launched"
+        ]
+    )[0]
+    assert datetime.fromisoformat(released["launched_at"]) >= datetime.fromisoformat(ended["ended_at"])
+    time.sleep(2)
+    service.api("PATCH", f"/projects/{pid}/timed-jobs/{timed_job['id']}", 200, json={"enabled": False})
+    launched = runs(service, pid, timed_job, status="launched")
+    assert [run["id"] for run in launched if run["job_status"] != "terminated"] == [released["id"]]
+
+
+def test_after_an_outage_one_catch_up_run_and_the_rest_missed(service, project, schedulers):
+    pid = project["id"]
+    schedulers()
+    timed_job = make_timed_job(
+        service,
+        pid,
+        target={"plan_id": manual_plan(service, pid)["id"]},
+        schedule={"every": 1},
+        overlap="allow",
+        misfire_grace=3,
+    )
+    wait_for(lambda: runs(service, pid, timed_job, status="launched"))
+    service.stop("scheduler")
+    stopped = datetime.now(UTC)
+    time.sleep(8)
+    schedulers()
+    restarted = datetime.now(UTC)
+    wait_for(lambda: any(scheduled(run) > restarted for run in runs(service, pid, timed_job)))
+    service.api("PATCH", f"/projects/{pid}/timed-jobs/{timed_job['id']}", 200, json={"enabled": False})
+    outage = [
+        run
+        for run in runs(service, pid, timed_job)
+        if stopped + timedelta(seconds=1) < scheduled(run) < restarted
+    ]
+    late = [run for run in outage if scheduled(run) < restarted - timedelta(seconds=4)]
+    assert late and all(run["status"] == "missed" and "misfire grace" in run["reason"] for run in late)
+    assert sum(run["status"] == "launched" for run in outage) <= 1
+    every_second = sorted(scheduled(run) for run in runs(service, pid, timed_job))
+    assert every_second == [every_second[0] + timedelta(seconds=n) for n in range(len(every_second))]
+
+
+def test_pause_resume_and_editing_a_live_schedule_do_not_fire_at_once(service, project, schedulers):
+    pid = project["id"]
+    schedulers()
+    timed_job = make_timed_job(
+        service,
+        pid,
+        target={"plan_id": manual_plan(service, pid)["id"]},
+        schedule={"every": 1},
+        overlap="allow",
+    )
+    path = f"/projects/{pid}/timed-jobs/{timed_job['id']}"
+    wait_for(lambda: len(runs(service, pid, timed_job)) >= 2)
+    service.api("PATCH", path, 200, json={"enabled": False})
+    paused = datetime.now(UTC)
+    time.sleep(4)
+    assert all(scheduled(run) <= paused + timedelta(seconds=1) for run in runs(service, pid, timed_job))
+    service.api("PATCH", path, 200, json={"enabled": True})
+    resumed = datetime.now(UTC)
+    wait_for(lambda: any(scheduled(run) > resumed for run in runs(service, pid, timed_job)))
+    assert not runs(service, pid, timed_job, status="missed")
+
+    service.api("PATCH", path, 200, json={"schedule": {"cron": "0 0 3 * * *"}})
+    edited = datetime.now(UTC)
+    time.sleep(4)
+    assert all(scheduled(run) <= edited + timedelta(seconds=1) for run in runs(service, pid, timed_job))
+    changed = datetime.now(UTC)
+    service.api("PATCH", path, 200, json={"schedule": {"every": 2}})
+    wait_for(lambda: any(scheduled(run) > changed for run in runs(service, pid, timed_job)))
+    after = [run for run in runs(service, pid, timed_job) if scheduled(run) > edited + timedelta(seconds=1)]
+    assert after and all(scheduled(run) >= changed + timedelta(seconds=2) for run in after)
+    service.api("PATCH", path, 200, json={"enabled": False})
+
+
+def test_a_one_shot_fires_once_and_disables_itself(service, project, schedulers):
+    pid = project["id"]
+    schedulers()
+    at = whole_second(3)
+    timed_job = make_timed_job(
+        service, pid, target={"plan_id": manual_plan(service, pid)["id"]}, schedule={"at": at.isoformat()}
+    )
+    fired = wait_for(lambda: runs(service, pid, timed_job, status="launched"))
+    assert [scheduled(run) for run in fired] == [at]
+    shown = wait_for(
+        lambda: (
+            (row := service.get(f"/projects/{pid}/timed-jobs/{timed_job['id']}"))["disabled_reason"] and row
+        )
+    )
+    assert shown["enabled"] is False and shown["next_fire_at"] is None
+    disabled = service.get("/audit-events", query_string={"project_id": pid, "action": "disable"})
+    assert [event["resource_id"] for event in disabled] == [str(timed_job["id"])]

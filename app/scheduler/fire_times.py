@@ -93,8 +93,8 @@ class Schedule:
     cron: Cron | None = None
     at: datetime | None = None
     every: int | None = None
-    # Where an interval counts from.
-    anchor: datetime | None = None
+    # An interval's first fire time: its start, else one interval after it was set.
+    first: datetime | None = None
     start_at: datetime | None = None
     end_at: datetime | None = None
 
@@ -231,7 +231,8 @@ def parse_schedule(
         raise Invalid(
             f"an interval is a whole number of seconds from {EVERY_MIN} to {EVERY_MAX}", "schedule.every"
         )
-    return Schedule(every=every, anchor=start or anchor or datetime(1970, 1, 1, tzinfo=UTC), **bounds)
+    counted_from = anchor or datetime(1970, 1, 1, tzinfo=UTC)
+    return Schedule(every=every, first=start or counted_from + timedelta(seconds=every), **bounds)
 
 
 def next_fire(schedule: Schedule, after: datetime) -> datetime | None:
@@ -241,7 +242,7 @@ def next_fire(schedule: Schedule, after: datetime) -> datetime | None:
     if schedule.at is not None:
         found = schedule.at if schedule.at > after else None
     elif schedule.every is not None:
-        found = next_interval(schedule.anchor, schedule.every, after)
+        found = next_interval(schedule.first, schedule.every, after)
     else:
         found = next_wall_clock(schedule.cron.trigger, schedule.zone, after)
     if found is None or (schedule.end_at and found > schedule.end_at):
@@ -249,11 +250,11 @@ def next_fire(schedule: Schedule, after: datetime) -> datetime | None:
     return found
 
 
-def next_interval(anchor: datetime, every: int, after: datetime) -> datetime:
-    if after < anchor:
-        return anchor
-    periods = int((after - anchor).total_seconds() // every) + 1
-    return anchor + timedelta(seconds=periods * every)
+def next_interval(first: datetime, every: int, after: datetime) -> datetime:
+    if after < first:
+        return first
+    periods = int((after - first).total_seconds() // every) + 1
+    return first + timedelta(seconds=periods * every)
 
 
 def next_wall_clock(trigger: CronTrigger, zone: ZoneInfo, after: datetime) -> datetime | None:

@@ -208,7 +208,8 @@ def set_target(timed_job: TimedJob, target: dict[str, Any], given: dict[str, Any
 
 
 def set_schedule(timed_job: TimedJob, data: dict[str, Any], now: datetime) -> None:
-    since = now.replace(microsecond=0)
+    # On a whole second, so that intervals fire on whole seconds, and never before the change.
+    since = now.replace(microsecond=0) + timedelta(seconds=1 if now.microsecond else 0)
     given = {key: data.get(key, getattr(timed_job, key)) for key in SCHEDULE_FIELDS}
     schedule = parse_schedule(given["schedule"], given["timezone"], given["start_at"], given["end_at"], since)
     if schedule.at is not None and schedule.at <= now and "schedule" in data:
@@ -369,10 +370,12 @@ def fire(timed_job_id: int, scheduled_at: datetime, fired_at: datetime) -> Timed
     status, reason = TimedRunStatus.FIRING, None
     if timed_job.overlap != Overlap.ALLOW:
         running = running_run(timed_job_id)
-        if running is not None and timed_job.overlap == Overlap.SKIP:
+        # A queued run goes first even once the running one has ended: it is released within a second.
+        waiting = waiting_run(timed_job_id) if timed_job.overlap == Overlap.QUEUE else None
+        if waiting is not None:
+            status, reason = TimedRunStatus.SKIPPED, f"run {waiting.id} already waits to run"
+        elif running is not None and timed_job.overlap == Overlap.SKIP:
             status, reason = TimedRunStatus.SKIPPED, f"run {running.id} is still running"
-        elif running is not None and waiting_run(timed_job_id) is not None:
-            status, reason = TimedRunStatus.SKIPPED, "a run already waits for the running one"
         elif running is not None:
             status, reason = TimedRunStatus.QUEUED, f"waits for run {running.id}"
     row = {
@@ -394,9 +397,9 @@ def fire(timed_job_id: int, scheduled_at: datetime, fired_at: datetime) -> Timed
     return run
 
 
-def record_missed(timed_job_id: int, times: list[datetime], fired_at: datetime) -> int:
-    """Record fire times that passed beyond the grace as missed (the latest ones, at most a bounded number);
-    how many this scheduler recorded."""
+def record_missed(timed_job_id: int, times: list[datetime], fired_at: datetime, reason: str) -> int:
+    """Record fire times that did not run as missed (the latest ones, at most a bounded number); how many
+    this scheduler recorded."""
     late = sorted(times)[-MISSED_RECORDED_MAX:]
     if not late:
         return 0
@@ -407,7 +410,7 @@ def record_missed(timed_job_id: int, times: list[datetime], fired_at: datetime) 
             "scheduled_at": time,
             "fired_at": fired_at,
             "status": TimedRunStatus.MISSED,
-            "reason": "later than the misfire grace",
+            "reason": reason,
             "triggered_by": SCHEDULER.username,
         }
         for time in late
