@@ -46,11 +46,12 @@ class FiringExecutor(BaseExecutor):
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="fire")
 
     def _do_submit_job(self, job, run_times: list[datetime]) -> None:
-        self.pool.submit(self.run, job, run_times)
+        # Fired when APScheduler's thread hands the due times over; the pool may take a moment to claim them.
+        self.pool.submit(self.run, job, run_times, utcnow())
 
-    def run(self, job, run_times: list[datetime]) -> None:
+    def run(self, job, run_times: list[datetime], fired_at: datetime) -> None:
         try:
-            job.func(*job.args, run_times=run_times)
+            job.func(*job.args, run_times=run_times, fired_at=fired_at)
         except Exception:
             log.exception("firing timed job %s failed", job.id)
         finally:
@@ -151,10 +152,16 @@ class Scheduler:
         with contextlib.suppress(JobLookupError):
             self.store.remove_job(key)
 
-    def fire(self, timed_job_id: int, grace: int, run_times: Sequence[datetime] = ()) -> None:
+    def fire(
+        self,
+        timed_job_id: int,
+        grace: int,
+        run_times: Sequence[datetime] = (),
+        fired_at: datetime | None = None,
+    ) -> None:
         """Fire the latest due time still within the grace (at most one catch-up after an outage); record
         the others as missed."""
-        now = utcnow()
+        now = fired_at or utcnow()
         in_grace = [at for at in run_times if (now - at).total_seconds() <= grace]
         late = [at for at in run_times if at not in in_grace]
         with self.app.app_context():
@@ -168,4 +175,4 @@ class Scheduler:
                 reason = f"one catch-up run only: {in_grace[-1].isoformat()} ran"
                 timed_jobs.record_missed(timed_job_id, in_grace[:-1], now, reason)
             for at in in_grace[-1:]:
-                timed_jobs.fire(timed_job_id, at, utcnow())
+                timed_jobs.fire(timed_job_id, at, now)
