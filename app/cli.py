@@ -11,7 +11,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -73,14 +75,7 @@ def ingest(name: str) -> None:
 
     app = create_app()
     settings: Settings = app.config["OPSFLOW"]
-    stopping = False
-
-    def stop(*_) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stopping = stop_requested()
     with app.app_context():
         ingester = Ingester(redis.client, settings.event_stream, name)
 
@@ -89,7 +84,7 @@ def ingest(name: str) -> None:
             release_all_held()
             housekeep(settings)
 
-        ingester.run(lambda: stopping, every, settings.reaper_interval)
+        ingester.run(stopping, every, settings.reaper_interval)
 
 
 @cli.command()
@@ -103,15 +98,15 @@ def scheduler() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     app = create_app()
-    stopping = False
+    Scheduler(app, app.config["OPSFLOW"]).run(stop_requested())
 
-    def stop(*_) -> None:
-        nonlocal stopping
-        stopping = True
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    Scheduler(app, app.config["OPSFLOW"]).run(lambda: stopping)
+def stop_requested() -> Callable[[], bool]:
+    """Whether SIGTERM or SIGINT has come since this was called."""
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    return stopping.is_set
 
 
 @cli.command()

@@ -33,7 +33,7 @@ from pathlib import Path
 import redis as redis_lib
 from sqlalchemy import func, select
 
-from bench.app import HEADERS, application, machine
+from bench.app import api_caller, application, machine
 
 READY = b"scheduler started"
 
@@ -136,13 +136,9 @@ def main() -> None:
     with application("timers", **settings) as app:
         with app.app_context():
             dialect = db.engine.dialect.name
-        client = app.test_client()
         log_dir = Path(os.environ["OPSFLOW_DATA_DIR"])
 
-        def call(method: str, path: str, body=None, expect: int = 200):
-            response = client.open(f"/api/v1{path}", method=method, json=body, headers=HEADERS)
-            assert response.status_code == expect, response.get_data(as_text=True)[:500]
-            return response.get_json()
+        call = api_caller(app)
 
         processes = [start("ingest", log_dir, "ingester")]
         processes += [start("worker", log_dir, f"worker-{n}") for n in range(args.workers)]

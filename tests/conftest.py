@@ -167,13 +167,16 @@ class Service:
             time.sleep(0.3)
 
     def host_results(self, project_id: int, job_id: int, **filters) -> list[dict]:
-        results, page = [], 1
+        return self.get_all(f"/projects/{project_id}/jobs/{job_id}/host-results", **filters)
+
+    def get_all(self, path: str, **filters) -> list[dict]:
+        """Every item of a paged list."""
+        items, page = [], 1
         while True:
-            query = {"page": page, "page_size": 100, **filters}
-            chunk = self.get(f"/projects/{project_id}/jobs/{job_id}/host-results", query_string=query)
-            results.extend(chunk)
+            chunk = self.get(path, query_string={"page": page, "page_size": 100, **filters})
+            items.extend(chunk)
             if len(chunk) < 100:
-                return results
+                return items
             page += 1
 
 

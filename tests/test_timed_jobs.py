@@ -65,14 +65,7 @@ def make_plan(service, pid: int, host: dict) -> dict:
 
 
 def runs(service, pid: int, timed_job: dict, **filters) -> list[dict]:
-    found, page = [], 1
-    while True:
-        query = {"page": page, "page_size": 100, **filters}
-        chunk = service.get(f"/projects/{pid}/timed-jobs/{timed_job['id']}/runs", query_string=query)
-        found.extend(chunk)
-        if len(chunk) < 100:
-            return found
-        page += 1
+    return service.get_all(f"/projects/{pid}/timed-jobs/{timed_job['id']}/runs", **filters)
 
 
 def secret_of(timed_job: dict) -> str:
@@ -298,6 +291,12 @@ def manual_plan(service, pid: int) -> dict:
     ).get_json()
 
 
+def waiting_timed_job(service, pid: int, **body) -> dict:
+    """A timed job, every second unless told otherwise, whose runs wait for a confirmation."""
+    body.setdefault("schedule", {"every": 1})
+    return make_timed_job(service, pid, target={"plan_id": manual_plan(service, pid)["id"]}, **body)
+
+
 def whole_second(after: float) -> datetime:
     return datetime.fromtimestamp(int(time.time() + after), UTC)
 
@@ -323,14 +322,8 @@ def test_two_schedulers_fire_every_second_exactly_once_even_when_one_is_killed(s
     schedulers("scheduler-b")
     start = whole_second(3)
     end = start + timedelta(seconds=19)
-    timed_job = make_timed_job(
-        service,
-        pid,
-        target={"plan_id": manual_plan(service, pid)["id"]},
-        schedule={"every": 1},
-        start_at=start.isoformat(),
-        end_at=end.isoformat(),
-        overlap="allow",
+    timed_job = waiting_timed_job(
+        service, pid, start_at=start.isoformat(), end_at=end.isoformat(), overlap="allow"
     )
     time.sleep(max((start - datetime.now(UTC)).total_seconds(), 0) + 9)
     service.stop("scheduler-a")
@@ -381,13 +374,7 @@ def test_overlap_skip_waits_for_the_slow_run_to_end(service, project, schedulers
 def test_overlap_queue_keeps_one_run_waiting_until_the_running_one_ends(service, project, schedulers):
     pid = project["id"]
     schedulers()
-    timed_job = make_timed_job(
-        service,
-        pid,
-        target={"plan_id": manual_plan(service, pid)["id"]},
-        schedule={"every": 1},
-        overlap="queue",
-    )
+    timed_job = waiting_timed_job(service, pid, overlap="queue")
     first = wait_for(lambda: runs(service, pid, timed_job, status="launched"))[0]
     wait_for(lambda: runs(service, pid, timed_job, status="skipped"))
     [queued] = runs(service, pid, timed_job, status="queued")
@@ -411,14 +398,7 @@ def test_overlap_queue_keeps_one_run_waiting_until_the_running_one_ends(service,
 def test_after_an_outage_one_catch_up_run_and_the_rest_missed(service, project, schedulers):
     pid = project["id"]
     schedulers()
-    timed_job = make_timed_job(
-        service,
-        pid,
-        target={"plan_id": manual_plan(service, pid)["id"]},
-        schedule={"every": 1},
-        overlap="allow",
-        misfire_grace=3,
-    )
+    timed_job = waiting_timed_job(service, pid, overlap="allow", misfire_grace=3)
     wait_for(lambda: runs(service, pid, timed_job, status="launched"))
     service.stop("scheduler")
     stopped = datetime.now(UTC)
@@ -442,13 +422,7 @@ def test_after_an_outage_one_catch_up_run_and_the_rest_missed(service, project, 
 def test_pause_resume_and_editing_a_live_schedule_do_not_fire_at_once(service, project, schedulers):
     pid = project["id"]
     schedulers()
-    timed_job = make_timed_job(
-        service,
-        pid,
-        target={"plan_id": manual_plan(service, pid)["id"]},
-        schedule={"every": 1},
-        overlap="allow",
-    )
+    timed_job = waiting_timed_job(service, pid, overlap="allow")
     path = f"/projects/{pid}/timed-jobs/{timed_job['id']}"
     wait_for(lambda: len(runs(service, pid, timed_job)) >= 2)
     service.api("PATCH", path, 200, json={"enabled": False})
@@ -476,9 +450,7 @@ def test_a_one_shot_fires_once_and_disables_itself(service, project, schedulers)
     pid = project["id"]
     schedulers()
     at = whole_second(3)
-    timed_job = make_timed_job(
-        service, pid, target={"plan_id": manual_plan(service, pid)["id"]}, schedule={"at": at.isoformat()}
-    )
+    timed_job = waiting_timed_job(service, pid, schedule={"at": at.isoformat()})
     fired = wait_for(lambda: runs(service, pid, timed_job, status="launched"))
     assert [scheduled(run) for run in fired] == [at]
     shown = wait_for(

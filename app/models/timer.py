@@ -74,6 +74,11 @@ class TimedJob(db.Model):
     def secrets(self) -> dict:
         return json.loads(self.secret_values or "{}")
 
+    @property
+    def override_values(self) -> dict:
+        """Its variables' values, secrets included."""
+        return {**self.variables, **self.secrets.get("variables", {})}
+
 
 class TimedJobRun(db.Model):
     """One fire of a timed job: when it was due, when it fired and launched, and what it started."""

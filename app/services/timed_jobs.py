@@ -277,14 +277,7 @@ def run_now(actor: Actor, project_id: int, timed_job_id: int) -> TimedJobRun:
     """One run at once, whatever the schedule, recorded like the others."""
     require(actor, project_id, Action.OPERATE)
     timed_job = records.get(TimedJob, timed_job_id, project_id)
-    now = utcnow()
-    run = TimedJobRun(
-        timed_job_id=timed_job.id,
-        origin=RunOrigin.RUN_NOW,
-        scheduled_at=now,
-        fired_at=now,
-        triggered_by=actor.username,
-    )
+    run = asked_run(timed_job, RunOrigin.RUN_NOW, actor)
     records.save(run, "scheduled_at")
     return start(run, actor)
 
@@ -300,17 +293,9 @@ def trigger(
         first = keyed_run(timed_job.id, run_key)
         if first is not None:
             return first, True
-    merged = {**timed_job.variables, **timed_job.secrets.get("variables", {}), **overrides}
+    merged = {**timed_job.override_values, **overrides}
     TARGET_KINDS[timed_job.target_kind].check(project_id, timed_job.target[timed_job.target_kind], merged)
-    now = utcnow()
-    run = TimedJobRun(
-        timed_job_id=timed_job.id,
-        origin=RunOrigin.TRIGGER,
-        scheduled_at=now,
-        fired_at=now,
-        run_key=run_key,
-        triggered_by=actor.username,
-    )
+    run = asked_run(timed_job, RunOrigin.TRIGGER, actor, run_key)
     db.session.add(run)
     try:
         db.session.commit()
@@ -321,6 +306,21 @@ def trigger(
             raise
         return first, True
     return start(run, actor, overrides), False
+
+
+def asked_run(
+    timed_job: TimedJob, origin: RunOrigin, actor: Actor, run_key: str | None = None
+) -> TimedJobRun:
+    """A run someone asked for now, fired as it is made."""
+    now = utcnow()
+    return TimedJobRun(
+        timed_job_id=timed_job.id,
+        origin=origin,
+        scheduled_at=now,
+        fired_at=now,
+        run_key=run_key,
+        triggered_by=actor.username,
+    )
 
 
 def keyed_run(timed_job_id: int, run_key: str | None) -> TimedJobRun | None:
@@ -336,7 +336,7 @@ def start(run: TimedJobRun, actor: Actor | None, overrides: dict[str, Any] | Non
     try:
         if actor is None:
             raise Invalid("the user this timed job runs as no longer exists")
-        merged = {**timed_job.variables, **timed_job.secrets.get("variables", {}), **(overrides or {})}
+        merged = {**timed_job.override_values, **(overrides or {})}
         job = TARGET_KINDS[timed_job.target_kind].launch(actor, timed_job, merged, f"timed-run-{run_id}")
     except ServiceError as exc:
         db.session.rollback()
