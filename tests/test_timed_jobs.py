@@ -110,6 +110,21 @@ def test_every_target_kind_is_checked_on_save(service, project):
     assert "hidden-param" not in str(service.get(f"/projects/{pid}/timed-jobs/{script['id']}"))
 
 
+def test_sensitive_params_survive_a_change_and_stay_masked(service, project):
+    pid = project["id"]
+    host = add_local_host(service, project, unique("local"))
+    body = script_body(host, 'echo "param=$1"', params=["hidden-param"], sensitive=True)
+    timed_job = make_timed_job(service, pid, target={"script_execution": body})
+    path = f"/projects/{pid}/timed-jobs/{timed_job['id']}"
+    service.api("PATCH", path, 200, json={"variables": {}, "misfire_grace": 5})
+    run = service.post(f"{path}/run-now", expect=202).get_json()
+    job = service.wait_job(pid, run["job_instance_id"])
+    assert job["status"] == "success"
+    assert service.host_results(pid, job["id"])[0]["stdout"].strip() == "param=******"
+    error = service.api("PATCH", path, 422, json={"variables": {"x": "1"}}).get_json()["error"]
+    assert error["field"] == "variables"
+
+
 @pytest.mark.parametrize(
     ("change", "field", "words"),
     [

@@ -191,6 +191,9 @@ def set_target(timed_job: TimedJob, target: dict[str, Any], given: dict[str, Any
             "flows cannot be timed yet: time a plan, a template or a script execution", "target.flow_id"
         )
     kind = next(iter(target))
+    if kind == "script_execution" and target[kind].get("sensitive") and target[kind].get("params") is None:
+        # The stored body, whose sensitive params are kept apart.
+        target = {kind: {**target[kind], "params": timed_job.secrets.get("params", [])}}
     kept = timed_job.secrets.get("variables", {})
     overrides = given if given is not None else {**timed_job.variables, **kept}
     # A secret shown masked and given back keeps its value.
