@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app.extensions import db
-from app.models import TimedJob
+from app.models import TimedJob, TimedJobRun
 from tests.conftest import add_local_host, make_member
 
 
@@ -476,3 +476,18 @@ def test_a_one_shot_fires_once_and_disables_itself(service, project, schedulers)
     assert shown["enabled"] is False and shown["next_fire_at"] is None
     disabled = service.get("/audit-events", query_string={"project_id": pid, "action": "disable"})
     assert [event["resource_id"] for event in disabled] == [str(timed_job["id"])]
+
+
+def test_a_fire_claimed_by_a_scheduler_that_died_is_launched_by_another(service, project, schedulers):
+    pid = project["id"]
+    timed_job = waiting_timed_job(service, pid, schedule={"cron": "0 0 3 * * *"})
+    claimed_at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    db.session.add(
+        TimedJobRun(
+            timed_job_id=timed_job["id"], scheduled_at=claimed_at, fired_at=claimed_at, status="firing"
+        )
+    )
+    db.session.commit()
+    schedulers()
+    [run] = wait_for(lambda: runs(service, pid, timed_job, status="launched"))
+    assert scheduled(run) == claimed_at and run["job_instance_id"]
