@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -449,11 +449,14 @@ def disable_if_done(timed_job_id: int, last: datetime) -> None:
 
 
 def running_run(timed_job_id: int) -> TimedJobRun | None:
-    """The timed job's latest launched run whose job instance has not ended."""
+    """The timed job's latest run being launched, or launched with a job instance that has not ended."""
     return db.session.scalar(
         select(TimedJobRun)
-        .join(JobInstance, JobInstance.id == TimedJobRun.job_instance_id)
-        .where(TimedJobRun.timed_job_id == timed_job_id, JobInstance.status.not_in(RUN_FINAL))
+        .outerjoin(JobInstance, JobInstance.id == TimedJobRun.job_instance_id)
+        .where(
+            TimedJobRun.timed_job_id == timed_job_id,
+            or_(TimedJobRun.status == TimedRunStatus.FIRING, JobInstance.status.not_in(RUN_FINAL)),
+        )
         .order_by(TimedJobRun.id.desc())
         .limit(1)
     )
