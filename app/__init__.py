@@ -37,6 +37,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         projects,
         reachability,
         scripts,
+        timed_jobs,
         transfers,
         users,
     )
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         files,
         transfers,
         flows,
+        timed_jobs,
         audit,
     ):
         api.register_blueprint(module.blp)

@@ -11,7 +11,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -79,14 +81,7 @@ def ingest(name: str) -> None:
 
     app = create_app()
     settings: Settings = app.config["OPSFLOW"]
-    stopping = False
-
-    def stop(*_) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stopping = stop_requested()
     with app.app_context():
         ingester = Ingester(redis.client, settings.event_stream, name)
 
@@ -96,7 +91,29 @@ def ingest(name: str) -> None:
             housekeep(settings)
             forget_expired()
 
-        ingester.run(lambda: stopping, every, settings.reaper_interval)
+        ingester.run(stopping, every, settings.reaper_interval)
+
+
+@cli.command()
+def scheduler() -> None:
+    """Run a scheduler: it fires timed jobs (several may run at once; each fire happens once)."""
+    import logging
+
+    from app import create_app
+    from app.scheduler.loop import Scheduler
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    app = create_app()
+    Scheduler(app, app.config["OPSFLOW"]).run(stop_requested())
+
+
+def stop_requested() -> Callable[[], bool]:
+    """Whether SIGTERM or SIGINT has come since this was called."""
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    return stopping.is_set
 
 
 @cli.command()
@@ -122,8 +139,8 @@ def engine(name: str | None) -> None:
 
 @cli.command()
 def run() -> None:
-    """Start everything: embedded Redis if needed, migrations, the API, workers, flow engines and the
-    ingester."""
+    """Start everything: embedded Redis if needed, migrations, the API, workers, flow engines, the
+    ingester and the scheduler."""
     from app import datadir
 
     settings = Settings.from_env()
@@ -163,6 +180,7 @@ class Supervisor:
             "api", [*python, "gunicorn", "--bind", bind, "--workers", "2", "--threads", "4", "wsgi:app"]
         )
         self.spawn("ingester", [*python, "app.cli", "ingest"])
+        self.spawn("scheduler", [*python, "app.cli", "scheduler"])
         for number in range(1, self.settings.workers + 1):
             self.spawn(f"worker-{number}", [*python, "app.cli", "worker"])
         for number in range(1, self.settings.engines + 1):

@@ -31,6 +31,14 @@ PASSWORD_MIN_LENGTH = 12
 # The largest value of an Integer column on every database (PostgreSQL's integer; SQLite's is wider):
 # the bound of every id, count and page number the API reads.
 INTEGER_MAX = 2**31 - 1
+# Timed jobs: how late a fire may still run by default and at most (seconds), the most fire times one
+# preview shows, and the most fires of one outage recorded as missed (the latest ones).
+MISFIRE_GRACE_DEFAULT = 60
+MISFIRE_GRACE_MAX = 86400
+PREVIEW_COUNT_MAX = 100
+MISSED_RECORDED_MAX = 1000
+# A scheduler starting looks this far back (or as far as the grace, when longer) for fires it missed.
+MISSED_LOOKBACK = 3600
 
 
 def _int(name: str, default: int) -> int:
@@ -125,6 +133,8 @@ class Settings:
     idempotency_key_ttl: int = 24 * 3600
     queue_name: str = "opsflow"
     event_stream: str = "opsflow:events"
+    # Every change of a timed job is announced here, so that the schedulers update that one schedule.
+    timed_job_channel: str = "opsflow:timed-jobs"
 
     @property
     def runs_dir(self) -> Path:

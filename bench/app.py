@@ -10,9 +10,10 @@ import os
 import platform
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from flask import Flask
@@ -49,6 +50,18 @@ def application(name: str, **settings: str) -> Iterator[Flask]:
             db.engine.dispose()
         if database:
             drop_postgres(database)
+
+
+def api_caller(app: Flask) -> Callable[..., Any]:
+    """call(method, path, body, expect): the API through the test client as the admin; the JSON answer."""
+    client = app.test_client()
+
+    def call(method: str, path: str, body=None, expect: int = 200):
+        response = client.open(f"/api/v1{path}", method=method, json=body, headers=HEADERS)
+        assert response.status_code == expect, response.get_data(as_text=True)[:500]
+        return response.get_json()
+
+    return call
 
 
 def machine() -> str:

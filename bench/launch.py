@@ -32,7 +32,7 @@ import time
 
 import redis as redis_lib
 
-from bench.app import HEADERS, application, machine
+from bench.app import api_caller, application, machine
 
 
 def inventory(hosts: int) -> str:
@@ -101,12 +101,8 @@ def main() -> None:
     with application("launch", **settings) as app:
         with app.app_context():
             dialect = db.engine.dialect.name
-        client = app.test_client()
 
-        def call(method: str, path: str, body=None, expect: int = 200):
-            response = client.open(f"/api/v1{path}", method=method, json=body, headers=HEADERS)
-            assert response.status_code == expect, response.get_data(as_text=True)[:500]
-            return response.get_json()
+        call = api_caller(app)
 
         pid = call("POST", "/projects", {"name": "launch"}, 201)["id"]
         text = inventory(args.hosts)

@@ -33,6 +33,8 @@ from tests.sshd import SshLab
 POSTGRES_ADMIN_URL = os.environ.get("OPSFLOW_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("OPSFLOW_TEST_REDIS", "redis://127.0.0.1:6379/15")
 ADMIN_TOKEN = "opf_test-admin-token"
+# What a scheduler logs once its schedules are built.
+SCHEDULER_READY = b"scheduler started"
 JOB_ENDED = frozenset({"success", "failed", "timeout", "terminated", "abnormal"})
 
 # Settings the service processes of the test run share.
@@ -130,6 +132,18 @@ class Service:
         self.processes[name] = process
         return process
 
+    def start_scheduler(self, name: str = "scheduler", timeout: float = 120) -> subprocess.Popen:
+        """A scheduler process, returned once it has built its schedules and listens for changes."""
+        log = self.data_dir / f"{name}.log"
+        seen = log.read_bytes().count(SCHEDULER_READY) if log.exists() else 0
+        process = self.start(name, "scheduler")
+        deadline = time.monotonic() + timeout
+        while log.read_bytes().count(SCHEDULER_READY) <= seen:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"scheduler {name} did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.2)
+        return process
+
     def stop(self, name: str) -> None:
         process = self.processes.pop(name)
         if process.poll() is None:
@@ -172,13 +186,16 @@ class Service:
             time.sleep(0.3)
 
     def host_results(self, project_id: int, job_id: int, **filters) -> list[dict]:
-        results, page = [], 1
+        return self.get_all(f"/projects/{project_id}/jobs/{job_id}/host-results", **filters)
+
+    def get_all(self, path: str, **filters) -> list[dict]:
+        """Every item of a paged list."""
+        items, page = [], 1
         while True:
-            query = {"page": page, "page_size": 100, **filters}
-            chunk = self.get(f"/projects/{project_id}/jobs/{job_id}/host-results", query_string=query)
-            results.extend(chunk)
+            chunk = self.get(path, query_string={"page": page, "page_size": 100, **filters})
+            items.extend(chunk)
             if len(chunk) < 100:
-                return results
+                return items
             page += 1
 
 

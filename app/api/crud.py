@@ -27,6 +27,7 @@ def project_resource(
     write: Action = Action.OPERATE,
     filters: type[Schema] = FilterArgs,
     query: Callable[[int, dict[str, Any]], Select] | None = None,
+    remove: Callable[[Any], None] | None = None,
 ) -> None:
     """Register the CRUD routes of `model` under /projects/<pid>/<path>; changes need `write`.
 
@@ -42,6 +43,7 @@ def project_resource(
     create = create or create_row
     update = update or records.update
     query = query or all_rows
+    remove = remove or records.delete
 
     @blp.route(f"/<int:pid>/{path}")
     class Collection(MethodView):
@@ -80,4 +82,4 @@ def project_resource(
         def delete(self, pid: int, item_id: int):
             """Delete one."""
             require(current_actor(), pid, write)
-            records.delete(records.get(model, item_id, pid))
+            remove(records.get(model, item_id, pid))

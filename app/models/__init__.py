@@ -22,8 +22,17 @@ from app.models.job import (
 )
 from app.models.project import Project
 from app.models.script import Script, ScriptVersion
-from app.models.status import FileStatus, FlowTaskStatus, HostStatus, NodeStatus, RunStatus, VersionState
+from app.models.status import (
+    FileStatus,
+    FlowTaskStatus,
+    HostStatus,
+    NodeStatus,
+    RunStatus,
+    TimedRunStatus,
+    VersionState,
+)
 from app.models.template import JobPlan, JobTemplate, StepType, VariableType
+from app.models.timer import Overlap, RunOrigin, TimedJob, TimedJobRun
 
 __all__ = [
     "Account",
@@ -56,11 +65,13 @@ __all__ = [
     "NodeState",
     "NodeStatus",
     "OnFailure",
+    "Overlap",
     "Project",
     "ProjectVariable",
     "Role",
     "RollingMode",
     "RuleAction",
+    "RunOrigin",
     "RunStatus",
     "Script",
     "ScriptVersion",
@@ -69,6 +80,9 @@ __all__ = [
     "StepType",
     "StoredFile",
     "TaskResult",
+    "TimedJob",
+    "TimedJobRun",
+    "TimedRunStatus",
     "User",
     "VariableType",
     "VersionState",

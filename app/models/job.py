@@ -95,6 +95,10 @@ class JobInstance(db.Model):
     idempotency: Mapped[IdempotencyKey | None] = relationship(
         back_populates="job", cascade="all, delete-orphan", passive_deletes=True
     )
+    # The timed job whose run launched it.
+    timed_job_id: Mapped[int | None] = mapped_column(
+        ForeignKey("timed_job.id", ondelete="SET NULL"), index=True
+    )
 
     steps: Mapped[list[StepInstance]] = relationship(
         back_populates="job", order_by="StepInstance.seq", cascade="all, delete-orphan"

@@ -138,3 +138,18 @@ class NodeStatus(StrEnum):
 
 
 NODE_LIVE = frozenset({NodeStatus.RUNNING, NodeStatus.WAITING_USER, NodeStatus.WAITING_CALLBACK})
+
+
+class TimedRunStatus(StrEnum):
+    """What became of one fire of a timed job."""
+
+    # Claimed by a scheduler, being launched.
+    FIRING = "firing"
+    # Waits for the timed job's previous run to end (overlap: queue).
+    QUEUED = "queued"
+    LAUNCHED = "launched"
+    # The previous run was still running (overlap: skip), or one run already waited.
+    SKIPPED = "skipped"
+    # Its time passed beyond the misfire grace (the schedulers were down or late).
+    MISSED = "missed"
+    FAILED_TO_LAUNCH = "failed_to_launch"

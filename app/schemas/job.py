@@ -152,6 +152,7 @@ class JobSchema(Schema):
     launched_by = fields.String()
     launch_type = fields.String(metadata={"enum": LAUNCH_TYPES})
     relaunch_of_id = fields.Integer(allow_none=True, metadata={"description": "the job instance relaunched"})
+    timed_job_id = fields.Integer(allow_none=True, metadata={"description": "the timed job that launched it"})
     dispatched_at = fields.DateTime(
         allow_none=True, metadata={"description": "null while the project's running limit holds the job back"}
     )
@@ -195,6 +196,7 @@ class JobListArgs(FilterArgs):
     )
     launched_by = fields.String(metadata={"description": "the user name that launched it"})
     launch_type = fields.String(validate=validate.OneOf(LAUNCH_TYPES))
+    timed_job_id = fields.Integer(metadata={"description": "the runs of this timed job"})
     name = fields.String(
         validate=validate.Length(min=1), metadata={"description": "part of the name, any case"}
     )

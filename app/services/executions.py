@@ -73,6 +73,7 @@ def launch_script(
     data: dict[str, Any],
     launch_type: LaunchType = LaunchType.API,
     relaunch_of: int | None = None,
+    timed_job_id: int | None = None,
 ) -> JobInstance:
     """Create the job instance of a script run and queue its slices; returns at once."""
     require(actor, project_id, Action.OPERATE)
@@ -88,6 +89,7 @@ def launch_script(
         launched_by=actor.username,
         launch_type=launch_type,
         relaunch_of_id=relaunch_of,
+        timed_job_id=timed_job_id,
         request={
             key: value
             for key, value in data.items()

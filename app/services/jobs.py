@@ -91,6 +91,8 @@ def jobs_query(project_id: int, filters: dict[str, Any]) -> Select:
         query = query.where(JobInstance.launched_by == filters["launched_by"])
     if "launch_type" in filters:
         query = query.where(JobInstance.launch_type == filters["launch_type"])
+    if "timed_job_id" in filters:
+        query = query.where(JobInstance.timed_job_id == filters["timed_job_id"])
     if "name" in filters:
         query = query.where(JobInstance.name.ilike(contains(filters["name"]), escape="\\"))
     if "created_after" in filters:

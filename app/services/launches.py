@@ -44,14 +44,36 @@ def launch_plan(
     """Run a plan's enabled steps with its values and the launch's."""
     require(actor, project_id, Action.OPERATE)
     plan = records.get(JobPlan, plan_id, project_id)
+    return launch(actor, project_id, data, plan.template, plan_steps(plan), plan, **launched)
+
+
+def plan_steps(plan: JobPlan) -> templates.Expanded:
+    """The steps a plan runs and the variables they read, with its values as secret defaults."""
     enabled = set(plan.enabled_steps)
-    held = templates.Expanded(
+    return templates.Expanded(
         [step for step in plan.steps if step["key"] in enabled],
         plan.variables,
         {**plan.secret_default_values, **plan.own_secret_values},
         plan.template_versions,
     )
-    return launch(actor, project_id, data, plan.template, held, plan, **launched)
+
+
+def checked_values(
+    project_id: int, expanded: templates.Expanded, plan: JobPlan | None, overrides: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, list[Host]]]:
+    """The variables' values a launch with these overrides runs with, and the hosts of each host list;
+    Invalid naming `variables.<name>` when one is wrong."""
+    definitions = expanded.variables
+    defaults = {definition["name"]: definition.get("default") for definition in definitions}
+    defaults.update(plan.values if plan else {})
+    values = variables.launch_values(definitions, defaults, expanded.secret_defaults, overrides)
+    kinds = {definition["name"]: definition["type"] for definition in definitions}
+    host_lists = {
+        name: resolve_targets(project_id, value, f"variables.{name}")
+        for name, value in values.items()
+        if kinds[name] == VariableType.HOST_LIST
+    }
+    return values, host_lists
 
 
 def launch(
@@ -63,19 +85,13 @@ def launch(
     plan: JobPlan | None = None,
     launch_type: LaunchType = LaunchType.API,
     relaunch_of: int | None = None,
+    timed_job_id: int | None = None,
 ) -> JobInstance:
     """Launch these steps with these variables: the launch's values, else the plan's, else the defaults."""
     definitions = expanded.variables
-    defaults = {definition["name"]: definition.get("default") for definition in definitions}
-    defaults.update(plan.values if plan else {})
     executions.refuse_over_limit(project_id)
-    values = variables.launch_values(definitions, defaults, expanded.secret_defaults, data["variables"])
+    values, host_lists = checked_values(project_id, expanded, plan, data["variables"])
     kinds = {definition["name"]: definition["type"] for definition in definitions}
-    host_lists = {
-        name: resolve_targets(project_id, value, f"variables.{name}")
-        for name, value in values.items()
-        if kinds[name] == VariableType.HOST_LIST
-    }
     now = utcnow()
     job = JobInstance(
         project_id=project_id,
@@ -84,6 +100,7 @@ def launch(
         launched_by=actor.username,
         launch_type=launch_type,
         relaunch_of_id=relaunch_of,
+        timed_job_id=timed_job_id,
         template_id=template.id,
         plan_id=plan.id if plan else None,
         callback_url=data.get("callback_url"),

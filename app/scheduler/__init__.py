@@ -1,0 +1,1 @@
+"""The timed-job process: fire times (pure), the firing loop."""
