@@ -95,7 +95,7 @@ def test_the_paging_header_is_a_json_document(service, project):
 def test_what_a_post_creates_links_to_the_operations_on_it(service):
     spec = document(service)
     links: dict[str, Any] = spec["paths"]["/api/v1/projects/{pid}/hosts"]["post"]["responses"]["201"]["links"]
-    assert set(links) == {"get", "patch", "delete"}
+    assert set(links) == {"get", "patch", "delete", "get_host-key", "delete_host-key"}
     assert links["get"]["parameters"] == {"pid": "$request.path.pid", "item_id": "$response.body#/id"}
     launch = spec["paths"]["/api/v1/projects/{pid}/script-executions"]["post"]["responses"]["202"]["links"]
     assert (

@@ -10,7 +10,7 @@ from marshmallow import Schema, ValidationError, fields, post_dump, validate, va
 from app.flows.graph import VariableKind
 from app.models import FlowCategory
 from app.models.status import FlowTaskStatus, NodeStatus
-from app.schemas.fields import IDENTIFIER
+from app.schemas.fields import IDENTIFIER, Id
 from app.schemas.query import FilterArgs
 from app.secrets import MASK
 
@@ -185,7 +185,7 @@ class FlowTaskListArgs(FilterArgs):
     status = fields.List(
         fields.String(validate=validate.OneOf(TASK_STATUSES)), metadata={"description": "repeatable"}
     )
-    flow_id = fields.Integer()
+    flow_id = Id()
     launched_by = fields.String()
     name = fields.String(
         validate=validate.Length(min=1), metadata={"description": "part of the name, any case"}

@@ -196,7 +196,7 @@ class JobListArgs(FilterArgs):
     )
     launched_by = fields.String(metadata={"description": "the user name that launched it"})
     launch_type = fields.String(validate=validate.OneOf(LAUNCH_TYPES))
-    timed_job_id = fields.Integer(metadata={"description": "the runs of this timed job"})
+    timed_job_id = Id(metadata={"description": "the runs of this timed job"})
     name = fields.String(
         validate=validate.Length(min=1), metadata={"description": "part of the name, any case"}
     )

@@ -8,6 +8,7 @@ from marshmallow import Schema, ValidationError, fields, post_dump, validate, va
 
 from app.config import MISFIRE_GRACE_DEFAULT, MISFIRE_GRACE_MAX, PREVIEW_COUNT_MAX
 from app.models import Overlap, RunOrigin, TimedRunStatus
+from app.schemas.fields import Id, Integer
 from app.schemas.job import ScriptExecutionSchema
 from app.schemas.query import FilterArgs
 from app.secrets import MASK
@@ -18,9 +19,9 @@ RUN_STATUSES = [str(status) for status in TimedRunStatus]
 
 
 class TimedTargetSchema(Schema):
-    plan_id = fields.Integer(strict=True, metadata={"description": "launch this job plan"})
-    template_id = fields.Integer(strict=True, metadata={"description": "launch this job template"})
-    flow_id = fields.Integer(strict=True, metadata={"description": "not available yet: refused with a 422"})
+    plan_id = Id(strict=True, metadata={"description": "launch this job plan"})
+    template_id = Id(strict=True, metadata={"description": "launch this job template"})
+    flow_id = Id(strict=True, metadata={"description": "not available yet: refused with a 422"})
     script_execution = fields.Nested(
         ScriptExecutionSchema(exclude=("idempotency_key",)),
         metadata={"description": "the body of a script execution"},
@@ -70,7 +71,7 @@ class TimedJobSchema(Schema):
         validate=validate.Range(0, MISFIRE_GRACE_MAX),
         metadata={"description": "seconds after its time a fire may still run; later ones are missed"},
     )
-    notify_after_failures = fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=1))
+    notify_after_failures = Integer(strict=True, allow_none=True, validate=validate.Range(min=1))
     next_fire_at = fields.Method("next_fire", dump_only=True)
     statistics = fields.Method("statistics_of", dump_only=True)
     trigger_url = fields.String(

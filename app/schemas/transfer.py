@@ -133,7 +133,7 @@ class FileResultArgs(FilterArgs):
     step = Id(metadata={"description": "a step instance id"})
     host = fields.String(validate=validate.Length(min=1), metadata={"description": "a target host's name"})
     status = fields.String(validate=validate.OneOf(FILE_STATUSES))
-    attempt = fields.Integer(
+    attempt = Integer(
         validate=validate.Range(min=1),
         metadata={"description": "the files of each host's attempt of this number; default: its latest"},
     )
