@@ -126,9 +126,7 @@ class Supervisor:
         subprocess.run([sys.executable, "-m", "app.cli", "migrate"], cwd=ROOT, check=True)
         python = [sys.executable, "-m"]
         bind = f"{self.settings.host}:{self.settings.port}"
-        self.spawn(
-            "api", [*python, "gunicorn", "--bind", bind, "--workers", "2", "--threads", "4", "wsgi:app"]
-        )
+        self.spawn("api", [*python, "gunicorn", *gunicorn_options(self.settings), "wsgi:app"])
         self.spawn("ingester", [*python, "app.cli", "ingest"])
         for number in range(1, self.settings.workers + 1):
             self.spawn(f"worker-{number}", [*python, "app.cli", "worker"])
@@ -172,8 +170,25 @@ class Supervisor:
             self.redis.wait()
 
 
+def gunicorn_options(settings: Settings) -> list[str]:
+    """gunicorn's options: its control socket in the data dir, so that every instance has its own."""
+    return [
+        "--bind",
+        f"{settings.host}:{settings.port}",
+        "--workers",
+        "2",
+        "--threads",
+        "4",
+        "--control-socket",
+        str(settings.data_dir / "gunicorn.ctl"),
+    ]
+
+
 def refuse_busy_port(host: str, port: int) -> None:
+    """Refuse to start when something listens on the port; connections of an earlier run still in
+    TIME_WAIT there are no obstacle, as gunicorn binds with SO_REUSEADDR too."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
