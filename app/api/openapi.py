@@ -1,8 +1,11 @@
-"""The Api object: OpenAPI naming of schemas, and the service's error shape on HTTP errors."""
+"""The Api object: OpenAPI naming of schemas, the service's error shape on HTTP errors, and the API
+page's Swagger UI files, served by the service itself so that the page works without internet."""
 
 from __future__ import annotations
 
+import swagger_ui_bundle
 from apispec.ext.marshmallow import MarshmallowPlugin
+from flask import Blueprint, send_from_directory
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
@@ -43,3 +46,12 @@ class OpsflowApi(Api):
             message = f"{field}: {text}" if field else text
             return error_response(error.code or 400, message, field, nested, headers)
         return error_response(error.code or 500, data.get("message") or error.description, headers=headers)
+
+
+SWAGGER_UI_ASSETS_URL = "/api/v1/docs/assets/"
+swagger_ui_assets = Blueprint("docs-assets", __name__, url_prefix=SWAGGER_UI_ASSETS_URL.rstrip("/"))
+
+
+@swagger_ui_assets.route("/<path:name>")
+def swagger_ui_asset(name: str):
+    return send_from_directory(swagger_ui_bundle.swagger_ui_path, name, max_age=86400)
