@@ -48,16 +48,35 @@ def migrate() -> None:
 @click.option("--name", default=None, help="RQ worker name (default: host and pid)")
 def worker(name: str | None) -> None:
     """Run one RQ worker: it takes slices from the queue and runs them."""
-    from rq import Queue, Worker
+    from redis.exceptions import RedisError
+    from rq import Queue
 
     from app import create_app
+    from app.execution.worker import OpsflowWorker
     from app.extensions import redis
 
     app = create_app()
     settings: Settings = app.config["OPSFLOW"]
     with app.app_context():
         queue = Queue(settings.queue_name, connection=redis.client)
-        Worker([queue], connection=redis.client, name=name).work(with_scheduler=True)
+        while True:
+            # RQ gives up when Redis goes away in the middle of its bookkeeping: start again once it is back.
+            with contextlib.suppress(RedisError):
+                OpsflowWorker([queue], connection=redis.client, name=name).work(with_scheduler=True)
+            if redis_answers(redis.client):
+                return
+            click.echo("worker: Redis cannot be reached; starting again once it answers", err=True)
+            while not redis_answers(redis.client):
+                time.sleep(RESTART_DELAY)
+
+
+def redis_answers(client) -> bool:
+    from redis.exceptions import RedisError
+
+    try:
+        return bool(client.ping())
+    except RedisError:
+        return False
 
 
 @cli.command()
@@ -70,6 +89,7 @@ def ingest(name: str) -> None:
     from app.extensions import redis
     from app.services.dispatch import release_all_held
     from app.services.files import housekeep
+    from app.services.health import record_ingester
 
     app = create_app()
     settings: Settings = app.config["OPSFLOW"]
@@ -85,6 +105,7 @@ def ingest(name: str) -> None:
         ingester = Ingester(redis.client, settings.event_stream, name)
 
         def every() -> None:
+            record_ingester(redis.client, name, settings)
             reap(settings, redis.client)
             release_all_held()
             housekeep(settings)
@@ -143,6 +164,9 @@ class Supervisor:
     def watch(self) -> None:
         while not self.stopping:
             time.sleep(0.5)
+            if self.redis is not None and self.redis.poll() is not None and not self.stopping:
+                click.echo(f"the embedded Redis exited with {self.redis.returncode}; restarting", err=True)
+                self.redis = start_embedded_redis(self.settings)
             for name, (command, process) in list(self.children.items()):
                 if process.poll() is not None and not self.stopping:
                     click.echo(f"{name} exited with {process.returncode}; restarting", err=True)

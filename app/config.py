@@ -26,6 +26,16 @@ TRANSFER_SOURCES_MAX = 100
 INLINE_FILE_MAX_BYTES = 1024 * 1024
 # The largest playbook a job template may store.
 PLAYBOOK_MAX_BYTES = 1024 * 1024
+# While Redis cannot be reached: the Retry-After a refused call answers, how long a worker keeps trying to
+# report how its slice ended, and how long connecting to Redis may take.
+REDIS_RETRY_AFTER_SECONDS = 10
+SLICE_DONE_PATIENCE_SECONDS = 120
+REDIS_CONNECT_TIMEOUT_SECONDS = 5
+# An RQ worker writes its heartbeat every WORKER_HEARTBEAT_SECONDS while it runs a job, and every
+# WORKER_TTL_SECONDS - 15 while it waits on the queue; /health counts a worker silent for longer than
+# WORKER_TTL_SECONDS as down.
+WORKER_TTL_SECONDS = 30
+WORKER_HEARTBEAT_SECONDS = 10
 
 
 def _int(name: str, default: int) -> int:

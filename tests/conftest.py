@@ -11,9 +11,11 @@ from __future__ import annotations
 import base64
 import dataclasses
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -275,3 +277,12 @@ def make_member(service: Service, project_id: int, role: str) -> str:
         json={"name": "test"},
     )
     return response.get_json()["token"]
+
+
+@pytest.fixture
+def short_tmp_dir() -> Iterator[Path]:
+    """A temporary directory with a short path: a data dir's run dirs hold ssh control sockets, whose
+    paths may not exceed 107 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="opsflow-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

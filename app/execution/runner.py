@@ -22,6 +22,8 @@ from pathlib import Path
 
 import ansible_runner
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.config import ROOT, Settings
 from app.execution.compiler import CompiledStep, to_yaml
@@ -36,6 +38,8 @@ KEY_FILE = "ssh_key"
 MASK_FILE = "mask.json"
 # Extra vars may carry secrets: readable by the service alone, and removed with the key file.
 EXTRA_VARS_FILE = "extra_vars.yml"
+# The callback plugin counts here the events it could not push (Redis unreachable till the end).
+UNDELIVERED_FILE = "undelivered.json"
 CALLBACK_DIR = ROOT / "plugins" / "callback"
 ACTION_DIR = ROOT / "plugins" / "action"
 HEARTBEAT_EVERY = 5.0
@@ -170,6 +174,7 @@ class Runner:
             "OPSFLOW_EVENT_STREAM": settings.event_stream,
             "OPSFLOW_SLICE_ID": str(request.slice_id),
             "OPSFLOW_OUTPUT_CAP_BYTES": str(settings.output_cap_bytes),
+            "OPSFLOW_UNDELIVERED_FILE": str(data_dir / UNDELIVERED_FILE),
             MARKER_VAR: marker,
         }
         if request.secrets:
@@ -208,15 +213,27 @@ class Runner:
         def cancelled() -> bool:
             nonlocal last_beat
             now = time.monotonic()
-            if now - last_beat >= HEARTBEAT_EVERY:
-                self.redis.set(beat, "1", ex=self.settings.heartbeat_ttl)
-                last_beat = now
-            return bool(self.redis.exists(cancel))
+            try:
+                if now - last_beat >= HEARTBEAT_EVERY:
+                    self.redis.set(beat, "1", ex=self.settings.heartbeat_ttl)
+                    last_beat = now
+                return bool(self.redis.exists(cancel))
+            except (RedisConnectionError, RedisTimeoutError):
+                # The run goes on while Redis is away; its events wait in the callback plugin.
+                return False
 
         return cancelled
 
     @staticmethod
     def _outcome(result, data_dir: Path, request: RunRequest) -> RunOutcome:
+        undelivered = data_dir / UNDELIVERED_FILE
+        if undelivered.exists():
+            lost = json.loads(undelivered.read_text())
+            return RunOutcome(
+                RunStatus.ABNORMAL,
+                f"{lost['events']} events of this run could not be delivered "
+                f"(Redis unreachable: {lost['error']})",
+            )
         status = RUNNER_STATUS.get(result.status, RunStatus.ABNORMAL)
         if status is not RunStatus.ABNORMAL:
             return RunOutcome(status)
