@@ -13,10 +13,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from app.config import ROOT, Settings
+
+if TYPE_CHECKING:
+    from redis import Redis
 
 RESTART_DELAY = 2.0
 STOP_GRACE = 10.0
@@ -70,7 +74,7 @@ def worker(name: str | None) -> None:
                 time.sleep(RESTART_DELAY)
 
 
-def redis_answers(client) -> bool:
+def redis_answers(client: Redis) -> bool:
     from redis.exceptions import RedisError
 
     try:

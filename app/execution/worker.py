@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from redis.client import Pipeline
 from rq import Worker
 
 from app.config import WORKER_HEARTBEAT_SECONDS, WORKER_TTL_SECONDS
@@ -16,7 +17,7 @@ class OpsflowWorker(Worker):
         kwargs.setdefault("job_monitoring_interval", WORKER_HEARTBEAT_SECONDS)
         super().__init__(*args, **kwargs)
 
-    def heartbeat(self, timeout: int | None = None, pipeline=None) -> None:
+    def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
         if pipeline is None and self.birth_date is not None and not self.connection.exists(self.key):
             self.register_birth()
         super().heartbeat(timeout, pipeline)

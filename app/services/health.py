@@ -68,7 +68,7 @@ def workers(now: datetime) -> Component:
     return {"status": OK if any(worker["status"] == OK for worker in seen) else DOWN, "workers": seen}
 
 
-def ingester(now: datetime) -> Component:
+def ingester(_now: datetime) -> Component:
     """The running ingesters, and the events waiting for them: unread, and read but not acknowledged."""
     client, stream = redis.client, settings().event_stream
     running = []
@@ -93,15 +93,7 @@ def ingester(now: datetime) -> Component:
 def stream_groups(client: Redis, stream: str) -> list[dict[str, Any]]:
     if not client.exists(stream):
         return []
-    return [
-        {(key.decode() if isinstance(key, bytes) else key): value for key, value in group.items()}
-        | {"name": decoded(group["name"])}
-        for group in client.xinfo_groups(stream)
-    ]
-
-
-def decoded(value: Any) -> Any:
-    return value.decode() if isinstance(value, bytes) else value
+    return [{**group, "name": group["name"].decode()} for group in client.xinfo_groups(stream)]
 
 
 def aware(moment: datetime | None) -> datetime | None:
