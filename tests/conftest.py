@@ -154,6 +154,14 @@ class Service:
                 raise AssertionError(f"job {job_id} still {job['status']} after {timeout}s: {job}")
             time.sleep(0.3)
 
+    def wait_healthy(self, timeout: float = 120) -> None:
+        """Wait until /health says every part (workers and ingester included) is up."""
+        deadline = time.monotonic() + timeout
+        while (response := self.api("GET", "/health", token=None)).status_code != 200:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the service is not healthy after {timeout}s: {response.get_json()}")
+            time.sleep(0.3)
+
     def host_results(self, project_id: int, job_id: int, **filters) -> list[dict]:
         results, page = [], 1
         while True:
@@ -201,6 +209,7 @@ def service(request, tmp_path_factory, redis_url) -> Iterator[Service]:
         service.start(f"worker-{number}", "worker")
     try:
         with app.app_context():
+            service.wait_healthy()
             yield service
     finally:
         for name in list(service.processes):
