@@ -232,6 +232,17 @@ def test_a_real_redis_stopped_and_started_mid_run(short_tmp_dir, lab, database_u
         lost = [host for host in hosts_of(service, project, long) if host["status"] == "abnormal"]
         assert lost and all("could not be delivered" in host["error"] for host in lost), lost
 
+        # A step operation while Redis is away is refused whole too; once it is back, it works.
+        step = ended["steps"][0]["id"]
+        retry_path = f"/projects/{project}/jobs/{long}/steps/{step}/retry"
+        redis_server.stop()
+        refused = service.call("POST", retry_path, {"failed_only": True})
+        assert refused.status == 503, refused.body
+        assert job(service, project, long) == ended
+        redis_server.start()
+        assert service.call("POST", retry_path, {"failed_only": True}).status == 202
+        assert wait_ended(service, project, long)["status"] == "success"
+
         # Once Redis is back, launches work and the parts report healthy again.
         again = launch(service, project, hosts, account, "echo again")
         assert again.status == 202, again.body
