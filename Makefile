@@ -7,7 +7,7 @@ PYTHON ?= $(shell for p in python3.14 python3.13 python3.12 python3.11 python3 $
 	  && [ -n "$$v" ] && [ "$$v" != None ] && echo "$$v $$(command -v $$p || echo $$p)"; \
 	done | sort -r | head -n1 | cut -d' ' -f2)
 
-.PHONY: run test lint bench venv
+.PHONY: run test test-system lint bench venv
 
 venv: $(VENV)/.installed
 
@@ -21,8 +21,12 @@ $(VENV)/.installed: requirements.txt
 run: venv
 	$(VENV)/bin/python -m app.cli run
 
-test: venv
+test: test-system venv
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# The system packages the tests need: installed when root with apt, else named in one line.
+test-system:
+	@bash tests/system_packages.sh
 
 lint: venv
 	$(VENV)/bin/ruff check .

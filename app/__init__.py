@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         transfers,
         users,
     )
+    from app.api.openapi import SWAGGER_UI_ASSETS_URL, swagger_ui_assets
     from app.config import ROOT, Settings
     from app.extensions import api, db, migrate, redis
     from app.secrets import Cipher, load_key
@@ -59,7 +60,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         OPENAPI_URL_PREFIX="/api/v1",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        OPENAPI_SWAGGER_UI_URL=SWAGGER_UI_ASSETS_URL,
     )
     Cipher.configure(load_key(settings.secret_key, settings.secret_key_file))
     db.init_app(app)
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         api.register_blueprint(module.blp)
     api.register_blueprint(scripts.public_blp)
     api.register_blueprint(danger_rules.global_blp)
+    app.register_blueprint(swagger_ui_assets)
     errors.register(app)
     auth.register(app)
     audit.register(app)

@@ -15,12 +15,16 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from app.config import ROOT, Settings
 from app.execution.isolation import probe
 from app.execution.isolation import warning as isolation_warning
+
+if TYPE_CHECKING:
+    from redis import Redis
 
 RESTART_DELAY = 2.0
 STOP_GRACE = 10.0
@@ -52,9 +56,11 @@ def migrate() -> None:
 @click.option("--name", default=None, help="RQ worker name (default: host and pid)")
 def worker(name: str | None) -> None:
     """Run one RQ worker: it takes slices from the queue and runs them."""
-    from rq import Queue, Worker
+    from redis.exceptions import RedisError
+    from rq import Queue
 
     from app import create_app
+    from app.execution.worker import OpsflowWorker
     from app.extensions import redis
 
     app = create_app()
@@ -63,7 +69,24 @@ def worker(name: str | None) -> None:
     probe(settings.isolation_executable)
     with app.app_context():
         queue = Queue(settings.queue_name, connection=redis.client)
-        Worker([queue], connection=redis.client, name=name).work(with_scheduler=True)
+        while True:
+            # RQ gives up when Redis goes away in the middle of its bookkeeping: start again once it is back.
+            with contextlib.suppress(RedisError):
+                OpsflowWorker([queue], connection=redis.client, name=name).work(with_scheduler=True)
+            if redis_answers(redis.client):
+                return
+            click.echo("worker: Redis cannot be reached; starting again once it answers", err=True)
+            while not redis_answers(redis.client):
+                time.sleep(RESTART_DELAY)
+
+
+def redis_answers(client: Redis) -> bool:
+    from redis.exceptions import RedisError
+
+    try:
+        return bool(client.ping())
+    except RedisError:
+        return False
 
 
 @cli.command()
@@ -77,6 +100,7 @@ def ingest(name: str) -> None:
     from app.extensions import redis
     from app.services.dispatch import release_all_held
     from app.services.files import housekeep
+    from app.services.health import record_ingester
     from app.services.idempotency import forget_expired
 
     app = create_app()
@@ -86,6 +110,7 @@ def ingest(name: str) -> None:
         ingester = Ingester(redis.client, settings.event_stream, name)
 
         def every() -> None:
+            record_ingester(redis.client, name, settings)
             reap(settings, redis.client)
             release_all_held()
             housekeep(settings)
@@ -176,9 +201,7 @@ class Supervisor:
             click.echo(line, err=True)
         python = [sys.executable, "-m"]
         bind = f"{self.settings.host}:{self.settings.port}"
-        self.spawn(
-            "api", [*python, "gunicorn", "--bind", bind, "--workers", "2", "--threads", "4", "wsgi:app"]
-        )
+        self.spawn("api", [*python, "gunicorn", *gunicorn_options(self.settings), "wsgi:app"])
         self.spawn("ingester", [*python, "app.cli", "ingest"])
         self.spawn("scheduler", [*python, "app.cli", "scheduler"])
         for number in range(1, self.settings.workers + 1):
@@ -198,6 +221,9 @@ class Supervisor:
     def watch(self) -> None:
         while not self.stopping:
             time.sleep(0.5)
+            if self.redis is not None and self.redis.poll() is not None and not self.stopping:
+                click.echo(f"the embedded Redis exited with {self.redis.returncode}; restarting", err=True)
+                self.redis = start_embedded_redis(self.settings)
             for name, (command, process) in list(self.children.items()):
                 if process.poll() is not None and not self.stopping:
                     click.echo(f"{name} exited with {process.returncode}; restarting", err=True)
@@ -225,8 +251,25 @@ class Supervisor:
             self.redis.wait()
 
 
+def gunicorn_options(settings: Settings) -> list[str]:
+    """gunicorn's options: its control socket in the data dir, so that every instance has its own."""
+    return [
+        "--bind",
+        f"{settings.host}:{settings.port}",
+        "--workers",
+        "2",
+        "--threads",
+        "4",
+        "--control-socket",
+        str(settings.data_dir / "gunicorn.ctl"),
+    ]
+
+
 def refuse_busy_port(host: str, port: int) -> None:
+    """Refuse to start when something listens on the port; connections of an earlier run still in
+    TIME_WAIT there are no obstacle, as gunicorn binds with SO_REUSEADDR too."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:

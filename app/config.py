@@ -39,6 +39,16 @@ PREVIEW_COUNT_MAX = 100
 MISSED_RECORDED_MAX = 1000
 # A scheduler starting looks this far back (or as far as the grace, when longer) for fires it missed.
 MISSED_LOOKBACK = 3600
+# While Redis cannot be reached: the Retry-After a refused call answers, how long a worker keeps trying to
+# report how its slice ended, and how long connecting to Redis may take.
+REDIS_RETRY_AFTER_SECONDS = 10
+SLICE_DONE_PATIENCE_SECONDS = 120
+REDIS_CONNECT_TIMEOUT_SECONDS = 5
+# An RQ worker writes its heartbeat every WORKER_HEARTBEAT_SECONDS while it runs a job, and every
+# WORKER_TTL_SECONDS - 15 while it waits on the queue; /health counts a worker silent for longer than
+# WORKER_TTL_SECONDS as down.
+WORKER_TTL_SECONDS = 30
+WORKER_HEARTBEAT_SECONDS = 10
 
 
 def _int(name: str, default: int) -> int:

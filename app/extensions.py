@@ -8,6 +8,7 @@ from redis import Redis
 from sqlalchemy.orm import DeclarativeBase
 
 from app.api.openapi import OpsflowApi
+from app.config import REDIS_CONNECT_TIMEOUT_SECONDS
 
 
 class Base(DeclarativeBase):
@@ -35,7 +36,8 @@ class RedisConnection:
         if self._client is None:
             if self.url is None:
                 raise RuntimeError("Redis is not configured: call create_app() first")
-            self._client = Redis.from_url(self.url)
+            # A Redis host that is down answers nothing: fail in seconds rather than the system's minutes.
+            self._client = Redis.from_url(self.url, socket_connect_timeout=REDIS_CONNECT_TIMEOUT_SECONDS)
         return self._client
 
 

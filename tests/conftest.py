@@ -12,9 +12,11 @@ import base64
 import contextlib
 import dataclasses
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -185,6 +187,14 @@ class Service:
                 raise AssertionError(f"job {job_id} still {job['status']} after {timeout}s: {job}")
             time.sleep(0.3)
 
+    def wait_healthy(self, timeout: float = 120) -> None:
+        """Wait until /health says every part (workers and ingester included) is up."""
+        deadline = time.monotonic() + timeout
+        while (response := self.api("GET", "/health", token=None)).status_code != 200:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the service is not healthy after {timeout}s: {response.get_json()}")
+            time.sleep(0.3)
+
     def host_results(self, project_id: int, job_id: int, **filters) -> list[dict]:
         return self.get_all(f"/projects/{project_id}/jobs/{job_id}/host-results", **filters)
 
@@ -236,6 +246,7 @@ def service(request, tmp_path_factory, redis_url) -> Iterator[Service]:
     service.start("engine", "engine")
     try:
         with app.app_context():
+            service.wait_healthy()
             yield service
     finally:
         for name in list(service.processes):
@@ -312,3 +323,12 @@ def make_member(service: Service, project_id: int, role: str) -> str:
         json={"name": "test"},
     )
     return response.get_json()["token"]
+
+
+@pytest.fixture
+def short_tmp_dir() -> Iterator[Path]:
+    """A temporary directory with a short path: a data dir's run dirs hold ssh control sockets, whose
+    paths may not exceed 107 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="opsflow-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

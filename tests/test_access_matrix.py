@@ -306,6 +306,7 @@ MATRIX: dict[tuple[str, str], tuple[str, Request]] = {
     ("GET", "/api/v1/audit-events"): ("user", lambda w: ("/audit-events", None)),
     ("GET", "/api/v1/openapi.json"): ("public", lambda w: ("/openapi.json", None)),
     ("GET", "/api/v1/docs"): ("public", lambda w: ("/docs", None)),
+    ("GET", "/api/v1/docs/assets/<path:name>"): ("public", lambda w: ("/docs/assets/swagger-ui.css", None)),
     ("GET", "/api/v1/users"): ("sysadmin", lambda w: ("/users", None)),
     ("POST", "/api/v1/users"): (
         "sysadmin",

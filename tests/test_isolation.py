@@ -194,7 +194,9 @@ def test_without_bubblewrap_local_hosts_and_playbooks_are_refused(
 ):
     pid = project["id"]
     health = service.get("/health")
-    assert health["status"] == "ok" and health["isolation"].startswith(f"unavailable: {MISSING_BWRAP}")
+    assert health["status"] == "ok" and health["isolation"]["detail"].startswith(
+        f"unavailable: {MISSING_BWRAP}"
+    )
     local = add_local_host(service, project)
     error = run_script(service, project, [local], "id", expect=409, timeout=60)["error"]
     assert error["field"] == "targets" and "bubblewrap" in error["message"]
@@ -217,7 +219,7 @@ def test_without_bubblewrap_local_hosts_and_playbooks_are_refused(
     assert service.wait_job(pid, job["id"])["status"] == "success"
 
     service.app.config["OPSFLOW"] = dataclasses.replace(without_bubblewrap, allow_unisolated=True)
-    assert service.get("/health")["isolation"].startswith("off: ")
+    assert service.get("/health")["isolation"]["detail"].startswith("off: ")
     job = run_script(service, project, [local], "echo accepted", timeout=60)
     assert service.wait_job(pid, job["id"])["status"] == "success"
 

@@ -11,7 +11,9 @@ from app.services import identity
 from app.services.access import Actor
 from app.services.errors import Unauthorized
 
-PUBLIC_ENDPOINTS = frozenset({"health.Health", "api-docs.openapi_json", "api-docs.openapi_swagger_ui"})
+PUBLIC_ENDPOINTS = frozenset(
+    {"health.Health", "api-docs.openapi_json", "api-docs.openapi_swagger_ui", "docs-assets.swagger_ui_asset"}
+)
 # A user's first token is made with their password (HTTP Basic), and a password is changed with it;
 # on these endpoints only.
 PASSWORD_ENDPOINTS = frozenset({("users.Tokens", "POST"), ("users.Password", "POST")})

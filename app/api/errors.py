@@ -6,7 +6,10 @@ from typing import Any
 
 from flask import Flask, jsonify
 from marshmallow import Schema, fields
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from app.config import REDIS_RETRY_AFTER_SECONDS
 from app.services.errors import ServiceError
 
 CODES = {
@@ -54,3 +57,13 @@ def register(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def service_error(error: ServiceError):
         return error_response(error.status, error.message, error.field, error.details, error.headers)
+
+    @app.errorhandler(RedisConnectionError)
+    @app.errorhandler(RedisTimeoutError)
+    def redis_unreachable(error: Exception):
+        app.logger.warning("Redis cannot be reached: %s", error)
+        return error_response(
+            503,
+            "the service's queue (Redis) cannot be reached; nothing was changed, retry later",
+            headers={"Retry-After": str(REDIS_RETRY_AFTER_SECONDS)},
+        )

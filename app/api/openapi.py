@@ -1,5 +1,6 @@
 """The Api object: OpenAPI naming of schemas, the service's error shape on HTTP errors and in the document,
-bounded integers in paths and paging, and the public endpoints declared so.
+bounded integers in paths and paging, the public endpoints declared so, and the API page's Swagger UI files,
+served by the service itself so that the page works without internet.
 
 All of it applies to every blueprint registered, so a new route is described and bounded like the others.
 """
@@ -9,9 +10,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import swagger_ui_bundle
 from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec.ext.marshmallow.openapi import OpenAPIConverter
-from flask import Flask
+from flask import Flask, send_from_directory
 from flask_smorest import Api, Blueprint
 from flask_smorest.pagination import PaginationMetadataSchema
 from marshmallow import fields, validate
@@ -188,3 +190,12 @@ def answered_schema(operation: dict, status: str) -> str | None:
         return None
     schema = response.get("content", {}).get("application/json", {}).get("schema", {})
     return schema.get("$ref")
+
+
+SWAGGER_UI_ASSETS_URL = "/api/v1/docs/assets/"
+swagger_ui_assets = Blueprint("docs-assets", __name__, url_prefix=SWAGGER_UI_ASSETS_URL.rstrip("/"))
+
+
+@swagger_ui_assets.route("/<path:name>")
+def swagger_ui_asset(name: str):
+    return send_from_directory(swagger_ui_bundle.swagger_ui_path, name, max_age=86400)

@@ -9,15 +9,32 @@ one carrying the `slice` it belongs to and a `type`. The callback plugin writes
 from __future__ import annotations
 
 import json
+import logging
+import time
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.models.status import RunStatus
 
+log = logging.getLogger(__name__)
+PUBLISH_RETRY_SECONDS = 1.0
 
-def publish(redis: Redis, stream: str, events: list[dict[str, Any]]) -> None:
-    redis.xadd(stream, {"events": json.dumps(events)})
+
+def publish(redis: Redis, stream: str, events: list[dict[str, Any]], patience: float = 0) -> None:
+    """Add the events to the stream; while Redis cannot be reached, try again for `patience` seconds."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            redis.xadd(stream, {"events": json.dumps(events)})
+            return
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            if time.monotonic() >= deadline:
+                raise
+            log.warning("events not published yet, Redis cannot be reached: %s", exc)
+            time.sleep(PUBLISH_RETRY_SECONDS)
 
 
 def slice_done(slice_id: int, status: RunStatus, error: str | None = None) -> dict[str, Any]:

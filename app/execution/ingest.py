@@ -17,7 +17,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -291,9 +293,17 @@ class Ingester:
 
     def consume(self) -> int:
         """Read, apply and acknowledge one batch; returns how many entries it took."""
-        reply = self.redis.xreadgroup(
-            GROUP, self.consumer, {self.stream: self.cursor}, count=self.batch, block=self.block_ms
-        )
+        try:
+            reply = self.redis.xreadgroup(
+                GROUP, self.consumer, {self.stream: self.cursor}, count=self.batch, block=self.block_ms
+            )
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            # Redis restarted without the stream: make the group again and read from its start.
+            self.ensure_group()
+            self.cursor = "0"
+            return 0
         entries = reply[0][1] if reply else []
         if not entries and self.cursor == "0":
             self.cursor = ">"
@@ -335,7 +345,6 @@ class Ingester:
 
     def run(self, should_stop: Callable[[], bool], every: Callable[[], None], interval: float) -> None:
         """Consume until told to stop, calling `every` (the reaper) each `interval` seconds."""
-        self.ensure_group()
         last = 0.0
         while not should_stop():
             try:
@@ -344,6 +353,9 @@ class Ingester:
                     last = time.monotonic()
                     self.claim_abandoned()
                     every()
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                log.warning("Redis cannot be reached (%s); retrying", exc)
+                time.sleep(1)
             except Exception:
                 log.exception("ingestion failed; retrying")
                 time.sleep(1)

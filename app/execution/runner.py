@@ -23,6 +23,8 @@ from typing import Any
 
 import ansible_runner
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.config import HOST_KEY_ACCEPT_NEW, HOST_KEY_OFF, HOST_KEY_STRICT, ROOT, Settings
 from app.execution.compiler import CompiledStep, to_ansible
@@ -42,6 +44,8 @@ KEY_FILE = "ssh_key"
 MASK_FILE = "mask.json"
 # Extra vars may carry secrets: readable by the service alone, and removed with the key file.
 EXTRA_VARS_FILE = "extra_vars.yml"
+# The callback plugin counts here the events it could not push (Redis unreachable till the end).
+UNDELIVERED_FILE = "undelivered.json"
 CALLBACK_DIR = ROOT / "plugins" / "callback"
 ACTION_DIR = ROOT / "plugins" / "action"
 # A service user whose home is / has no home to hide.
@@ -246,6 +250,7 @@ class Runner:
             "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True",
             **self._event_stream(request),
             "OPSFLOW_OUTPUT_CAP_BYTES": str(settings.output_cap_bytes),
+            "OPSFLOW_UNDELIVERED_FILE": str(data_dir / UNDELIVERED_FILE),
             MARKER_VAR: marker,
         }
         if request.secrets:
@@ -292,15 +297,27 @@ class Runner:
         def cancelled() -> bool:
             nonlocal last_beat
             now = time.monotonic()
-            if now - last_beat >= HEARTBEAT_EVERY:
-                self.redis.set(beat, "1", ex=self.settings.heartbeat_ttl)
-                last_beat = now
-            return bool(self.redis.exists(cancel))
+            try:
+                if now - last_beat >= HEARTBEAT_EVERY:
+                    self.redis.set(beat, "1", ex=self.settings.heartbeat_ttl)
+                    last_beat = now
+                return bool(self.redis.exists(cancel))
+            except (RedisConnectionError, RedisTimeoutError):
+                # The run goes on while Redis is away; its events wait in the callback plugin.
+                return False
 
         return cancelled
 
     @staticmethod
     def _outcome(result, data_dir: Path, request: RunRequest) -> RunOutcome:
+        undelivered = data_dir / UNDELIVERED_FILE
+        if undelivered.exists():
+            lost = json.loads(undelivered.read_text())
+            return RunOutcome(
+                RunStatus.ABNORMAL,
+                f"{lost['events']} events of this run could not be delivered "
+                f"(Redis unreachable: {lost['error']})",
+            )
         status = RUNNER_STATUS.get(result.status, RunStatus.ABNORMAL)
         if status is RunStatus.FAILED and result.stats is None:
             # It could not load what it was given (a playbook, an inventory, extra vars): the hosts

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from app.config import TIMEOUT_MAX
+from app.config import SLICE_DONE_PATIENCE_SECONDS, TIMEOUT_MAX
 from app.config import current as settings
 from app.execution import events
 from app.execution.compiler import Account as LoginAccount
@@ -43,6 +46,7 @@ from app.services.inventory import effective_variables, resolve_targets
 from app.services.progress import finish_slice, mark_started, settle_job
 from app.services.step_values import step_values
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 # A cancel request outlives any run it can concern.
 CANCEL_KEY_TTL = TIMEOUT_MAX + dispatch.RQ_TIMEOUT_MARGIN
@@ -182,8 +186,15 @@ def enqueue(job: JobInstance, hosts_of_steps: list[list[Host]]) -> JobInstance:
     ]
     if rows:
         db.session.execute(insert(HostResult), rows)
+    # A launch that cannot be queued is refused whole (503) rather than written and left waiting.
+    redis.client.ping()
     db.session.commit()
-    dispatch.release_held(job.project_id)
+    try:
+        dispatch.release_held(job.project_id)
+    except (RedisConnectionError, RedisTimeoutError):
+        # Redis went away between the check and here: the job is written and held, and the periodic
+        # release dispatches it once Redis is back.
+        log.warning("job instance %s: Redis went away; it stays held until it is back", job.id)
     return job
 
 
@@ -387,4 +398,11 @@ def record_operation(
 
 
 def publish_slice_done(slice_id: int, status: RunStatus, error: str | None = None) -> None:
-    events.publish(redis.client, settings().event_stream, [events.slice_done(slice_id, status, error)])
+    """Report how a slice ended, waiting a while for a Redis that went away (past that, the reaper ends
+    the slice once Redis is back)."""
+    events.publish(
+        redis.client,
+        settings().event_stream,
+        [events.slice_done(slice_id, status, error)],
+        patience=SLICE_DONE_PATIENCE_SECONDS,
+    )

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
-from app.extensions import db
+from app.extensions import db, redis
 from app.models import (
     HostResult,
     HostStatus,
@@ -226,6 +226,8 @@ def revive(job: JobInstance) -> JobInstance:
     job.ended_at = None
     settle_job(job)
     dispatch.next_steps_after_commit(job)
+    # An operation whose work cannot be queued is refused whole (503) rather than left half done.
+    redis.client.ping()
     db.session.commit()
     dispatch.after_commit()
     return job

@@ -11,6 +11,12 @@ Settings come from the environment:
   OPSFLOW_SLICE_ID           which slice of which step this run is
   OPSFLOW_OUTPUT_CAP_BYTES   per-result cap on stdout and stderr
   OPSFLOW_MASK_FILE          optional JSON list of secrets to mask in output
+  OPSFLOW_UNDELIVERED_FILE   where to say how many events could not be pushed, if any
+
+While Redis cannot be reached, events stay in the buffer and go with the next
+push that succeeds; what is still undelivered FINAL_FLUSH_SECONDS after the play
+recap is counted in OPSFLOW_UNDELIVERED_FILE, so that the run is not taken for
+complete.
 """
 
 from __future__ import annotations
@@ -67,6 +73,8 @@ class CallbackModule(CallbackBase):
         self.stream = os.environ.get("OPSFLOW_EVENT_STREAM", "opsflow:events")
         self.output_cap = int(os.environ.get("OPSFLOW_OUTPUT_CAP_BYTES", str(5 * 1024 * 1024)))
         self.secrets = self._read_secrets(os.environ.get("OPSFLOW_MASK_FILE"))
+        self.undelivered_file = os.environ.get("OPSFLOW_UNDELIVERED_FILE")
+        self.push_error: str | None = None
         url = os.environ.get("OPSFLOW_REDIS_URL")
         self.redis = redis.Redis.from_url(url) if url and redis else None
         self.task_seq: dict[str, int] = {}
@@ -108,12 +116,15 @@ class CallbackModule(CallbackBase):
             return True
         try:
             self.redis.xadd(self.stream, {"events": json.dumps(batch)})
-            return True
         except Exception as exc:
             with self.lock:
                 self.buffer[:0] = batch
-            self._display.warning(f"opsflow: events not delivered yet: {exc}")
+            if self.push_error is None:
+                self._display.warning(f"opsflow: events not delivered yet: {exc}")
+            self.push_error = str(exc)
             return False
+        self.push_error = None
+        return True
 
     def _flush_loop(self) -> None:
         while not self.closed:
@@ -132,6 +143,9 @@ class CallbackModule(CallbackBase):
         deadline = time.monotonic() + FINAL_FLUSH_SECONDS
         while not self._push() and time.monotonic() < deadline:
             time.sleep(0.5)
+        if self.buffer and self.undelivered_file:
+            with open(self.undelivered_file, "w", encoding="utf-8") as handle:
+                json.dump({"events": len(self.buffer), "error": self.push_error}, handle)
 
     def _on_task_start(self, task) -> None:
         self.task_seq[task._uuid] = len(self.task_seq) + 1

@@ -1,0 +1,71 @@
+"""`make run`'s start: the busy-port probe and gunicorn's control socket."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import time
+
+import click
+import psutil
+import pytest
+
+from app.cli import refuse_busy_port
+from tests.running import RunningService, free_port
+
+
+def time_wait_on(port: int) -> None:
+    """Leave a connection in TIME_WAIT on 127.0.0.1:port, as a server that closed a keep-alive client does."""
+    with socket.socket() as listener:
+        # As gunicorn's listener, whose connections inherit the option.
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+        client = socket.create_connection(("127.0.0.1", port))
+        server_side, _ = listener.accept()
+        # The side that closes first keeps the TIME_WAIT, on the server's own address and port.
+        server_side.close()
+        time.sleep(0.1)
+        client.close()
+        time.sleep(0.1)
+    assert any(
+        connection.laddr.port == port and connection.status == psutil.CONN_TIME_WAIT
+        for connection in psutil.net_connections("tcp4")
+    )
+
+
+def test_a_port_with_only_time_wait_connections_is_free():
+    port = free_port()
+    time_wait_on(port)
+    refuse_busy_port("127.0.0.1", port)
+
+
+def test_a_listening_port_is_refused_with_what_to_do():
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        with pytest.raises(click.ClickException, match=f"cannot listen on 127.0.0.1:{port}.*set PORT"):
+            refuse_busy_port("127.0.0.1", port)
+
+
+def test_run_starts_again_at_once_after_serving_a_keep_alive_client(tmp_path):
+    first = RunningService(tmp_path / "data").start()
+    try:
+        first.wait_healthy()
+        connection = http.client.HTTPConnection("127.0.0.1", first.port, timeout=10)
+        for _ in range(3):
+            connection.request("GET", "/api/v1/openapi.json")
+            assert connection.getresponse().read()
+        # gunicorn's control socket is the instance's own, in its data dir.
+        assert (first.data_dir / "gunicorn.ctl").is_socket()
+    finally:
+        assert first.stop() == 0
+    connection.close()
+    second = RunningService(tmp_path / "data", port=first.port).start()
+    try:
+        second.wait_healthy()
+    finally:
+        second.stop()
+    assert "Address already in use" not in second.output()
