@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import add_local_host, make_member
+from tests.conftest import add_hosts, add_local_host, make_member
 
 TASK_ENDED = frozenset({"success", "failed", "revoked"})
 
@@ -55,7 +55,9 @@ def nodes_of(task: dict) -> dict[str, dict]:
     return {node["id"]: node for node in task["nodes"]}
 
 
-def script_node(node_id: str, content: str, host: dict, **extra: Any) -> dict:
+def script_node(node_id: str, content: str, host: dict, account: dict | None = None, **extra: Any) -> dict:
+    """A script node on `host`: a local host, or a lab host reached through `account`."""
+    logins = {"account_id": account["id"]} if account else {}
     return {
         "id": node_id,
         "type": "activity",
@@ -64,6 +66,7 @@ def script_node(node_id: str, content: str, host: dict, **extra: Any) -> dict:
             "script": {"language": "bash", "content": content},
             "targets": {"hosts": [host["id"]]},
             "timeout": 60,
+            **logins,
         },
         **extra,
     }
@@ -545,14 +548,19 @@ def test_task_values_are_checked_like_a_launch(service, project) -> None:
     assert task["variables"] == {"version": "7", "fixed": "x", "count": 1}
 
 
-def test_auto_retry_waits_its_interval_and_keeps_both_attempts(service, project, tmp_path) -> None:
-    host = add_local_host(service, project)
+def test_auto_retry_waits_its_interval_and_keeps_both_attempts(
+    service, project, lab, account, tmp_path
+) -> None:
+    # A lab host over SSH: a local host's run is sandboxed and sees none of the test's files.
+    host = add_hosts(service, project, lab, 1)[0]
     marker = tmp_path / "tried"
     content = f'if [ -e "{marker}" ]; then echo second; else touch "{marker}"; echo first; exit 1; fi'
     flow = create_flow(
         service,
         project,
-        chain(script_node("flaky", content, host, auto_retry={"times": 2, "interval": 1, "backoff": 2})),
+        chain(
+            script_node("flaky", content, host, account, auto_retry={"times": 2, "interval": 1, "backoff": 2})
+        ),
     )
     task = wait_task(service, project, create_task(service, project, flow)["id"], ended)
     assert task["status"] == "success"
@@ -622,10 +630,10 @@ INJECTION = (
 
 
 def test_values_holding_code_reach_scripts_http_and_conditions_as_text(
-    service, project, http_server, tmp_path
+    service, project, lab, account, http_server, tmp_path
 ) -> None:
     pid = project["id"]
-    host = add_local_host(service, project)
+    host = add_hosts(service, project, lab, 1)[0]
     marker = tmp_path / "pwned"
     value = INJECTION.format(marker=marker)
     document = {
@@ -635,7 +643,7 @@ def test_values_holding_code_reach_scripts_http_and_conditions_as_text(
         ],
         "nodes": [
             {"id": "start", "type": "start"},
-            script_node("show", 'echo "$version"; echo "${VAR:-kept}"', host),
+            script_node("show", 'echo "$version"; echo "${VAR:-kept}"', host, account),
             http_node(
                 "post",
                 f"{http_server}/inject",
@@ -728,16 +736,18 @@ PLAYBOOK = """\
 
 
 def test_job_plan_file_transfer_and_playbook_atoms_run_their_job_instances(
-    service, project, tmp_path
+    service, project, lab, account, tmp_path
 ) -> None:
     pid = project["id"]
-    host = add_local_host(service, project)
+    host = add_hosts(service, project, lab, 1)[0]
+    login = account["id"]
     template = service.post(
         f"/projects/{pid}/job-templates",
         {
             "name": f"t-{time.monotonic_ns()}",
             "variables": [{"name": "who", "type": "string", "default": "nobody"}],
             "steps": [{"key": "hi", "name": "hi", "type": "script", "targets": {"hosts": [host["id"]]},
+                       "account_id": login,
                        "script": {"language": "bash", "content": 'echo "OPSFLOW_SET greeted=$who"'}}],
         },
         expect=201,
@@ -749,9 +759,10 @@ def test_job_plan_file_transfer_and_playbook_atoms_run_their_job_instances(
          "inputs": {"template_id": template["id"], "variables": {"who": "${version}"}}},
         {"id": "push", "type": "activity", "atom": "file_transfer",
          "inputs": {"sources": [{"name": "release.txt", "content": "release ${version}\n"}],
-                    "target_path": str(target), "targets": {"hosts": [host["id"]]}}},
+                    "target_path": str(target), "targets": {"hosts": [host["id"]]}, "account_id": login}},
         {"id": "play", "type": "activity", "atom": "playbook",
-         "inputs": {"content": PLAYBOOK, "targets": {"hosts": [host["id"]]}}, "outputs": {"seen": "status"}},
+         "inputs": {"content": PLAYBOOK, "targets": {"hosts": [host["id"]]}, "account_id": login},
+         "outputs": {"seen": "status"}},
         variables=[{"name": "version", "type": "string", "default": "4.2"},
                    {"name": "seen", "type": "string"}],
     )  # fmt: skip
