@@ -1,10 +1,11 @@
 """Runs are sandboxed away from the service's data; local hosts are a system administrator's decision;
 the data directory and the SQLite database are private; a server without bubblewrap says so and
-refuses what would run unsandboxed on the controller."""
+refuses what would run unsandboxed on the controller; in Redis, a run may only add events."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import random
 import stat
@@ -12,11 +13,14 @@ import uuid
 from pathlib import Path
 
 import pytest
+from redis import Redis
+from redis.exceptions import AuthenticationError, NoPermissionError
 
-from app import datadir
-from app.config import Settings
+from app import datadir, redis_acl
+from app.cli import start_embedded_redis
+from app.config import Settings, embedded_redis_urls
 from app.execution.compiler import ScriptStep, Target, compile_script
-from app.execution.isolation import Isolation, probe
+from app.execution.isolation import Isolation, probe, warning
 from app.execution.runner import Runner, RunRequest
 from app.models.status import RunStatus
 from app.services.errors import Conflict
@@ -248,3 +252,152 @@ def test_a_worker_without_bubblewrap_refuses_local_runs_unless_allowed(bare_runn
     # Unsandboxed, the script saw the controller's own /tmp.
     assert marker.exists()
     os.unlink(marker)
+
+
+# A script on a local host tries what the Redis connection it inherits allows: it speaks RESP itself.
+REDIS_PROBE = """\
+import os, socket
+from urllib.parse import unquote, urlsplit
+
+
+def connect(url):
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        sock = socket.socket(socket.AF_UNIX)
+        sock.connect(unquote(parts.path))
+    else:
+        sock = socket.create_connection((parts.hostname, parts.port or 6379))
+    return sock, parts
+
+
+def command(sock, *words):
+    encoded = [word.encode() for word in words]
+    sock.sendall(b"*%d\\r\\n" % len(encoded) + b"".join(b"$%d\\r\\n%s\\r\\n" % (len(w), w) for w in encoded))
+    return sock.recv(65536).decode(errors="replace").split("\\r\\n")[0]
+
+
+print("REDIS_URL=" + repr(os.environ.get("REDIS_URL")))
+sock, parts = connect(os.environ["OPSFLOW_REDIS_URL"])
+print("AUTH", command(sock, "AUTH", unquote(parts.username), unquote(parts.password)))
+if parts.scheme != "unix" and parts.path.strip("/"):
+    print("SELECT", command(sock, "SELECT", parts.path.strip("/")))
+stream = os.environ["OPSFLOW_EVENT_STREAM"]
+for words in (
+    ("RPUSH", "rq:queue:opsflow", "forged"),
+    ("LPUSH", "rq:queue:opsflow", "forged"),
+    ("GET", "rq:workers"),
+    ("KEYS", "*"),
+    ("XRANGE", stream, "-", "+"),
+    ("PUBLISH", "opsflow:timed-jobs", "forged"),
+    ("CONFIG", "GET", "*"),
+    ("EVAL", "return 1", "0"),
+    ("FLUSHDB",),
+):
+    print("probe", words[0], command(sock, *words))
+if os.environ.get("PROBE_DEFAULT_USER"):
+    anonymous, _ = connect(os.environ["OPSFLOW_REDIS_URL"])
+    print("probe default-user", command(anonymous, "GET", "rq:workers"))
+print("done")
+"""
+REFUSALS = ("-NOPERM", "-NOAUTH", "-WRONGPASS")
+
+
+def assert_refused(stdout: str, probes: int) -> None:
+    """Every probe refused, the service's own Redis URL not inherited."""
+    lines = [line for line in stdout.splitlines() if line.startswith("probe ")]
+    assert len(lines) == probes and stdout.strip().endswith("done"), stdout
+    assert all(line.split(" ", 2)[2].startswith(REFUSALS) for line in lines), stdout
+    assert "REDIS_URL=''" in stdout or "REDIS_URL=None" in stdout, stdout
+
+
+def test_a_script_on_a_local_host_may_only_add_events_to_redis(service, project, operator):
+    host = add_local_host(service, project)
+    body = {
+        "script": {"language": "python", "content": REDIS_PROBE},
+        "targets": {"hosts": [host["id"]]},
+        "timeout": 60,
+    }
+    job = service.post(f"/projects/{project['id']}/script-executions", body, 202, token=operator).get_json()
+    done = service.wait_job(project["id"], job["id"])
+    [result] = service.host_results(project["id"], job["id"])
+    assert done["status"] == "success", result
+    assert "AUTH +OK" in result["stdout"], result["stdout"]
+    assert_refused(result["stdout"], 9)
+    client = Redis.from_url(service.env["REDIS_URL"])
+    assert client.llen("rq:queue:opsflow") == 0 and client.exists("opsflow:timed-jobs") == 0
+
+
+def test_without_a_runs_redis_user_health_and_the_start_warning_name_the_setting(service):
+    settings = service.app.config["OPSFLOW"]
+    assert service.get("/health")["isolation"] == {"status": "ok", "detail": "ok"}
+    assert warning(settings) is None
+    service.app.config["OPSFLOW"] = dataclasses.replace(settings, run_redis_url=None)
+    try:
+        detail = service.get("/health")["isolation"]["detail"]
+    finally:
+        service.app.config["OPSFLOW"] = settings
+    assert detail.startswith("ok; runs can write anything to Redis") and "OPSFLOW_RUN_REDIS_URL" in detail
+    line = warning(dataclasses.replace(settings, run_redis_url=None))
+    assert line is not None and "OPSFLOW_RUN_REDIS_URL" in line
+
+
+def test_the_runs_user_may_only_add_to_the_event_stream():
+    assert redis_acl.run_user_rules("opsflow:events") == [
+        "resetkeys", "~opsflow:events", "resetchannels", "-@all", "+xadd", "+select",
+    ]  # fmt: skip
+    users = {redis_acl.SERVICE_USER: "service-secret", redis_acl.RUN_USER: "run-secret"}
+    arguments = redis_acl.server_arguments(users, "opsflow:events")
+    assert not {"service-secret", "run-secret"} & set(arguments)
+    assert arguments.count("--user") == 2 and "+@all" in arguments
+
+
+@pytest.fixture
+def embedded(tmp_path_factory) -> Settings:
+    """A worker's settings on an embedded Redis of its own, started as the service starts it."""
+    data_dir = tmp_path_factory.mktemp("acl")
+    data_dir.chmod(0o700)
+    settings = dataclasses.replace(Settings.from_env(), data_dir=data_dir, embedded_redis=True)
+    process = start_embedded_redis(settings)
+    service_url, run_url = embedded_redis_urls(data_dir)
+    try:
+        yield dataclasses.replace(settings, redis_url=service_url, run_redis_url=run_url)
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def test_the_embedded_redis_has_a_password_and_a_user_for_runs(embedded):
+    assert mode_of(embedded.data_dir / redis_acl.PASSWORDS_FILE) == 0o600
+    with pytest.raises(AuthenticationError):
+        Redis(unix_socket_path=str(embedded.redis_socket)).ping()
+    assert Redis.from_url(embedded.redis_url).ping()
+    runs = Redis.from_url(embedded.run_redis_url)
+    runs.xadd(embedded.event_stream, {"events": "[]"})
+    for refused in (lambda: runs.get("x"), lambda: runs.rpush("rq:queue:opsflow", "x"), runs.ping):
+        with pytest.raises(NoPermissionError):
+            refused()
+    # Started again, it keeps its passwords.
+    assert embedded_redis_urls(embedded.data_dir) == (embedded.redis_url, embedded.run_redis_url)
+
+
+def test_a_local_run_on_the_embedded_redis_may_only_add_events(embedded):
+    service = Redis.from_url(embedded.redis_url)
+    passwords = str(embedded.data_dir / redis_acl.PASSWORDS_FILE)
+    content = (
+        f"import os\nos.environ['PROBE_DEFAULT_USER'] = '1'\n"
+        f"print('passwords seen', os.path.exists({passwords!r}))\n{REDIS_PROBE}"
+    )
+    target = Target("me", "127.0.0.1", connection="local")
+    compiled = compile_script(ScriptStep("python", content), [target], None)
+    slice_id = random.randint(10**9, 2 * 10**9)
+    request = RunRequest(slice_id=slice_id, job_id=slice_id, compiled=compiled, forks=1, timeout=60)
+    assert Runner(embedded, service).run(request).status is RunStatus.SUCCESS
+    events = [
+        event
+        for _, fields in service.xrange(embedded.event_stream)
+        for event in json.loads(fields[b"events"])
+    ]
+    [result] = [event for event in events if event["type"] == "task_result"]
+    assert "AUTH +OK" in result["stdout"] and "passwords seen False" in result["stdout"], result["stdout"]
+    assert_refused(result["stdout"], 10)
+    assert service.llen("rq:queue:opsflow") == 0
