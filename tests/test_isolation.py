@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from redis import Redis
 from redis.exceptions import AuthenticationError, NoPermissionError
+from sqlalchemy import select
 
 from app import datadir, redis_acl
 from app.cli import start_embedded_redis
@@ -22,6 +23,8 @@ from app.config import Settings, embedded_redis_urls
 from app.execution.compiler import ScriptStep, Target, compile_script
 from app.execution.isolation import Isolation, probe, warning
 from app.execution.runner import Runner, RunRequest
+from app.extensions import db
+from app.models import Slice, StepInstance
 from app.models.status import RunStatus
 from app.services.errors import Conflict
 from tests.conftest import add_hosts, add_local_host, make_member, run_script, runner_for
@@ -254,9 +257,9 @@ def test_a_worker_without_bubblewrap_refuses_local_runs_unless_allowed(bare_runn
     os.unlink(marker)
 
 
-# A script on a local host tries what the Redis connection it inherits allows: it speaks RESP itself.
-REDIS_PROBE = """\
-import os, socket
+# A script on a local host logs in to Redis with the connection it inherits, speaking RESP itself.
+RESP_CLIENT = """\
+import json, os, socket
 from urllib.parse import unquote, urlsplit
 
 
@@ -282,6 +285,9 @@ print("AUTH", command(sock, "AUTH", unquote(parts.username), unquote(parts.passw
 if parts.scheme != "unix" and parts.path.strip("/"):
     print("SELECT", command(sock, "SELECT", parts.path.strip("/")))
 stream = os.environ["OPSFLOW_EVENT_STREAM"]
+"""
+# It tries what that connection allows.
+REDIS_PROBE = f"""{RESP_CLIENT}
 for words in (
     ("RPUSH", "rq:queue:opsflow", "forged"),
     ("LPUSH", "rq:queue:opsflow", "forged"),
@@ -310,21 +316,56 @@ def assert_refused(stdout: str, probes: int) -> None:
     assert "REDIS_URL=''" in stdout or "REDIS_URL=None" in stdout, stdout
 
 
-def test_a_script_on_a_local_host_may_only_add_events_to_redis(service, project, operator):
-    host = add_local_host(service, project)
+def launch_python(service, project: dict, token: str, host: dict, content: str) -> int:
     body = {
-        "script": {"language": "python", "content": REDIS_PROBE},
+        "script": {"language": "python", "content": content},
         "targets": {"hosts": [host["id"]]},
         "timeout": 60,
     }
-    job = service.post(f"/projects/{project['id']}/script-executions", body, 202, token=operator).get_json()
-    done = service.wait_job(project["id"], job["id"])
-    [result] = service.host_results(project["id"], job["id"])
+    return service.post(f"/projects/{project['id']}/script-executions", body, 202, token=token).get_json()[
+        "id"
+    ]
+
+
+def ended_alone(service, project: dict, job_id: int) -> tuple[dict, dict]:
+    """The job instance once ended, and the result of its one host."""
+    done = service.wait_job(project["id"], job_id)
+    [result] = service.host_results(project["id"], job_id)
+    return done, result
+
+
+def test_a_script_on_a_local_host_may_only_add_events_to_redis(service, project, operator):
+    host = add_local_host(service, project)
+    done, result = ended_alone(service, project, launch_python(service, project, operator, host, REDIS_PROBE))
     assert done["status"] == "success", result
     assert "AUTH +OK" in result["stdout"], result["stdout"]
     assert_refused(result["stdout"], 9)
     client = Redis.from_url(service.env["REDIS_URL"])
     assert client.llen("rq:queue:opsflow") == 0 and client.exists("opsflow:timed-jobs") == 0
+
+
+def test_events_a_run_adds_for_another_slice_are_dropped(service, project, operator):
+    host = add_local_host(service, project)
+    pid = project["id"]
+    victim = run_script(service, project, [host], "sleep 4; echo mine", timeout=60)["id"]
+    service.wait_job(pid, victim, statuses={"running"})
+    [slice_id] = db.session.scalars(
+        select(Slice.id).join(StepInstance).where(StepInstance.job_instance_id == victim)
+    ).all()
+    forged = [
+        {"type": "slice_done", "slice": slice_id, "status": "failed", "error": "forged"},
+        {"type": "slice_done", "slice": slice_id, "status": "failed", "error": "forged", "token": "0" * 64},
+        {"type": "stats", "slice": slice_id, "hosts": {host["name"]: {"failures": 1}}, "ts": 0},
+    ]
+    content = f"""{RESP_CLIENT}
+events = json.loads({json.dumps(forged)!r})
+print("XADD", command(sock, "XADD", stream, "*", "events", json.dumps(events)))
+"""
+    done, result = ended_alone(service, project, launch_python(service, project, operator, host, content))
+    assert done["status"] == "success" and "XADD $" in result["stdout"], result
+    done, result = ended_alone(service, project, victim)
+    assert done["status"] == "success" and result["stdout"] == "mine\n", result
+    db.session.remove()
 
 
 def test_without_a_runs_redis_user_health_and_the_start_warning_name_the_setting(service):

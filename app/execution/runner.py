@@ -87,6 +87,8 @@ class RunRequest:
     # Paths outside the run's directory that its sandbox shows: read-only, and writable.
     readable: list[Path] = field(default_factory=list)
     writable: list[Path] = field(default_factory=list)
+    # What vouches for the slice's events (app.execution.events.slice_token).
+    event_token: str = ""
 
 
 @dataclass
@@ -272,6 +274,7 @@ class Runner:
             "OPSFLOW_REDIS_URL": self.settings.run_redis_url or self.settings.redis_url,
             "OPSFLOW_EVENT_STREAM": self.settings.event_stream,
             "OPSFLOW_SLICE_ID": str(request.slice_id),
+            "OPSFLOW_SLICE_TOKEN": request.event_token,
         }
 
     @staticmethod
