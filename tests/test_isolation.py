@@ -20,7 +20,9 @@ from sqlalchemy import select
 from app import datadir, redis_acl
 from app.cli import start_embedded_redis
 from app.config import Settings, embedded_redis_urls
+from app.execution import events
 from app.execution.compiler import ScriptStep, Target, compile_script
+from app.execution.ingest import vouched_for
 from app.execution.isolation import Isolation, probe, warning
 from app.execution.runner import Runner, RunRequest
 from app.extensions import db
@@ -433,12 +435,25 @@ def test_a_local_run_on_the_embedded_redis_may_only_add_events(embedded):
     slice_id = random.randint(10**9, 2 * 10**9)
     request = RunRequest(slice_id=slice_id, job_id=slice_id, compiled=compiled, forks=1, timeout=60)
     assert Runner(embedded, service).run(request).status is RunStatus.SUCCESS
-    events = [
+    pushed = [
         event
         for _, fields in service.xrange(embedded.event_stream)
         for event in json.loads(fields[b"events"])
     ]
-    [result] = [event for event in events if event["type"] == "task_result"]
+    [result] = [event for event in pushed if event["type"] == "task_result"]
     assert "AUTH +OK" in result["stdout"] and "passwords seen False" in result["stdout"], result["stdout"]
     assert_refused(result["stdout"], 10)
     assert service.llen("rq:queue:opsflow") == 0
+
+
+def test_only_events_with_their_slices_token_are_kept():
+    key = b"the service's key"
+    mine = events.vouched(key, [{"type": "stats", "slice": 1}, {"type": "slice_done", "slice": 2}])
+    forged = [
+        {**mine[0], "slice": 2},
+        {"type": "slice_done", "slice": 3},
+        {"type": "slice_done", "slice": "x", "token": "0"},
+        ["not", "an", "event"],
+    ]
+    assert vouched_for([*mine, *forged], key) == mine
+    assert vouched_for(mine, b"another key") == []
