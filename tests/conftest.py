@@ -23,12 +23,14 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import psycopg
 import pytest
 import redis as redis_lib
 
-from app.config import ROOT, Settings
+from app import redis_acl
+from app.config import ROOT, Settings, embedded_redis_urls
 from app.execution.runner import Runner
 from tests.sshd import SshLab
 
@@ -73,9 +75,35 @@ def redis_url(tmp_path_factory) -> Iterator[str]:
 
     settings = dataclasses.replace(Settings.from_env(), data_dir=tmp_path_factory.mktemp("redis"))
     process = start_embedded_redis(settings)
-    yield f"unix://{settings.redis_socket}"
+    yield embedded_redis_urls(settings.data_dir)[0]
     process.terminate()
     process.wait()
+
+
+def url_as(url: str, user: str, password: str) -> str:
+    """`url`, logging in as `user`."""
+    parts = urlsplit(url)
+    where = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{quote(user, safe='')}:{quote(password, safe='')}@{where}").geturl()
+
+
+@contextlib.contextmanager
+def run_redis_user(redis_url: str, stream: str) -> Iterator[str]:
+    """A Redis user of this test alone, with the rules of the runs' user on `stream`: its URL."""
+    user, password = f"test-run-{uuid.uuid4().hex[:12]}", uuid.uuid4().hex
+    client = redis_lib.Redis.from_url(redis_url)
+    client.execute_command("ACL", "SETUSER", user, "on", f">{password}", *redis_acl.run_user_rules(stream))
+    try:
+        yield url_as(redis_url, user, password)
+    finally:
+        client.acl_deluser(user)
+
+
+@pytest.fixture(scope="session")
+def run_redis_url(redis_url) -> Iterator[str]:
+    """The service's runs push their events as a user limited like the runs' user of a production Redis."""
+    with run_redis_user(redis_url, Settings.event_stream) as url:
+        yield url
 
 
 @contextlib.contextmanager
@@ -85,6 +113,8 @@ def runner_for(redis_url: str, data_dir: Path, **changes: Any) -> Iterator[Runne
         Settings.from_env(),
         data_dir=data_dir,
         redis_url=redis_url,
+        # Its events go to a stream of its own, which the runs' user of the service may not write.
+        run_redis_url=None,
         event_stream=f"test:runner:{uuid.uuid4().hex}",
         **changes,
     )
@@ -210,7 +240,7 @@ class Service:
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def service(request, tmp_path_factory, redis_url) -> Iterator[Service]:
+def service(request, tmp_path_factory, redis_url, run_redis_url) -> Iterator[Service]:
     """The whole service on one database: API (test client), two workers, a flow engine, the ingester."""
     data_dir = tmp_path_factory.mktemp(f"service-{request.param}")
     databases = (
@@ -225,6 +255,7 @@ def service(request, tmp_path_factory, redis_url) -> Iterator[Service]:
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "OPSFLOW_DATA_DIR": str(data_dir),
+        "OPSFLOW_RUN_REDIS_URL": run_redis_url,
     }
     saved = dict(os.environ)
     os.environ.update(env)

@@ -1,10 +1,11 @@
 """Runs are sandboxed away from the service's data; local hosts are a system administrator's decision;
 the data directory and the SQLite database are private; a server without bubblewrap says so and
-refuses what would run unsandboxed on the controller."""
+refuses what would run unsandboxed on the controller; in Redis, a run may only add events."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import random
 import stat
@@ -12,12 +13,20 @@ import uuid
 from pathlib import Path
 
 import pytest
+from redis import Redis
+from redis.exceptions import AuthenticationError, NoPermissionError
+from sqlalchemy import select
 
-from app import datadir
-from app.config import Settings
+from app import datadir, redis_acl
+from app.cli import start_embedded_redis
+from app.config import Settings, embedded_redis_urls
+from app.execution import events
 from app.execution.compiler import ScriptStep, Target, compile_script
-from app.execution.isolation import Isolation, probe
+from app.execution.ingest import vouched_for
+from app.execution.isolation import Isolation, probe, warning
 from app.execution.runner import Runner, RunRequest
+from app.extensions import db
+from app.models import Slice, StepInstance
 from app.models.status import RunStatus
 from app.services.errors import Conflict
 from tests.conftest import add_hosts, add_local_host, make_member, run_script, runner_for
@@ -248,3 +257,203 @@ def test_a_worker_without_bubblewrap_refuses_local_runs_unless_allowed(bare_runn
     # Unsandboxed, the script saw the controller's own /tmp.
     assert marker.exists()
     os.unlink(marker)
+
+
+# A script on a local host logs in to Redis with the connection it inherits, speaking RESP itself.
+RESP_CLIENT = """\
+import json, os, socket
+from urllib.parse import unquote, urlsplit
+
+
+def connect(url):
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        sock = socket.socket(socket.AF_UNIX)
+        sock.connect(unquote(parts.path))
+    else:
+        sock = socket.create_connection((parts.hostname, parts.port or 6379))
+    return sock, parts
+
+
+def command(sock, *words):
+    encoded = [word.encode() for word in words]
+    sock.sendall(b"*%d\\r\\n" % len(encoded) + b"".join(b"$%d\\r\\n%s\\r\\n" % (len(w), w) for w in encoded))
+    return sock.recv(65536).decode(errors="replace").split("\\r\\n")[0]
+
+
+print("REDIS_URL=" + repr(os.environ.get("REDIS_URL")))
+sock, parts = connect(os.environ["OPSFLOW_REDIS_URL"])
+print("AUTH", command(sock, "AUTH", unquote(parts.username), unquote(parts.password)))
+if parts.scheme != "unix" and parts.path.strip("/"):
+    print("SELECT", command(sock, "SELECT", parts.path.strip("/")))
+stream = os.environ["OPSFLOW_EVENT_STREAM"]
+"""
+# It tries what that connection allows.
+REDIS_PROBE = f"""{RESP_CLIENT}
+for words in (
+    ("RPUSH", "rq:queue:opsflow", "forged"),
+    ("LPUSH", "rq:queue:opsflow", "forged"),
+    ("GET", "rq:workers"),
+    ("KEYS", "*"),
+    ("XRANGE", stream, "-", "+"),
+    ("PUBLISH", "opsflow:timed-jobs", "forged"),
+    ("CONFIG", "GET", "*"),
+    ("EVAL", "return 1", "0"),
+    ("FLUSHDB",),
+):
+    print("probe", words[0], command(sock, *words))
+if os.environ.get("PROBE_DEFAULT_USER"):
+    anonymous, _ = connect(os.environ["OPSFLOW_REDIS_URL"])
+    print("probe default-user", command(anonymous, "GET", "rq:workers"))
+print("done")
+"""
+REFUSALS = ("-NOPERM", "-NOAUTH", "-WRONGPASS")
+
+
+def assert_refused(stdout: str, probes: int) -> None:
+    """Every probe refused, the service's own Redis URL not inherited."""
+    lines = [line for line in stdout.splitlines() if line.startswith("probe ")]
+    assert len(lines) == probes and stdout.strip().endswith("done"), stdout
+    assert all(line.split(" ", 2)[2].startswith(REFUSALS) for line in lines), stdout
+    assert "REDIS_URL=''" in stdout or "REDIS_URL=None" in stdout, stdout
+
+
+def launch_python(service, project: dict, token: str, host: dict, content: str) -> int:
+    body = {
+        "script": {"language": "python", "content": content},
+        "targets": {"hosts": [host["id"]]},
+        "timeout": 60,
+    }
+    return service.post(f"/projects/{project['id']}/script-executions", body, 202, token=token).get_json()[
+        "id"
+    ]
+
+
+def ended_alone(service, project: dict, job_id: int) -> tuple[dict, dict]:
+    """The job instance once ended, and the result of its one host."""
+    done = service.wait_job(project["id"], job_id)
+    [result] = service.host_results(project["id"], job_id)
+    return done, result
+
+
+def test_a_script_on_a_local_host_may_only_add_events_to_redis(service, project, operator):
+    host = add_local_host(service, project)
+    done, result = ended_alone(service, project, launch_python(service, project, operator, host, REDIS_PROBE))
+    assert done["status"] == "success", result
+    assert "AUTH +OK" in result["stdout"], result["stdout"]
+    assert_refused(result["stdout"], 9)
+    client = Redis.from_url(service.env["REDIS_URL"])
+    assert client.llen("rq:queue:opsflow") == 0 and client.exists("opsflow:timed-jobs") == 0
+
+
+def test_events_a_run_adds_for_another_slice_are_dropped(service, project, operator):
+    host = add_local_host(service, project)
+    pid = project["id"]
+    victim = run_script(service, project, [host], "sleep 4; echo mine", timeout=60)["id"]
+    service.wait_job(pid, victim, statuses={"running"})
+    [slice_id] = db.session.scalars(
+        select(Slice.id).join(StepInstance).where(StepInstance.job_instance_id == victim)
+    ).all()
+    forged = [
+        {"type": "slice_done", "slice": slice_id, "status": "failed", "error": "forged"},
+        {"type": "slice_done", "slice": slice_id, "status": "failed", "error": "forged", "token": "0" * 64},
+        {"type": "stats", "slice": slice_id, "hosts": {host["name"]: {"failures": 1}}, "ts": 0},
+    ]
+    content = f"""{RESP_CLIENT}
+events = json.loads({json.dumps(forged)!r})
+print("XADD", command(sock, "XADD", stream, "*", "events", json.dumps(events)))
+"""
+    done, result = ended_alone(service, project, launch_python(service, project, operator, host, content))
+    assert done["status"] == "success" and "XADD $" in result["stdout"], result
+    done, result = ended_alone(service, project, victim)
+    assert done["status"] == "success" and result["stdout"] == "mine\n", result
+    db.session.remove()
+
+
+def test_without_a_runs_redis_user_health_and_the_start_warning_name_the_setting(service):
+    settings = service.app.config["OPSFLOW"]
+    assert service.get("/health")["isolation"] == {"status": "ok", "detail": "ok"}
+    assert warning(settings) is None
+    service.app.config["OPSFLOW"] = dataclasses.replace(settings, run_redis_url=None)
+    try:
+        detail = service.get("/health")["isolation"]["detail"]
+    finally:
+        service.app.config["OPSFLOW"] = settings
+    assert detail.startswith("ok; runs can write anything to Redis") and "OPSFLOW_RUN_REDIS_URL" in detail
+    line = warning(dataclasses.replace(settings, run_redis_url=None))
+    assert line is not None and "OPSFLOW_RUN_REDIS_URL" in line
+
+
+def test_the_runs_user_may_only_add_to_the_event_stream():
+    assert redis_acl.run_user_rules("opsflow:events") == [
+        "resetkeys", "~opsflow:events", "resetchannels", "-@all", "+xadd", "+select",
+    ]  # fmt: skip
+    users = {redis_acl.SERVICE_USER: "service-secret", redis_acl.RUN_USER: "run-secret"}
+    arguments = redis_acl.server_arguments(users, "opsflow:events")
+    assert not {"service-secret", "run-secret"} & set(arguments)
+    assert arguments.count("--user") == 2 and "+@all" in arguments
+
+
+@pytest.fixture
+def embedded(tmp_path_factory) -> Settings:
+    """A worker's settings on an embedded Redis of its own, started as the service starts it."""
+    data_dir = tmp_path_factory.mktemp("acl")
+    data_dir.chmod(0o700)
+    settings = dataclasses.replace(Settings.from_env(), data_dir=data_dir, embedded_redis=True)
+    process = start_embedded_redis(settings)
+    service_url, run_url = embedded_redis_urls(data_dir)
+    try:
+        yield dataclasses.replace(settings, redis_url=service_url, run_redis_url=run_url)
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def test_the_embedded_redis_has_a_password_and_a_user_for_runs(embedded):
+    assert mode_of(embedded.data_dir / redis_acl.PASSWORDS_FILE) == 0o600
+    with pytest.raises(AuthenticationError):
+        Redis(unix_socket_path=str(embedded.redis_socket)).ping()
+    assert Redis.from_url(embedded.redis_url).ping()
+    runs = Redis.from_url(embedded.run_redis_url)
+    runs.xadd(embedded.event_stream, {"events": "[]"})
+    for refused in (lambda: runs.get("x"), lambda: runs.rpush("rq:queue:opsflow", "x"), runs.ping):
+        with pytest.raises(NoPermissionError):
+            refused()
+    # Started again, it keeps its passwords.
+    assert embedded_redis_urls(embedded.data_dir) == (embedded.redis_url, embedded.run_redis_url)
+
+
+def test_a_local_run_on_the_embedded_redis_may_only_add_events(embedded):
+    service = Redis.from_url(embedded.redis_url)
+    passwords = str(embedded.data_dir / redis_acl.PASSWORDS_FILE)
+    content = (
+        f"import os\nos.environ['PROBE_DEFAULT_USER'] = '1'\n"
+        f"print('passwords seen', os.path.exists({passwords!r}))\n{REDIS_PROBE}"
+    )
+    target = Target("me", "127.0.0.1", connection="local")
+    compiled = compile_script(ScriptStep("python", content), [target], None)
+    slice_id = random.randint(10**9, 2 * 10**9)
+    request = RunRequest(slice_id=slice_id, job_id=slice_id, compiled=compiled, forks=1, timeout=60)
+    assert Runner(embedded, service).run(request).status is RunStatus.SUCCESS
+    pushed = [
+        event
+        for _, fields in service.xrange(embedded.event_stream)
+        for event in json.loads(fields[b"events"])
+    ]
+    [result] = [event for event in pushed if event["type"] == "task_result"]
+    assert "AUTH +OK" in result["stdout"] and "passwords seen False" in result["stdout"], result["stdout"]
+    assert_refused(result["stdout"], 10)
+    assert service.llen("rq:queue:opsflow") == 0
+
+
+def test_only_events_with_their_slices_token_are_kept():
+    key = b"the service's key"
+    mine = events.vouched(key, [{"type": "stats", "slice": 1}, {"type": "slice_done", "slice": 2}])
+    forged = [
+        {**mine[0], "slice": 2},
+        {"type": "slice_done", "slice": 3},
+        {"type": "slice_done", "slice": "x", "token": "0"},
+        ["not", "an", "event"],
+    ]
+    assert vouched_for([*mine, *forged], key) == mine
+    assert vouched_for(mine, b"another key") == []

@@ -14,10 +14,12 @@ import uuid
 import psutil
 from sqlalchemy import func, select, update
 
+from app.execution.events import vouched
 from app.execution.ingest import GROUP, Ingester, apply_events
 from app.execution.watchdog import DONE, WORKER_DIED
 from app.extensions import db, redis
 from app.models import HostResult, HostStatus, JobInstance, RunStatus, Slice, StepInstance, TaskResult
+from app.secrets import Cipher
 from tests.conftest import add_hosts, run_script
 from tests.test_script_execution import ansible_processes, wait_until
 
@@ -82,7 +84,7 @@ def events_for(piece: Slice, hosts: list[str]) -> list[dict]:
     summary = {"ok": 2, "failures": 0, "unreachable": 0}
     events.append({"type": "stats", "slice": piece.id, "hosts": dict.fromkeys(hosts, summary), "ts": now})
     events.append({"type": "slice_done", "slice": piece.id, "status": "success", "error": None})
-    return events
+    return vouched(Cipher.configured_key(), events)
 
 
 def test_redelivered_batch_creates_no_duplicates(service, project):
@@ -209,10 +211,22 @@ def test_a_killed_work_horse_is_reported_by_its_watchdog(service, project, accou
 
 def test_a_watchdog_whose_run_ended_well_reports_nothing(service, project, tmp_path):
     stream = f"test:watchdog:{uuid.uuid4().hex}"
-    environ = {**os.environ, "OPSFLOW_REDIS_URL": service.env["REDIS_URL"], "OPSFLOW_EVENT_STREAM": stream}
+    environ = {
+        **os.environ,
+        "OPSFLOW_REDIS_URL": service.env["REDIS_URL"],
+        "OPSFLOW_EVENT_STREAM": stream,
+        "OPSFLOW_SLICE_TOKEN": "the slice's token",
+    }
     command = [sys.executable, "-m", "app.execution.watchdog", uuid.uuid4().hex, str(tmp_path)]
     for stdin, slice_id in ((DONE, "41"), (b"", "42")):
         subprocess.run(command, input=stdin, env={**environ, "OPSFLOW_SLICE_ID": slice_id}, check=True)
     reported = [json.loads(fields[b"events"]) for _, fields in redis.client.xrange(stream)]
-    assert reported == [[{"type": "slice_done", "slice": 42, "status": "abnormal", "error": WORKER_DIED}]]
+    lost = {
+        "type": "slice_done",
+        "slice": 42,
+        "status": "abnormal",
+        "error": WORKER_DIED,
+        "token": "the slice's token",
+    }
+    assert reported == [[lost]]
     redis.client.delete(stream)

@@ -23,6 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from app.execution.events import genuine
 from app.extensions import db
 from app.models import (
     FileResult,
@@ -37,6 +38,7 @@ from app.models import (
 from app.models.base import UTCDateTime
 from app.models.job import PLAYBOOK_TASKS, digest_of
 from app.models.status import HOST_PENDING
+from app.secrets import Cipher
 from app.services.dispatch import after_commit
 from app.services.progress import finish_slice
 
@@ -142,6 +144,21 @@ RECAP = (
     .where(_by_id, _pending)
     .values(status=bindparam("status"), ended_at=bindparam("ended", type_=UTCDateTime))
 )
+
+
+def vouched_for(events: list[dict[str, Any]], key: bytes) -> list[dict[str, Any]]:
+    """The events that carry their slice's token; the others were added by a run for a slice not its own."""
+    kept = []
+    for event in events:
+        try:
+            vouched = genuine(key, event)
+        except (AttributeError, KeyError, TypeError, ValueError):
+            vouched = False
+        if vouched:
+            kept.append(event)
+        else:
+            log.warning("event without its slice's token dropped: %.100r", event)
+    return kept
 
 
 def apply_events(events: list[dict[str, Any]]) -> None:
@@ -334,7 +351,7 @@ class Ingester:
             except (KeyError, ValueError):
                 log.error("malformed stream entry %s dropped", entry_id)
         try:
-            apply_events(events)
+            apply_events(vouched_for(events, Cipher.configured_key()))
             db.session.commit()
         except Exception:
             db.session.rollback()

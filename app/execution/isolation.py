@@ -4,7 +4,8 @@ Every ansible-playbook run goes through ansible-runner's process isolation (bubb
 a script on a local host or a playbook's lookups see the run's own directory and what Ansible
 needs, and nothing of the service's data. Where bubblewrap is missing or cannot run, runs that
 execute user content on the controller (local hosts, playbooks) are refused, unless the
-operator of the service accepts the risk with OPSFLOW_ALLOW_UNISOLATED.
+operator of the service accepts the risk with OPSFLOW_ALLOW_UNISOLATED. A sandboxed run still
+reaches Redis, to push its events: with a real Redis and no OPSFLOW_RUN_REDIS_URL, with every right.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ PROBE_ARGUMENTS = (
     "--unshare-pid", "--die-with-parent", "true",
 )  # fmt: skip
 ALLOW_SETTING = "OPSFLOW_ALLOW_UNISOLATED"
+RUN_REDIS_SETTING = "OPSFLOW_RUN_REDIS_URL"
+RUNS_WRITE_REDIS = (
+    f"runs can write anything to Redis (set {RUN_REDIS_SETTING} to a Redis user that may only add events)"
+)
 
 
 @cache
@@ -51,6 +56,8 @@ class Isolation:
 
     problem: str | None
     allow_unisolated: bool
+    # Runs connect to Redis as the service does: no user limited to adding events is configured.
+    runs_write_redis: bool = False
 
     @property
     def sandboxed(self) -> bool:
@@ -58,7 +65,7 @@ class Isolation:
 
     def describe(self) -> str:
         if self.sandboxed:
-            return "ok"
+            return f"ok; {RUNS_WRITE_REDIS}" if self.runs_write_redis else "ok"
         if self.allow_unisolated:
             return f"off: {self.problem}; runs are not sandboxed ({ALLOW_SETTING})"
         return f"unavailable: {self.problem}; local hosts and playbook steps are refused"
@@ -74,10 +81,12 @@ class Isolation:
 
 
 def isolation(settings: Settings) -> Isolation:
-    return Isolation(probe(settings.isolation_executable), settings.allow_unisolated)
+    return Isolation(
+        probe(settings.isolation_executable), settings.allow_unisolated, settings.run_redis_url is None
+    )
 
 
 def warning(settings: Settings) -> str | None:
-    """The line to print at start when runs will not be sandboxed."""
+    """The line to print at start when runs will not be sandboxed, or may write anything to Redis."""
     state = isolation(settings)
-    return None if state.sandboxed else f"run isolation {state.describe()}"
+    return None if state.describe() == "ok" else f"run isolation {state.describe()}"

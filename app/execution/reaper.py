@@ -24,6 +24,7 @@ from app.execution.keys import REAPER_KEY, heartbeat_key
 from app.extensions import db
 from app.models import RunStatus, Slice
 from app.models.base import utcnow
+from app.secrets import Cipher
 
 LOST_QUEUE_STATES = {JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
 
@@ -78,6 +79,9 @@ def reap(settings: Settings, redis: Redis) -> list[int]:
         events.publish(
             redis,
             settings.event_stream,
-            [events.slice_done(slice_id, RunStatus.ABNORMAL, reason) for slice_id, reason in lost],
+            events.vouched(
+                Cipher.configured_key(),
+                [events.slice_done(slice_id, RunStatus.ABNORMAL, reason) for slice_id, reason in lost],
+            ),
         )
     return [slice_id for slice_id, _ in lost]

@@ -55,6 +55,11 @@ HEARTBEAT_EVERY = 5.0
 RECAP_EVENT = "playbook_on_stats"
 # ansible-runner checks for a cancel once per pexpect timeout.
 CANCEL_POLL_SECONDS = 0.5
+# ansible-runner hands a run the worker's whole environment (and writes it to the run's artifacts): the
+# service's own connections and secrets are blanked there. A run's Redis connection is OPSFLOW_REDIS_URL.
+SERVICE_ENVIRONMENT = (
+    "REDIS_URL", "OPSFLOW_RUN_REDIS_URL", "DATABASE_URL", "OPSFLOW_SECRET_KEY", "OPSFLOW_ADMIN_TOKEN",
+)  # fmt: skip
 
 RUNNER_STATUS = {
     "successful": RunStatus.SUCCESS,
@@ -82,6 +87,8 @@ class RunRequest:
     # Paths outside the run's directory that its sandbox shows: read-only, and writable.
     readable: list[Path] = field(default_factory=list)
     writable: list[Path] = field(default_factory=list)
+    # What vouches for the slice's events (app.execution.events.slice_token).
+    event_token: str = ""
 
 
 @dataclass
@@ -234,6 +241,7 @@ class Runner:
                 " -o HashKnownHosts=no -o UpdateHostKeys=no"
             )
         env = {
+            **dict.fromkeys(SERVICE_ENVIRONMENT, ""),
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             "ANSIBLE_CALLBACK_PLUGINS": str(CALLBACK_DIR),
             "ANSIBLE_CALLBACKS_ENABLED": "opsflow",
@@ -260,11 +268,13 @@ class Runner:
         return env
 
     def _event_stream(self, request: RunRequest) -> dict[str, str]:
-        """Where the run's callback plugin and its watchdog send the slice's events."""
+        """Where the run's callback plugin and its watchdog send the slice's events: as the runs' Redis
+        user when there is one."""
         return {
-            "OPSFLOW_REDIS_URL": self.settings.redis_url,
+            "OPSFLOW_REDIS_URL": self.settings.run_redis_url or self.settings.redis_url,
             "OPSFLOW_EVENT_STREAM": self.settings.event_stream,
             "OPSFLOW_SLICE_ID": str(request.slice_id),
+            "OPSFLOW_SLICE_TOKEN": request.event_token,
         }
 
     @staticmethod

@@ -10,7 +10,7 @@ ingester marks its hosts at once instead of when the reaper finds the heartbeat
 gone. The reaper still covers a watchdog that could not report; a slice ends once.
 
 Usage: python -m app.execution.watchdog MARKER CONTROL_DIR [SECRET_FILE...]
-with the stream named by OPSFLOW_REDIS_URL, OPSFLOW_EVENT_STREAM and OPSFLOW_SLICE_ID.
+with the stream named by OPSFLOW_REDIS_URL, OPSFLOW_EVENT_STREAM, OPSFLOW_SLICE_ID and OPSFLOW_SLICE_TOKEN.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ def report_lost(environ: dict[str, str]) -> None:
     try:
         redis = Redis.from_url(environ["OPSFLOW_REDIS_URL"])
         slice_done = events.slice_done(int(environ["OPSFLOW_SLICE_ID"]), RunStatus.ABNORMAL, WORKER_DIED)
+        slice_done["token"] = environ["OPSFLOW_SLICE_TOKEN"]
         events.publish(redis, environ["OPSFLOW_EVENT_STREAM"], [slice_done])
     except (KeyError, ValueError, RedisError) as exc:
         print(f"watchdog: the slice could not be reported lost ({exc}); the reaper will", file=sys.stderr)

@@ -39,6 +39,7 @@ from app.models import (
 )
 from app.models.base import utcnow
 from app.models.status import RUN_FINAL
+from app.secrets import Cipher
 from app.services import danger, dispatch, idempotency, records, scripts
 from app.services.access import Action, Actor, require
 from app.services.errors import Conflict, Invalid, TooManyRequests
@@ -330,6 +331,7 @@ def run_request(
     masked = [account.password, account.become_password, *secrets] if account else list(secrets)
     return RunRequest(
         slice_id=piece.id,
+        event_token=events.slice_token(Cipher.configured_key(), piece.id),
         job_id=piece.step.job_instance_id,
         compiled=compiled,
         forks=forks,
@@ -403,6 +405,6 @@ def publish_slice_done(slice_id: int, status: RunStatus, error: str | None = Non
     events.publish(
         redis.client,
         settings().event_stream,
-        [events.slice_done(slice_id, status, error)],
+        events.vouched(Cipher.configured_key(), [events.slice_done(slice_id, status, error)]),
         patience=SLICE_DONE_PATIENCE_SECONDS,
     )

@@ -9,6 +9,7 @@ Settings come from the environment:
   OPSFLOW_REDIS_URL          where to push
   OPSFLOW_EVENT_STREAM       the stream's key
   OPSFLOW_SLICE_ID           which slice of which step this run is
+  OPSFLOW_SLICE_TOKEN        what vouches for the slice's events, sent with each
   OPSFLOW_OUTPUT_CAP_BYTES   per-result cap on stdout and stderr
   OPSFLOW_MASK_FILE          optional JSON list of secrets to mask in output
   OPSFLOW_UNDELIVERED_FILE   where to say how many events could not be pushed, if any
@@ -70,6 +71,7 @@ class CallbackModule(CallbackBase):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.slice_id = int(os.environ.get("OPSFLOW_SLICE_ID", "0"))
+        self.token = os.environ.get("OPSFLOW_SLICE_TOKEN", "")
         self.stream = os.environ.get("OPSFLOW_EVENT_STREAM", "opsflow:events")
         self.output_cap = int(os.environ.get("OPSFLOW_OUTPUT_CAP_BYTES", str(5 * 1024 * 1024)))
         self.secrets = self._read_secrets(os.environ.get("OPSFLOW_MASK_FILE"))
@@ -103,6 +105,7 @@ class CallbackModule(CallbackBase):
 
     def _emit(self, event: dict) -> None:
         event["slice"] = self.slice_id
+        event["token"] = self.token
         with self.lock:
             self.buffer.append(event)
             full = len(self.buffer) >= BATCH_SIZE
