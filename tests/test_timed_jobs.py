@@ -13,8 +13,9 @@ import pytest
 
 from app.extensions import db
 from app.models import TimedJob, TimedJobRun
+from app.services import timed_jobs
 from tests.conftest import add_local_host, make_member
-from tests.test_flows import chain, create_flow, ended, script_node, sleep_node, wait_task
+from tests.test_flows import chain, create_flow, create_task, ended, script_node, sleep_node, wait_task
 
 
 def unique(prefix: str) -> str:
@@ -34,6 +35,14 @@ def make_timed_job(service, pid: int, expect: int = 201, **body) -> dict:
     body.setdefault("name", unique("timer"))
     body.setdefault("schedule", {"cron": "0 0 3 * * *"})
     return service.post(f"/projects/{pid}/timed-jobs", body, expect).get_json()
+
+
+def assert_refused(service, pid: int, body: dict, field: str, words: str) -> None:
+    """Saving this timed job is a 422 naming `field`, and saves nothing."""
+    error = make_timed_job(service, pid, expect=422, **body)["error"]
+    assert error["field"] == field, error
+    assert words in error["message"], error
+    assert service.get(f"/projects/{pid}/timed-jobs") == []
 
 
 def make_plan(service, pid: int, host: dict) -> dict:
@@ -148,11 +157,7 @@ def test_bad_timed_jobs_are_refused_naming_the_field(service, project, change, f
     pid = project["id"]
     host = add_local_host(service, project, unique("local"))
     plan = make_plan(service, pid, host)
-    body = {"target": {"plan_id": plan["id"]}, **change}
-    error = make_timed_job(service, pid, expect=422, **body)["error"]
-    assert error["field"] == field, error
-    assert words in error["message"], error
-    assert service.get(f"/projects/{pid}/timed-jobs") == []
+    assert_refused(service, pid, {"target": {"plan_id": plan["id"]}, **change}, field, words)
 
 
 def test_a_required_variable_without_a_value_is_refused_for_a_template(service, project):
@@ -365,6 +370,19 @@ def test_two_schedulers_fire_every_second_exactly_once_even_when_one_is_killed(s
     assert shown["enabled"] is False and "no fire time" in shown["disabled_reason"]
 
 
+def assert_skipped_while_running(service, pid: int, timed_job: dict, ended_at) -> None:
+    """Let an every-second timed job with a slow target launch twice: the fires between were skipped, and
+    each launch came after the previous run's target ended (`ended_at(run)`)."""
+    wait_for(lambda: len(runs(service, pid, timed_job, status="launched")) >= 2, timeout=180)
+    service.api("PATCH", f"/projects/{pid}/timed-jobs/{timed_job['id']}", 200, json={"enabled": False})
+    fired = sorted(runs(service, pid, timed_job), key=scheduled)
+    skipped = [run for run in fired if run["status"] == "skipped"]
+    assert skipped and all("still running" in run["reason"] for run in skipped)
+    launched = [run for run in fired if run["status"] == "launched"]
+    for earlier, later in itertools.pairwise(launched):
+        assert datetime.fromisoformat(ended_at(earlier)) <= datetime.fromisoformat(later["fired_at"])
+
+
 def test_overlap_skip_waits_for_the_slow_run_to_end(service, project, schedulers):
     pid = project["id"]
     host = add_local_host(service, project, unique("local"))
@@ -376,15 +394,9 @@ def test_overlap_skip_waits_for_the_slow_run_to_end(service, project, schedulers
         schedule={"every": 1},
         overlap="skip",
     )
-    wait_for(lambda: len(runs(service, pid, timed_job, status="launched")) >= 2, timeout=180)
-    service.api("PATCH", f"/projects/{pid}/timed-jobs/{timed_job['id']}", 200, json={"enabled": False})
-    fired = sorted(runs(service, pid, timed_job), key=scheduled)
-    skipped = [run for run in fired if run["status"] == "skipped"]
-    assert skipped and all("still running" in run["reason"] for run in skipped)
-    launched = [run for run in fired if run["status"] == "launched"]
-    for earlier, later in itertools.pairwise(launched):
-        job = service.wait_job(pid, earlier["job_instance_id"])
-        assert datetime.fromisoformat(job["ended_at"]) <= datetime.fromisoformat(later["fired_at"])
+    assert_skipped_while_running(
+        service, pid, timed_job, lambda run: service.wait_job(pid, run["job_instance_id"])["ended_at"]
+    )
 
 
 def test_overlap_queue_keeps_one_run_waiting_until_the_running_one_ends(service, project, schedulers):
@@ -525,10 +537,7 @@ def test_a_flow_target_is_checked_on_save(service, project, target, variables, f
     pid = project["id"]
     flow = timed_flow(service, project, sleep_node("nap", 0))
     body = {"target": target or {"flow_id": flow["id"]}, "variables": variables}
-    error = make_timed_job(service, pid, expect=422, **body)["error"]
-    assert error["field"] == field, error
-    assert words in error["message"], error
-    assert service.get(f"/projects/{pid}/timed-jobs") == []
+    assert_refused(service, pid, body, field, words)
 
 
 def test_run_now_and_the_trigger_start_flow_tasks_once_each(service, project):
@@ -559,6 +568,20 @@ def test_run_now_and_the_trigger_start_flow_tasks_once_each(service, project):
     assert [entry["target_status"] for entry in runs(service, pid, timed_job)] == ["success", "success"]
     stats = service.get(path)["statistics"]
     assert stats["success_rate"] == 1.0 and stats["last_run"]["flow_task_id"] == triggered["id"]
+
+
+def test_a_flow_task_someone_started_under_a_runs_key_is_not_taken_for_that_run(service, project):
+    pid = project["id"]
+    flow = timed_flow(service, project, sleep_node("nap", 0))
+    timed_job = make_timed_job(service, pid, target={"flow_id": flow["id"]})
+    now = datetime.now(UTC)
+    run = TimedJobRun(timed_job_id=timed_job["id"], origin="run_now", scheduled_at=now, fired_at=now)
+    db.session.add(run)
+    db.session.commit()
+    squatter = create_task(service, project, flow, idempotency_key=f"timed-run-{run.id}")
+    started = timed_jobs.start(run, timed_jobs.run_as(db.session.get(TimedJob, timed_job["id"])))
+    assert started.status == "failed_to_launch" and f"flow task {squatter['id']}" in started.reason
+    assert flow_tasks_of(service, pid, timed_job) == []
 
 
 def test_a_failed_flow_task_counts_as_a_failed_run(service, project):
@@ -602,12 +625,9 @@ def test_overlap_skip_waits_for_the_slow_flow_task_to_end(service, project, sche
     timed_job = make_timed_job(
         service, pid, target={"flow_id": flow["id"]}, schedule={"every": 1}, overlap="skip"
     )
-    wait_for(lambda: len(runs(service, pid, timed_job, status="launched")) >= 2, timeout=180)
-    service.api("PATCH", f"/projects/{pid}/timed-jobs/{timed_job['id']}", 200, json={"enabled": False})
-    fired = sorted(runs(service, pid, timed_job), key=scheduled)
-    skipped = [run for run in fired if run["status"] == "skipped"]
-    assert skipped and all("still running" in run["reason"] for run in skipped)
-    launched = [run for run in fired if run["status"] == "launched"]
-    for earlier, later in itertools.pairwise(launched):
-        task = wait_task(service, project, earlier["flow_task_id"], ended)
-        assert datetime.fromisoformat(task["ended_at"]) <= datetime.fromisoformat(later["fired_at"])
+    assert_skipped_while_running(
+        service,
+        pid,
+        timed_job,
+        lambda run: wait_task(service, project, run["flow_task_id"], ended)["ended_at"],
+    )

@@ -175,8 +175,9 @@ def launch_flow(actor: Actor, timed_job: TimedJob, overrides: dict[str, Any], ru
         {"name": timed_job.name, "variables": overrides, "idempotency_key": key},
         timed_job_id=timed_job.id,
     )
+    # Users choose flow tasks' keys too: a task someone else started under this one is not this run's.
     if task.timed_job_id != timed_job.id:
-        raise Conflict(f"flow task {task.id} took the key {key!r} this run launches under", "idempotency_key")
+        raise Conflict(f"flow task {task.id}, not started by this timed job, holds this run's key {key!r}")
     return {"flow_task_id": task.id}
 
 
