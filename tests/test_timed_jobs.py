@@ -1,5 +1,6 @@
 """Timed jobs: saving and checking them, previews, run-now, the trigger endpoint with its secret, statistics;
-and real scheduler processes firing them, several at once, after an outage, with overlap rules."""
+and real scheduler processes firing them, several at once, after an outage, with overlap rules; flows as
+targets."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import pytest
 
 from app.extensions import db
 from app.models import TimedJob, TimedJobRun
+from app.services import timed_jobs
 from tests.conftest import add_local_host, make_member
+from tests.test_flows import chain, create_flow, create_task, ended, script_node, sleep_node, wait_task
 
 
 def unique(prefix: str) -> str:
@@ -32,6 +35,14 @@ def make_timed_job(service, pid: int, expect: int = 201, **body) -> dict:
     body.setdefault("name", unique("timer"))
     body.setdefault("schedule", {"cron": "0 0 3 * * *"})
     return service.post(f"/projects/{pid}/timed-jobs", body, expect).get_json()
+
+
+def assert_refused(service, pid: int, body: dict, field: str, words: str) -> None:
+    """Saving this timed job is a 422 naming `field`, and saves nothing."""
+    error = make_timed_job(service, pid, expect=422, **body)["error"]
+    assert error["field"] == field, error
+    assert words in error["message"], error
+    assert service.get(f"/projects/{pid}/timed-jobs") == []
 
 
 def make_plan(service, pid: int, host: dict) -> dict:
@@ -128,7 +139,6 @@ def test_sensitive_params_survive_a_change_and_stay_masked(service, project):
 @pytest.mark.parametrize(
     ("change", "field", "words"),
     [
-        ({"target": {"flow_id": 1}}, "target.flow_id", "flows"),
         ({"target": {"plan_id": 999999}}, "target.plan_id", "does not exist"),
         ({"target": {}}, "target.plan_id", "exactly one"),
         ({"variables": {"nope": "x"}}, "variables.nope", "no variable"),
@@ -147,11 +157,7 @@ def test_bad_timed_jobs_are_refused_naming_the_field(service, project, change, f
     pid = project["id"]
     host = add_local_host(service, project, unique("local"))
     plan = make_plan(service, pid, host)
-    body = {"target": {"plan_id": plan["id"]}, **change}
-    error = make_timed_job(service, pid, expect=422, **body)["error"]
-    assert error["field"] == field, error
-    assert words in error["message"], error
-    assert service.get(f"/projects/{pid}/timed-jobs") == []
+    assert_refused(service, pid, {"target": {"plan_id": plan["id"]}, **change}, field, words)
 
 
 def test_a_required_variable_without_a_value_is_refused_for_a_template(service, project):
@@ -200,7 +206,7 @@ def test_run_now_launches_a_timed_job_instance(service, project):
     assert [entry["id"] for entry in history] == [job["id"]]
     shown = service.get(f"/projects/{pid}/timed-jobs/{timed_job['id']}")
     stats = shown["statistics"]
-    assert stats["last_run"]["id"] == run["id"] and stats["last_run"]["job_status"] == "success"
+    assert stats["last_run"]["id"] == run["id"] and stats["last_run"]["target_status"] == "success"
     assert stats["success_rate"] == 1.0 and stats["consecutive_failures"] == 0
 
 
@@ -364,6 +370,19 @@ def test_two_schedulers_fire_every_second_exactly_once_even_when_one_is_killed(s
     assert shown["enabled"] is False and "no fire time" in shown["disabled_reason"]
 
 
+def assert_skipped_while_running(service, pid: int, timed_job: dict, ended_at) -> None:
+    """Let an every-second timed job with a slow target launch twice: the fires between were skipped, and
+    each launch came after the previous run's target ended (`ended_at(run)`)."""
+    wait_for(lambda: len(runs(service, pid, timed_job, status="launched")) >= 2, timeout=180)
+    service.api("PATCH", f"/projects/{pid}/timed-jobs/{timed_job['id']}", 200, json={"enabled": False})
+    fired = sorted(runs(service, pid, timed_job), key=scheduled)
+    skipped = [run for run in fired if run["status"] == "skipped"]
+    assert skipped and all("still running" in run["reason"] for run in skipped)
+    launched = [run for run in fired if run["status"] == "launched"]
+    for earlier, later in itertools.pairwise(launched):
+        assert datetime.fromisoformat(ended_at(earlier)) <= datetime.fromisoformat(later["fired_at"])
+
+
 def test_overlap_skip_waits_for_the_slow_run_to_end(service, project, schedulers):
     pid = project["id"]
     host = add_local_host(service, project, unique("local"))
@@ -375,15 +394,9 @@ def test_overlap_skip_waits_for_the_slow_run_to_end(service, project, schedulers
         schedule={"every": 1},
         overlap="skip",
     )
-    wait_for(lambda: len(runs(service, pid, timed_job, status="launched")) >= 2, timeout=180)
-    service.api("PATCH", f"/projects/{pid}/timed-jobs/{timed_job['id']}", 200, json={"enabled": False})
-    fired = sorted(runs(service, pid, timed_job), key=scheduled)
-    skipped = [run for run in fired if run["status"] == "skipped"]
-    assert skipped and all("still running" in run["reason"] for run in skipped)
-    launched = [run for run in fired if run["status"] == "launched"]
-    for earlier, later in itertools.pairwise(launched):
-        job = service.wait_job(pid, earlier["job_instance_id"])
-        assert datetime.fromisoformat(job["ended_at"]) <= datetime.fromisoformat(later["fired_at"])
+    assert_skipped_while_running(
+        service, pid, timed_job, lambda run: service.wait_job(pid, run["job_instance_id"])["ended_at"]
+    )
 
 
 def test_overlap_queue_keeps_one_run_waiting_until_the_running_one_ends(service, project, schedulers):
@@ -407,7 +420,7 @@ def test_overlap_queue_keeps_one_run_waiting_until_the_running_one_ends(service,
     time.sleep(2)
     service.api("PATCH", f"/projects/{pid}/timed-jobs/{timed_job['id']}", 200, json={"enabled": False})
     launched = runs(service, pid, timed_job, status="launched")
-    assert [run["id"] for run in launched if run["job_status"] != "terminated"] == [released["id"]]
+    assert [run["id"] for run in launched if run["target_status"] != "terminated"] == [released["id"]]
 
 
 def test_after_an_outage_one_catch_up_run_and_the_rest_missed(service, project, schedulers):
@@ -491,3 +504,130 @@ def test_a_fire_claimed_by_a_scheduler_that_died_is_launched_by_another(service,
     schedulers()
     [run] = wait_for(lambda: runs(service, pid, timed_job, status="launched"))
     assert scheduled(run) == claimed_at and run["job_instance_id"]
+
+
+def timed_flow(service, project: dict, *middle: dict) -> dict:
+    """A flow start → middle → end, with a number and a secret variable."""
+    return create_flow(
+        service,
+        project,
+        chain(
+            *middle,
+            variables=[
+                {"name": "size", "type": "number", "default": 1},
+                {"name": "token", "type": "secret"},
+            ],
+        ),
+    )
+
+
+def flow_tasks_of(service, pid: int, timed_job: dict) -> list[dict]:
+    return service.get_all(f"/projects/{pid}/flow-tasks", timed_job_id=timed_job["id"])
+
+
+@pytest.mark.parametrize(
+    ("target", "variables", "field", "words"),
+    [
+        (None, {"size": "big"}, "variables.size", "number"),
+        (None, {"nope": 1}, "variables.nope", "no variable"),
+        ({"flow_id": 999999}, {}, "target.flow_id", "does not exist"),
+    ],
+)
+def test_a_flow_target_is_checked_on_save(service, project, target, variables, field, words):
+    pid = project["id"]
+    flow = timed_flow(service, project, sleep_node("nap", 0))
+    body = {"target": target or {"flow_id": flow["id"]}, "variables": variables}
+    assert_refused(service, pid, body, field, words)
+
+
+def test_run_now_and_the_trigger_start_flow_tasks_once_each(service, project):
+    pid = project["id"]
+    flow = timed_flow(service, project, sleep_node("nap", 0))
+    timed_job = make_timed_job(
+        service, pid, target={"flow_id": flow["id"]}, variables={"size": 3, "token": "s3cret-value"}
+    )
+    assert timed_job["target"] == {"flow_id": flow["id"]} and timed_job["variables"]["token"] == "******"
+    path = f"/projects/{pid}/timed-jobs/{timed_job['id']}"
+    run = service.post(f"{path}/run-now", expect=202).get_json()
+    assert run["status"] == "launched" and run["flow_task_id"] and run["job_instance_id"] is None
+    task = wait_task(service, project, run["flow_task_id"], ended)
+    assert task["status"] == "success" and task["name"] == timed_job["name"]
+    assert task["timed_job_id"] == timed_job["id"] and task["launched_by"] == "admin"
+    assert task["flow_version"] == 1 and task["variables"] == {"size": 3, "token": "******"}
+
+    first = service.post(trigger_path(timed_job), {"run_key": "ci-1", "variables": {"size": 5}}, expect=202)
+    again = service.post(trigger_path(timed_job), {"run_key": "ci-1", "variables": {"size": 5}}, expect=202)
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert first.get_json()["flow_task_id"] == again.get_json()["flow_task_id"]
+    triggered = wait_task(service, project, first.get_json()["flow_task_id"], ended)
+    assert triggered["status"] == "success" and triggered["variables"]["size"] == 5
+    refused = service.post(trigger_path(timed_job), {"variables": {"size": "x"}}, expect=422).get_json()
+    assert refused["error"]["field"] == "variables.size"
+
+    assert {task["id"] for task in flow_tasks_of(service, pid, timed_job)} == {task["id"], triggered["id"]}
+    assert [entry["target_status"] for entry in runs(service, pid, timed_job)] == ["success", "success"]
+    stats = service.get(path)["statistics"]
+    assert stats["success_rate"] == 1.0 and stats["last_run"]["flow_task_id"] == triggered["id"]
+
+
+def test_a_flow_task_someone_started_under_a_runs_key_is_not_taken_for_that_run(service, project):
+    pid = project["id"]
+    flow = timed_flow(service, project, sleep_node("nap", 0))
+    timed_job = make_timed_job(service, pid, target={"flow_id": flow["id"]})
+    now = datetime.now(UTC)
+    run = TimedJobRun(timed_job_id=timed_job["id"], origin="run_now", scheduled_at=now, fired_at=now)
+    db.session.add(run)
+    db.session.commit()
+    squatter = create_task(service, project, flow, idempotency_key=f"timed-run-{run.id}")
+    started = timed_jobs.start(run, timed_jobs.run_as(db.session.get(TimedJob, timed_job["id"])))
+    assert started.status == "failed_to_launch" and f"flow task {squatter['id']}" in started.reason
+    assert flow_tasks_of(service, pid, timed_job) == []
+
+
+def test_a_failed_flow_task_counts_as_a_failed_run(service, project):
+    pid = project["id"]
+    host = add_local_host(service, project, unique("local"))
+    flow = timed_flow(service, project, script_node("fail", "exit 3", host))
+    timed_job = make_timed_job(service, pid, target={"flow_id": flow["id"]})
+    run = service.post(f"/projects/{pid}/timed-jobs/{timed_job['id']}/run-now", expect=202).get_json()
+    assert wait_task(service, project, run["flow_task_id"], ended)["status"] == "failed"
+    [shown] = runs(service, pid, timed_job)
+    assert shown["target_status"] == "failed"
+    stats = service.get(f"/projects/{pid}/timed-jobs/{timed_job['id']}")["statistics"]
+    assert stats["consecutive_failures"] == 1 and stats["success_rate"] == 0.0
+    assert [failure["id"] for failure in stats["last_failures"]] == [run["id"]]
+
+
+def test_an_every_second_flow_timer_starts_tasks_that_end_in_success(service, project, schedulers):
+    pid = project["id"]
+    schedulers()
+    flow = timed_flow(service, project, sleep_node("nap", 0))
+    timed_job = make_timed_job(
+        service, pid, target={"flow_id": flow["id"]}, variables={"size": 2}, schedule={"every": 1}
+    )
+    wait_for(lambda: len(runs(service, pid, timed_job, status="launched")) >= 3)
+    service.api("PATCH", f"/projects/{pid}/timed-jobs/{timed_job['id']}", 200, json={"enabled": False})
+    launched = runs(service, pid, timed_job, status="launched")
+    assert all(run["flow_task_id"] and run["job_instance_id"] is None for run in launched)
+    for run in launched:
+        task = wait_task(service, project, run["flow_task_id"], ended)
+        assert task["status"] == "success" and task["variables"] == {"size": 2}
+    listed = flow_tasks_of(service, pid, timed_job)
+    assert sorted(task["id"] for task in listed) == sorted(run["flow_task_id"] for run in launched)
+    assert {task["name"] for task in listed} == {timed_job["name"]}
+    assert all(run["target_status"] == "success" for run in runs(service, pid, timed_job, status="launched"))
+
+
+def test_overlap_skip_waits_for_the_slow_flow_task_to_end(service, project, schedulers):
+    pid = project["id"]
+    schedulers()
+    flow = timed_flow(service, project, sleep_node("nap", 3))
+    timed_job = make_timed_job(
+        service, pid, target={"flow_id": flow["id"]}, schedule={"every": 1}, overlap="skip"
+    )
+    assert_skipped_while_running(
+        service,
+        pid,
+        timed_job,
+        lambda run: wait_task(service, project, run["flow_task_id"], ended)["ended_at"],
+    )

@@ -34,7 +34,7 @@ blp = Blueprint(
     "timed_jobs",
     __name__,
     url_prefix="/api/v1/projects",
-    description="Timed jobs: plans, templates and script executions fired on second-level schedules",
+    description="Timed jobs: plans, templates, flows and script executions fired on second-level schedules",
 )
 
 

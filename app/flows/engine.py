@@ -34,7 +34,7 @@ from app.flows.expressions import ConditionError, render
 from app.flows.graph import FlowGraph, Node, NodeType, TimeoutAction, VariableKind, parse
 from app.models import Flow, FlowTask, FlowVersion, NodeAttempt, NodeState, ProjectVariable
 from app.models.base import utcnow
-from app.models.status import NODE_LIVE, FlowTaskStatus, NodeStatus
+from app.models.status import FLOW_TASK_ENDED, NODE_LIVE, FlowTaskStatus, NodeStatus
 from app.services.access import Actor
 from app.services.errors import ServiceError
 
@@ -533,8 +533,7 @@ def after_pass(work: Pass) -> None:
     for state in work.to_start:
         start_atom(work, state)
     schedule(work.task)
-    ending = (FlowTaskStatus.SUCCESS, FlowTaskStatus.FAILED, FlowTaskStatus.REVOKED)
-    if work.task.status in ending and work.task.status != work.status_before:
+    if work.task.status in FLOW_TASK_ENDED and work.task.status != work.status_before:
         ended(work.task)
 
 

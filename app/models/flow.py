@@ -102,6 +102,10 @@ class FlowTask(db.Model):
     # Who did what to the task and its nodes, and why: [{at, username, operation, node, reason}].
     operations: Mapped[list] = mapped_column(JSON, default=list)
     launched_by: Mapped[str] = mapped_column(String(64), default="", index=True)
+    # The timed job whose run started it.
+    timed_job_id: Mapped[int | None] = mapped_column(
+        ForeignKey("timed_job.id", ondelete="SET NULL"), index=True
+    )
     callback_url: Mapped[str | None] = mapped_column(String(2048))
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     # The subflow node this task runs for, when it is a subflow.

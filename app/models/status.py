@@ -110,6 +110,12 @@ class FlowTaskStatus(StrEnum):
         return self in (FlowTaskStatus.SUCCESS, FlowTaskStatus.REVOKED)
 
 
+# A failed task can go on again (retry or skip its failed node); until then it has ended, as a failed job
+# instance has.
+FLOW_TASK_FAILING = frozenset({FlowTaskStatus.FAILED, FlowTaskStatus.REVOKED})
+FLOW_TASK_ENDED = FLOW_TASK_FAILING | {FlowTaskStatus.SUCCESS}
+
+
 class NodeStatus(StrEnum):
     """The state of one node of a flow task."""
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
 from app.models.base import EncryptedText, UTCDateTime, utcnow
+from app.models.flow import FlowTask
 from app.models.job import JobInstance
 from app.models.status import TimedRunStatus
 
@@ -40,7 +41,7 @@ class TimedJob(db.Model):
     project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(255))
     description: Mapped[str] = mapped_column(Text, default="")
-    # {plan_id}, {template_id} or {script_execution: body}; sensitive params live in secret_values.
+    # {plan_id}, {template_id}, {flow_id} or {script_execution: body}; sensitive params are in secret_values.
     target: Mapped[dict] = mapped_column(JSON)
     # Overrides of the target's variables, secrets left out (they live in secret_values).
     variables: Mapped[dict] = mapped_column(JSON, default=dict)
@@ -107,7 +108,10 @@ class TimedJobRun(db.Model):
         ForeignKey("job_instance.id", ondelete="SET NULL"), index=True
     )
 
+    flow_task_id: Mapped[int | None] = mapped_column(ForeignKey("flow_task.id", ondelete="SET NULL"))
+
     job_instance: Mapped[JobInstance | None] = relationship()
+    flow_task: Mapped[FlowTask | None] = relationship()
 
     @property
     def lateness_ms(self) -> int | None:
@@ -116,5 +120,7 @@ class TimedJobRun(db.Model):
         return round((self.fired_at - self.scheduled_at).total_seconds() * 1000)
 
     @property
-    def job_status(self) -> str | None:
-        return self.job_instance.status if self.job_instance else None
+    def target_status(self) -> str | None:
+        """The status of the job instance or flow task it started."""
+        started = self.job_instance or self.flow_task
+        return started.status if started else None

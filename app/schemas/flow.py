@@ -169,6 +169,7 @@ class FlowTaskSchema(Schema):
     skip_nodes = fields.List(fields.String())
     operations = fields.List(fields.Dict(), metadata={"description": "who did what, when and why"})
     launched_by = fields.String()
+    timed_job_id = fields.Integer(metadata={"description": "the timed job whose run started it"})
     callback_url = fields.String()
     parent_node_id = fields.Integer()
     error = fields.String(metadata={"description": "why the task stopped, when it was not a node's failure"})
@@ -187,6 +188,7 @@ class FlowTaskListArgs(FilterArgs):
     )
     flow_id = Id()
     launched_by = fields.String()
+    timed_job_id = Id(metadata={"description": "tasks started by this timed job's runs"})
     name = fields.String(
         validate=validate.Length(min=1), metadata={"description": "part of the name, any case"}
     )

@@ -21,7 +21,7 @@ RUN_STATUSES = [str(status) for status in TimedRunStatus]
 class TimedTargetSchema(Schema):
     plan_id = Id(strict=True, metadata={"description": "launch this job plan"})
     template_id = Id(strict=True, metadata={"description": "launch this job template"})
-    flow_id = Id(strict=True, metadata={"description": "not available yet: refused with a 422"})
+    flow_id = Id(strict=True, metadata={"description": "start a task of this flow's newest version"})
     script_execution = fields.Nested(
         ScriptExecutionSchema(exclude=("idempotency_key",)),
         metadata={"description": "the body of a script execution"},
@@ -118,8 +118,11 @@ class TimedRunSchema(Schema):
     reason = fields.String(metadata={"description": "why it was skipped, missed or failed to launch"})
     run_key = fields.String()
     triggered_by = fields.String()
-    job_instance_id = fields.Integer()
-    job_status = fields.String(metadata={"description": "the status of the job instance it started"})
+    job_instance_id = fields.Integer(metadata={"description": "the job instance it started (a job target)"})
+    flow_task_id = fields.Integer(metadata={"description": "the flow task it started (a flow target)"})
+    target_status = fields.String(
+        metadata={"description": "the status of the job instance or flow task it started"}
+    )
 
 
 class TimedRunArgs(FilterArgs):

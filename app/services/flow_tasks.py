@@ -38,6 +38,8 @@ def tasks_query(project_id: int, filters: dict[str, Any]) -> Select:
         query = query.where(FlowTask.flow_id == filters["flow_id"])
     if "launched_by" in filters:
         query = query.where(FlowTask.launched_by == filters["launched_by"])
+    if "timed_job_id" in filters:
+        query = query.where(FlowTask.timed_job_id == filters["timed_job_id"])
     if "name" in filters:
         query = query.where(FlowTask.name.ilike(contains(filters["name"]), escape="\\"))
     if "created_after" in filters:
@@ -90,8 +92,10 @@ def create_task(
     data: dict[str, Any],
     parent: NodeState | None = None,
     version_number: int | None = None,
+    timed_job_id: int | None = None,
 ) -> FlowTask:
-    """A task of the flow's newest version (or `version_number`), started unless data says start: false."""
+    """A task of the flow's newest version (or `version_number`), started unless data says start: false;
+    `timed_job_id` names the timed job whose run starts it."""
     require(actor, project_id, Action.OPERATE)
     flow = records.get(Flow, flow_id, project_id)
     version = flow.current
@@ -124,6 +128,7 @@ def create_task(
         },
         skip_nodes=list(skip),
         launched_by=actor.username,
+        timed_job_id=timed_job_id,
         callback_url=data.get("callback_url"),
         idempotency_key=data.get("idempotency_key"),
         parent_node_id=parent.id if parent else None,
@@ -463,6 +468,7 @@ def task_view(task: FlowTask) -> dict[str, Any]:
         "skip_nodes": task.skip_nodes,
         "operations": task.operations,
         "launched_by": task.launched_by,
+        "timed_job_id": task.timed_job_id,
         "callback_url": task.callback_url,
         "parent_node_id": task.parent_node_id,
         "error": task.error,

@@ -22,7 +22,10 @@ from sqlalchemy.exc import IntegrityError
 from app.config import MISSED_RECORDED_MAX
 from app.config import current as settings
 from app.extensions import db, redis
+from app.flows import engine
 from app.models import (
+    Flow,
+    FlowTask,
     JobInstance,
     JobPlan,
     JobTemplate,
@@ -35,12 +38,28 @@ from app.models import (
     User,
 )
 from app.models.base import utcnow
-from app.models.status import RUN_FAILING, RUN_FINAL, RunStatus
+from app.models.status import (
+    FLOW_TASK_ENDED,
+    FLOW_TASK_FAILING,
+    RUN_FAILING,
+    RUN_FINAL,
+    FlowTaskStatus,
+    RunStatus,
+)
 from app.scheduler.fire_times import Schedule, fire_times, next_fire, parse_schedule
 from app.secrets import MASK
-from app.services import audit, executions, idempotency, launches, records, templates, variables
+from app.services import (
+    audit,
+    executions,
+    flow_tasks,
+    idempotency,
+    launches,
+    records,
+    templates,
+    variables,
+)
 from app.services.access import Action, Actor, require
-from app.services.errors import Invalid, ServiceError, Unauthorized, fields_under
+from app.services.errors import Conflict, Invalid, ServiceError, Unauthorized, fields_under
 from app.services.identity import hash_token
 from app.services.inventory import resolve_targets
 
@@ -59,11 +78,11 @@ SCHEDULER = Actor(0, "scheduler", False)
 @dataclass(frozen=True)
 class TargetKind:
     """What a timed job can run: how a target of this kind is checked on save (returning the variable
-    definitions the overrides are of) and how it is launched."""
+    definitions the overrides are of) and how a run launches it, once per run however often it is asked
+    (returning what it started: the run's job_instance_id or flow_task_id)."""
 
     check: Callable[[int, Any, dict[str, Any]], list[dict[str, Any]]]
-    # Its last argument is merged into the launch's body: the idempotency claim the run launches under.
-    launch: Callable[[Actor, TimedJob, dict[str, Any], dict[str, Any]], JobInstance]
+    launch: Callable[[Actor, TimedJob, dict[str, Any], int], dict[str, int]]
 
 
 def check_plan(project_id: int, plan_id: int, overrides: dict[str, Any]) -> list[dict[str, Any]]:
@@ -81,6 +100,14 @@ def check_template(project_id: int, template_id: int, overrides: dict[str, Any])
     return expanded.variables
 
 
+def check_flow(project_id: int, flow_id: int, overrides: dict[str, Any]) -> list[dict[str, Any]]:
+    with fields_under("target.flow_id", missing_is_invalid=True):
+        flow = records.get(Flow, flow_id, project_id)
+    graph = engine.graph_of(flow.current)
+    flow_tasks.task_values(graph, flow.current.secret_default_values, overrides)
+    return [{"name": variable.name, "type": variable.kind} for variable in graph.variables.values()]
+
+
 def check_script(project_id: int, body: dict[str, Any], overrides: dict[str, Any]) -> list[dict[str, Any]]:
     if overrides:
         raise Invalid("a script execution has no variables: give it params", "variables")
@@ -93,30 +120,74 @@ def launched_by(timed_job: TimedJob) -> dict[str, Any]:
     return {"launch_type": LaunchType.TIMED, "timed_job_id": timed_job.id}
 
 
-def launch_job(
-    actor: Actor, timed_job: TimedJob, overrides: dict[str, Any], claimed: dict[str, Any]
-) -> JobInstance:
+def run_key(run_id: int) -> str:
+    """The idempotency key a run launches under: a run launched again (its scheduler died while firing)
+    starts nothing new."""
+    return f"timed-run-{run_id}"
+
+
+def job_once(
+    timed_job: TimedJob, run_id: int, launch: Callable[[dict[str, Any]], JobInstance]
+) -> dict[str, int]:
+    """Launch a job instance once per run; `launch` gets the idempotency claim to merge into its body."""
+    job, _ = idempotency.launch_once(timed_job.project_id, TIMED_RUN_ENDPOINT, run_key(run_id), {}, launch)
+    return {"job_instance_id": job.id}
+
+
+def launch_job(actor: Actor, timed_job: TimedJob, overrides: dict[str, Any], run_id: int) -> dict[str, int]:
     kind, target_id = timed_job.target_kind, next(iter(timed_job.target.values()))
     launch = launches.launch_plan if kind == "plan_id" else launches.launch_template
-    data = {"variables": overrides, **claimed}
-    return launch(actor, timed_job.project_id, target_id, data, **launched_by(timed_job))
+    return job_once(
+        timed_job,
+        run_id,
+        lambda claimed: launch(
+            actor,
+            timed_job.project_id,
+            target_id,
+            {"variables": overrides, **claimed},
+            **launched_by(timed_job),
+        ),
+    )
 
 
 def launch_script(
-    actor: Actor, timed_job: TimedJob, _overrides: dict[str, Any], claimed: dict[str, Any]
-) -> JobInstance:
-    body = {**timed_job.target["script_execution"], **claimed}
+    actor: Actor, timed_job: TimedJob, _overrides: dict[str, Any], run_id: int
+) -> dict[str, int]:
+    body = dict(timed_job.target["script_execution"])
     if body.get("sensitive"):
         body["params"] = timed_job.secrets.get("params", [])
-    return executions.launch_script(actor, timed_job.project_id, body, **launched_by(timed_job))
+    return job_once(
+        timed_job,
+        run_id,
+        lambda claimed: executions.launch_script(
+            actor, timed_job.project_id, {**body, **claimed}, **launched_by(timed_job)
+        ),
+    )
+
+
+def launch_flow(actor: Actor, timed_job: TimedJob, overrides: dict[str, Any], run_id: int) -> dict[str, int]:
+    """A started task of the flow's newest version, under the flow tasks' own idempotency key."""
+    key = run_key(run_id)
+    task = flow_tasks.replayed(timed_job.project_id, key) or flow_tasks.create_task(
+        actor,
+        timed_job.project_id,
+        timed_job.target["flow_id"],
+        {"name": timed_job.name, "variables": overrides, "idempotency_key": key},
+        timed_job_id=timed_job.id,
+    )
+    # Users choose flow tasks' keys too: a task someone else started under this one is not this run's.
+    if task.timed_job_id != timed_job.id:
+        raise Conflict(f"flow task {task.id}, not started by this timed job, holds this run's key {key!r}")
+    return {"flow_task_id": task.id}
 
 
 # The launch endpoint timed runs' idempotency keys belong to.
 TIMED_RUN_ENDPOINT = "timed-runs"
-# The one place a target kind meets its launch function; flows join when they exist.
+# The one place a target kind meets its check and launch functions.
 TARGET_KINDS = {
     "plan_id": TargetKind(check_plan, launch_job),
     "template_id": TargetKind(check_template, launch_job),
+    "flow_id": TargetKind(check_flow, launch_flow),
     "script_execution": TargetKind(check_script, launch_script),
 }
 
@@ -193,10 +264,6 @@ def apply(actor: Actor, timed_job: TimedJob, data: dict[str, Any]) -> None:
 
 
 def set_target(timed_job: TimedJob, target: dict[str, Any], given: dict[str, Any] | None) -> None:
-    if "flow_id" in target:
-        raise Invalid(
-            "flows cannot be timed yet: time a plan, a template or a script execution", "target.flow_id"
-        )
     kind = next(iter(target))
     if kind == "script_execution" and target[kind].get("sensitive") and target[kind].get("params") is None:
         # The stored body, whose sensitive params are kept apart.
@@ -347,20 +414,12 @@ def start(run: TimedJobRun, actor: Actor | None, overrides: dict[str, Any] | Non
         if actor is None:
             raise Invalid("the user this timed job runs as no longer exists")
         merged = {**timed_job.override_values, **(overrides or {})}
-        kind = TARGET_KINDS[timed_job.target_kind]
-        # Keyed by the run, so a run launched again (its scheduler died while firing) starts one job.
-        job, _ = idempotency.launch_once(
-            timed_job.project_id,
-            TIMED_RUN_ENDPOINT,
-            f"timed-run-{run_id}",
-            {},
-            lambda claimed: kind.launch(actor, timed_job, merged, claimed),
-        )
+        started = TARGET_KINDS[timed_job.target_kind].launch(actor, timed_job, merged, run_id)
     except ServiceError as exc:
         db.session.rollback()
         reason = f"{exc.field}: {exc.message}" if exc.field else exc.message
         return finish(run_id, TimedRunStatus.FAILED_TO_LAUNCH, reason=reason)
-    return finish(run_id, TimedRunStatus.LAUNCHED, job_instance_id=job.id, launched_at=utcnow())
+    return finish(run_id, TimedRunStatus.LAUNCHED, launched_at=utcnow(), **started)
 
 
 def finish(run_id: int, status: TimedRunStatus, **values: Any) -> TimedJobRun:
@@ -464,13 +523,19 @@ def disable_if_done(timed_job_id: int, last: datetime) -> None:
 
 
 def running_run(timed_job_id: int) -> TimedJobRun | None:
-    """The timed job's latest run being launched, or launched with a job instance that has not ended."""
+    """The timed job's latest run being launched, or launched with a job instance or flow task that has not
+    ended."""
     return db.session.scalar(
         select(TimedJobRun)
         .outerjoin(JobInstance, JobInstance.id == TimedJobRun.job_instance_id)
+        .outerjoin(FlowTask, FlowTask.id == TimedJobRun.flow_task_id)
         .where(
             TimedJobRun.timed_job_id == timed_job_id,
-            or_(TimedJobRun.status == TimedRunStatus.FIRING, JobInstance.status.not_in(RUN_FINAL)),
+            or_(
+                TimedJobRun.status == TimedRunStatus.FIRING,
+                JobInstance.status.not_in(RUN_FINAL),
+                FlowTask.status.not_in(FLOW_TASK_ENDED),
+            ),
         )
         .order_by(TimedJobRun.id.desc())
         .limit(1)
@@ -530,11 +595,17 @@ def outcome(run: TimedJobRun) -> str | None:
     """success or failed for a run that has come to an end one way or the other; None for the others."""
     if run.status == TimedRunStatus.FAILED_TO_LAUNCH:
         return "failed"
-    if run.status != TimedRunStatus.LAUNCHED or run.job_status is None:
+    if run.status != TimedRunStatus.LAUNCHED:
         return None
-    if run.job_status == RunStatus.SUCCESS:
+    if run.job_instance is not None:
+        status, success, failing = run.job_instance.status, RunStatus.SUCCESS, RUN_FAILING
+    elif run.flow_task is not None:
+        status, success, failing = run.flow_task.status, FlowTaskStatus.SUCCESS, FLOW_TASK_FAILING
+    else:
+        return None
+    if status == success:
         return "success"
-    return "failed" if run.job_status in RUN_FAILING else None
+    return "failed" if status in failing else None
 
 
 def statistics(timed_job: TimedJob) -> dict[str, Any]:
@@ -584,7 +655,8 @@ def run_summary(run: TimedJobRun) -> dict[str, Any]:
         "status": run.status,
         "reason": run.reason,
         "job_instance_id": run.job_instance_id,
-        "job_status": run.job_status,
+        "flow_task_id": run.flow_task_id,
+        "target_status": run.target_status,
     }
 
 
