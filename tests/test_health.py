@@ -28,8 +28,13 @@ def wait_health(service, predicate, timeout: float = 60) -> tuple[int, dict]:
         time.sleep(0.5)
 
 
-def live_workers(body: dict) -> list[dict]:
-    return [worker for worker in body["workers"].get("workers", []) if worker["status"] == "ok"]
+def live_workers(body: dict, queue: str = "opsflow") -> list[dict]:
+    """The live workers serving `queue` (the flow engines serve their own)."""
+    return [
+        worker
+        for worker in body["workers"].get("workers", [])
+        if worker["status"] == "ok" and queue in worker["queues"]
+    ]
 
 
 def test_health_lists_workers_and_the_ingester_without_a_token(service):

@@ -334,13 +334,14 @@ def test_rolling_pauses_on_a_failed_batch_and_retries_it(service, project, accou
     assert done["steps"][0]["counts"]["success"] == 4
 
 
-def test_every_retry_adds_an_attempt_and_keeps_the_earlier_ones(service, project, tmp_path):
+def test_every_retry_adds_an_attempt_and_keeps_the_earlier_ones(service, project, lab, account, tmp_path):
     pid = project["id"]
-    hosts = local_hosts(service, project, 2)
+    # Lab hosts over SSH share the test's files; a local host's run is sandboxed and would not.
+    hosts = add_hosts(service, project, lab, 2)
     lock = tmp_path / "lock"
     # Of the hosts running at once, the one that makes the lock succeeds; the others fail.
     content = f"if mkdir '{lock}' 2>/dev/null; then echo won; else echo lost; exit 3; fi"
-    job = run_script(service, project, hosts, content)
+    job = run_script(service, project, hosts, content, account_id=account["id"])
     failed = service.wait_job(pid, job["id"])
     [step] = failed["steps"]
     first = {r["host_id"]: r for r in service.host_results(pid, job["id"])}

@@ -26,26 +26,13 @@ from app.secrets import MASK
 from app.services import callbacks, dispatch, records
 from app.services.access import Action, Actor, require
 from app.services.errors import Conflict, Invalid, NotFound
-from app.services.jobs import contains
+from app.services.jobs import history_filters
 
 
 def tasks_query(project_id: int, filters: dict[str, Any]) -> Select:
     """The project's top-level tasks matching every filter given, newest first."""
     query = select(FlowTask).where(FlowTask.project_id == project_id, FlowTask.parent_node_id.is_(None))
-    if filters.get("status"):
-        query = query.where(FlowTask.status.in_(filters["status"]))
-    if "flow_id" in filters:
-        query = query.where(FlowTask.flow_id == filters["flow_id"])
-    if "launched_by" in filters:
-        query = query.where(FlowTask.launched_by == filters["launched_by"])
-    if "timed_job_id" in filters:
-        query = query.where(FlowTask.timed_job_id == filters["timed_job_id"])
-    if "name" in filters:
-        query = query.where(FlowTask.name.ilike(contains(filters["name"]), escape="\\"))
-    if "created_after" in filters:
-        query = query.where(FlowTask.created_at >= filters["created_after"])
-    if "created_before" in filters:
-        query = query.where(FlowTask.created_at < filters["created_before"])
+    query = history_filters(query, FlowTask, filters, ("flow_id", "launched_by", "timed_job_id"))
     return query.order_by(FlowTask.created_at.desc(), FlowTask.id.desc())
 
 

@@ -61,6 +61,8 @@ def workers(now: datetime) -> Component:
         seen.append(
             {
                 "name": worker.name,
+                # The job workers' queue, or the flow engines' (they never run Ansible).
+                "queues": worker.queue_names(),
                 "status": OK if alive else DOWN,
                 "state": worker.get_state(),
                 "last_heartbeat": beat.isoformat() if beat else None,

@@ -82,23 +82,27 @@ def contains(text: str) -> str:
     return "%" + re.sub(r"([\\%_])", r"\\\1", text) + "%"
 
 
+def history_filters(query: Select, model: Any, filters: dict[str, Any], exact: tuple[str, ...]) -> Select:
+    """The filters every history list shares: any of the statuses given, the `exact` columns equal to
+    their value, a name fragment, and a creation time range."""
+    if filters.get("status"):
+        query = query.where(model.status.in_(filters["status"]))
+    for name in exact:
+        if name in filters:
+            query = query.where(getattr(model, name) == filters[name])
+    if "name" in filters:
+        query = query.where(model.name.ilike(contains(filters["name"]), escape="\\"))
+    if "created_after" in filters:
+        query = query.where(model.created_at >= filters["created_after"])
+    if "created_before" in filters:
+        query = query.where(model.created_at < filters["created_before"])
+    return query
+
+
 def jobs_query(project_id: int, filters: dict[str, Any]) -> Select:
     """History: the project's job instances matching every filter given, newest first."""
     query = select(JobInstance).where(JobInstance.project_id == project_id)
-    if filters.get("status"):
-        query = query.where(JobInstance.status.in_(filters["status"]))
-    if "launched_by" in filters:
-        query = query.where(JobInstance.launched_by == filters["launched_by"])
-    if "launch_type" in filters:
-        query = query.where(JobInstance.launch_type == filters["launch_type"])
-    if "timed_job_id" in filters:
-        query = query.where(JobInstance.timed_job_id == filters["timed_job_id"])
-    if "name" in filters:
-        query = query.where(JobInstance.name.ilike(contains(filters["name"]), escape="\\"))
-    if "created_after" in filters:
-        query = query.where(JobInstance.created_at >= filters["created_after"])
-    if "created_before" in filters:
-        query = query.where(JobInstance.created_at < filters["created_before"])
+    query = history_filters(query, JobInstance, filters, ("launched_by", "launch_type", "timed_job_id"))
     if "host" in filters:
         host = filters["host"]
         targeted = select(HostResult.job_instance_id).where(
