@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What the tests need from the system: OpenSSH (the lab's sshd and Ansible's ssh), bubblewrap (runs are
-# isolated with it) and Debian's Chromium (the API page is checked in a headless browser).
+# isolated with it), Debian's Chromium (the API page is checked in a headless browser) and jq (the README's
+# walkthrough, which a test runs, reads answers with it).
 # Installs what is missing when it can (root with apt-get); otherwise says in one line what to install.
 set -euo pipefail
 
@@ -9,6 +10,7 @@ missing=()
 { command -v ssh && command -v ssh-keygen; } >/dev/null || missing+=(openssh-client)
 command -v bwrap >/dev/null || missing+=(bubblewrap)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v jq >/dev/null || missing+=(jq)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then

@@ -3,10 +3,13 @@ rolling batches, on hosts reached through the local connection."""
 
 from __future__ import annotations
 
+import io
+import json
 import time
 import uuid
 
 import pytest
+import yaml
 
 from tests.conftest import add_hosts, add_local_host, make_member, run_script
 
@@ -703,4 +706,95 @@ def test_a_running_step_is_neither_retried_nor_skipped(service, project):
 def test_bad_documents_are_refused_naming_the_field(service, project, document, field):
     error = service.post(f"/projects/{project['id']}/job-templates/import", document, 422).get_json()["error"]
     assert error["field"] == field, error
+    assert service.get(f"/projects/{project['id']}/job-templates") == []
+
+
+def manual_document(name: str) -> dict:
+    return {
+        "format": "opsflow-job-templates/1",
+        "templates": [{"name": name, "steps": [{"name": "ok?", "type": "manual"}]}],
+    }
+
+
+@pytest.mark.parametrize("form", ["json body", "yaml body", "format and content", "multipart file"])
+def test_a_template_imports_in_every_form_an_inventory_does(service, project, form):
+    pid = project["id"]
+    name = unique("imported")
+    document = manual_document(name)
+    text = yaml.safe_dump(document)
+    sent = {
+        "json body": {"json": document},
+        "yaml body": {"data": text, "headers": {"Content-Type": "application/yaml"}},
+        "format and content": {"json": {"format": "yaml", "content": text}},
+        "multipart file": {
+            "data": {"file": (io.BytesIO(json.dumps(document).encode()), "release.json")},
+            "content_type": "multipart/form-data",
+        },
+    }[form]
+    imported = service.api("POST", f"/projects/{pid}/job-templates/import", 201, **sent).get_json()
+    assert [t["name"] for t in imported["templates"]] == [name]
+    assert [t["name"] for t in service.get(f"/projects/{pid}/job-templates")] == [name]
+
+
+@pytest.mark.parametrize(
+    "sent, field",
+    [
+        ({"json": {"format": "xml", "content": "x: 1"}}, "format"),
+        ({"json": {"content": 5}}, "content"),
+        ({"data": {"file": (b"x: 1", "a.yaml"), "content": "x: 1"}}, "content"),
+        ({"data": {"file": (b"\xff\xfe", "a.yaml")}}, "file"),
+        ({"json": {"format": "yaml", "content": "format: [unclosed"}}, "document"),
+    ],
+)
+def test_a_bad_import_form_is_refused_naming_the_field(service, project, sent, field):
+    if "data" in sent:
+        raw, filename = sent["data"]["file"]
+        sent = {
+            "data": {**sent["data"], "file": (io.BytesIO(raw), filename)},
+            "content_type": "multipart/form-data",
+        }
+    error = service.api("POST", f"/projects/{project['id']}/job-templates/import", 422, **sent).get_json()[
+        "error"
+    ]
+    assert error["field"] == field, error
+
+
+def test_an_import_reports_every_missing_reference_at_once(service, project):
+    document = {
+        "format": "opsflow-job-templates/1",
+        "templates": [
+            {
+                "name": unique("inner"),
+                "steps": [
+                    {
+                        "name": "a",
+                        "type": "script",
+                        "script": {"script_id": "nowhere"},
+                        "targets": {"hosts": ["h1"]},
+                    },
+                ],
+            },
+            {
+                "name": unique("outer"),
+                "variables": [{"name": "servers", "type": "host_list", "default": {"groups": ["web"]}}],
+                "steps": [
+                    {"name": "b", "type": "template", "template": {"template_id": "missing"}},
+                    {"name": "c", "type": "manual", "account_id": "deploy"},
+                ],
+            },
+        ],
+    }
+    document["templates"][1]["steps"].append(
+        {"name": "d", "type": "template", "template": {"template_id": document["templates"][0]["name"]}}
+    )
+    error = service.post(f"/projects/{project['id']}/job-templates/import", document, 422).get_json()["error"]
+    assert {problem["path"] for problem in error["details"]["errors"]} == {
+        "templates.0.steps.0.script.script_id",
+        "templates.0.steps.0.targets.hosts.0",
+        "templates.1.variables.0.default.groups.0",
+        "templates.1.steps.0.template.template_id",
+        "templates.1.steps.1.account_id",
+    }, error
+    assert error["message"].startswith("5 references find nothing in this project"), error
+    assert error["field"] == error["details"]["errors"][0]["path"] == "templates.0.steps.0.targets.hosts.0"
     assert service.get(f"/projects/{project['id']}/job-templates") == []

@@ -18,6 +18,7 @@ from app.schemas.inventory import (
 from app.services import inventory_import
 from app.services.access import Action, require
 from app.services.inventory_formats import FORMATS
+from app.services.uploads import with_upload
 
 blp = Blueprint(
     "inventories", __name__, url_prefix="/api/v1/projects", description="Ansible inventories in and out"
@@ -53,7 +54,7 @@ class InventoryImport(MethodView):
         require(actor, pid, Action.OPERATE)
         file = request.files.get("file")
         if file is not None:
-            data = inventory_import.with_upload(data, file.filename or "", file.read())
+            data = with_upload(data, file.filename or "", file.read(), inventory_import.FORMAT_OF_SUFFIX)
         return inventory_import.import_inventory(actor, pid, data)
 
 

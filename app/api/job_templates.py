@@ -19,13 +19,16 @@ from app.schemas.job import JobSchema
 from app.schemas.template import (
     ExportArgs,
     ImportResultSchema,
+    ImportTextSchema,
     LaunchSchema,
     TemplateSchema,
 )
 from app.services import launches, template_exchange, templates
 from app.services.errors import Invalid
+from app.services.uploads import with_upload
 
 MEDIA_TYPES = {"json": "application/json", "yaml": "application/yaml"}
+FORMAT_OF_SUFFIX = {".json": "json", ".yaml": "yaml", ".yml": "yaml"}
 
 blp = Blueprint(
     "job_templates",
@@ -63,22 +66,48 @@ class TemplateImport(MethodView):
     @blp.doc(
         requestBody={
             "content": {
-                "application/json": {"schema": {"type": "object"}},
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "description": "the exported document, or {format, content} with its text",
+                    }
+                },
                 "application/yaml": {"schema": {"type": "string"}},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            "format": {"type": "string", "enum": list(MEDIA_TYPES)},
+                        },
+                        "required": ["file"],
+                    }
+                },
             }
         }
     )
     @blp.response(201, ImportResultSchema)
     def post(self, pid: int):
-        """Create the templates and plans of an exported document (JSON, or YAML text), all or none."""
-        if request.is_json:
-            document = request.get_json(silent=True)
-            if document is None:
-                raise Invalid("the body is not valid JSON", "document")
-        else:
-            document = template_exchange.parse(request.get_data(as_text=True))
-        created, plans = template_exchange.import_document(current_actor(), pid, document)
+        """Create the templates and plans of an exported document, all or none: the document as the JSON
+        body, its YAML or JSON text as the body, `{format, content}`, or a multipart upload in `file`."""
+        created, plans = template_exchange.import_document(current_actor(), pid, sent_document())
         return {"templates": created, "plans": plans}
+
+
+def sent_document() -> Any:
+    """The document of an import request, in whichever form it came."""
+    file = request.files.get("file")
+    if file is not None:
+        text = with_upload(request.form.to_dict(), file.filename or "", file.read(), FORMAT_OF_SUFFIX)
+        return template_exchange.parse(template_exchange.load(ImportTextSchema(), text)["content"])
+    if not request.is_json:
+        return template_exchange.parse(request.get_data(as_text=True))
+    body = request.get_json(silent=True)
+    if body is None:
+        raise Invalid("the body is not valid JSON", "document")
+    if isinstance(body, dict) and "content" in body:
+        return template_exchange.parse(template_exchange.load(ImportTextSchema(), body)["content"])
+    return body
 
 
 @blp.route("/<int:pid>/job-templates/<int:item_id>/launch")

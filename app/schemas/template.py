@@ -281,3 +281,12 @@ class ExportArgs(FilterArgs):
 class ImportResultSchema(Schema):
     templates = fields.List(fields.Nested(TemplateSchema))
     plans = fields.List(fields.Nested(PlanSchema))
+
+
+class ImportTextSchema(Schema):
+    """A document sent as text in a JSON body, as inventories are."""
+
+    format = fields.String(
+        validate=validate.OneOf(["json", "yaml"]), metadata={"description": "json or yaml"}
+    )
+    content = fields.String(required=True, metadata={"description": "the exported document's text"})

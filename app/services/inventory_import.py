@@ -9,7 +9,6 @@ the same changes and writes nothing. Labels are Opsflow's own and stay as they a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from marshmallow import ValidationError
@@ -180,18 +179,6 @@ def export(project_id: int, fmt: str, group_id: int | None = None) -> str:
     if group_id is not None:
         records.get(Group, group_id, project_id)
     return render(load(project_id, group_id), fmt)
-
-
-def with_upload(data: dict[str, Any], filename: str, raw: bytes) -> dict[str, Any]:
-    """The import request with the uploaded file's text as content, and its format from the name if unsaid."""
-    if "content" in data:
-        raise Invalid("send the inventory as content or as a file, not both", "content")
-    try:
-        content = raw.decode()
-    except UnicodeDecodeError as exc:
-        raise Invalid("the file is not UTF-8 text", "file") from exc
-    fmt = data.get("format") or FORMAT_OF_SUFFIX.get(Path(filename).suffix.lower())
-    return {**data, "content": content, **({"format": fmt} if fmt else {})}
 
 
 def import_inventory(actor: Actor, project_id: int, data: dict[str, Any]) -> dict[str, Any]:

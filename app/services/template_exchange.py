@@ -114,6 +114,7 @@ def import_document(actor: Actor, project_id: int, document: Any) -> tuple[list[
     if not isinstance(entries, list) or not entries:
         raise Invalid("give at least one template", "templates")
     refuse_cycles(entries)
+    refuse_missing_references(project_id, entries)
     created: dict[str, JobTemplate] = {}
     to_id = id_of(project_id, created)
     try:
@@ -136,6 +137,36 @@ def import_document(actor: Actor, project_id: int, document: Any) -> tuple[list[
         raise
     db.session.commit()
     return list(created.values()), plans
+
+
+def refuse_missing_references(project_id: int, entries: list[Any]) -> None:
+    """Invalid listing every reference of the templates that names nothing in the project (nor in the
+    document), so that one answer shows all a project lacks for the import."""
+    in_document = {entry.get("name") for entry in entries if isinstance(entry, dict)}
+    to_id = id_of(project_id, {})
+    problems: list[dict[str, str]] = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            continue
+
+        def check(model: type, name: Any, where: str, prefix: str = f"templates.{index}") -> Any:
+            if model is JobTemplate and isinstance(name, str) and name in in_document:
+                return name
+            try:
+                return to_id(model, name, where)
+            except Invalid as exc:
+                problems.append({"path": f"{prefix}.{exc.field}", "message": exc.message})
+                return name
+
+        translated_refs(entry, check)
+    if problems:
+        count = "1 reference finds" if len(problems) == 1 else f"{len(problems)} references find"
+        first = problems[0]
+        raise Invalid(
+            f"{count} nothing in this project: {first['path']}: {first['message']}",
+            first["path"],
+            {"errors": problems},
+        )
 
 
 def flush(conflict: str, field: str) -> None:
