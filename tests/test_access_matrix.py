@@ -766,6 +766,15 @@ def test_every_task_and_node_operation_takes_operate(service, world, caller):
     assert failures == []
 
 
+@pytest.mark.parametrize("method", ["POST", "DELETE"])
+def test_an_outsider_cannot_tell_which_timed_jobs_a_project_has(service, world, method):
+    answers_to = {
+        path: service.api(method, f"{path}/trigger-secret", 404, token=world.tokens["nobody"]).get_json()
+        for path in (fresh_timed_job(world), f"/projects/{world.project}/timed-jobs/999999")
+    }
+    assert len({str(answer) for answer in answers_to.values()}) == 1, answers_to
+
+
 @pytest.mark.parametrize("caller", CALLERS)
 def test_deleting_a_project(service, world, caller):
     response = service.api("DELETE", f"/projects/{world.project}", token=world.tokens[caller])
