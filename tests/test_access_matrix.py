@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from app.api.flows import NODE_OPERATIONS, TASK_OPERATIONS
 from tests.conftest import ADMIN_TOKEN, add_local_host, basic_auth
 
 PASSWORD = "matrix-Password-2026"
@@ -199,6 +200,137 @@ def template_rows() -> dict[tuple[str, str], tuple[str, Request]]:
     return rows
 
 
+NAP = {"id": "nap", "type": "activity", "atom": "sleep", "inputs": {"seconds": 0}}
+FLOW_GRAPH = {
+    "nodes": [{"id": "start", "type": "start"}, NAP, {"id": "end", "type": "end"}],
+    "edges": [{"from": "start", "to": "nap"}, {"from": "nap", "to": "end"}],
+}
+
+
+def fresh_flow(w: World) -> int:
+    return w.make(f"/projects/{w.project}/flows", {"name": w.unique("f"), **FLOW_GRAPH})
+
+
+def fresh_task(w: World) -> str:
+    """A task of a new flow, created and not started, as its URL path."""
+    task = w.make(f"/projects/{w.project}/flows/{fresh_flow(w)}/tasks", {"start": False})
+    return f"/projects/{w.project}/flow-tasks/{task}"
+
+
+def fresh_variable(w: World) -> int:
+    return w.make(f"/projects/{w.project}/variables", {"name": w.unique("v"), "value": 1})
+
+
+def timed_job_body(w: World, on_template: bool = False) -> dict:
+    """A timed job on a script execution or a template, disabled so that it never fires."""
+    script = {"script": {"language": "bash", "content": "true"}, "targets": {"hosts": [w.host]}}
+    target = {"template_id": fresh_template(w)} if on_template else {"script_execution": script}
+    schedule = {"cron": "0 0 3 * * *"}
+    return {"name": w.unique("timer"), "target": target, "schedule": schedule, "enabled": False}
+
+
+def fresh_timed_job(w: World, on_template: bool = False) -> str:
+    """A new timed job, as its URL path."""
+    timed_jobs = f"/projects/{w.project}/timed-jobs"
+    return f"{timed_jobs}/{w.make(timed_jobs, timed_job_body(w, on_template))}"
+
+
+def flow_rows() -> dict[tuple[str, str], tuple[str, Request]]:
+    """Flows, their versions and tasks, the operations on tasks and nodes, and project variables."""
+    flows, tasks = "/api/v1/projects/<int:pid>/flows", "/api/v1/projects/<int:pid>/flow-tasks"
+    variables = "/api/v1/projects/<int:pid>/variables"
+    return {
+        ("GET", flows): ("read", lambda w: (f"/projects/{w.project}/flows", None)),
+        ("POST", flows): (
+            "operate",
+            lambda w: (f"/projects/{w.project}/flows", {"name": w.unique("f"), **FLOW_GRAPH}),
+        ),
+        ("GET", f"{flows}/<int:item_id>"): (
+            "read",
+            lambda w: (f"/projects/{w.project}/flows/{fresh_flow(w)}", None),
+        ),
+        ("PATCH", f"{flows}/<int:item_id>"): (
+            "operate",
+            lambda w: (f"/projects/{w.project}/flows/{fresh_flow(w)}", {"description": "x"}),
+        ),
+        ("DELETE", f"{flows}/<int:item_id>"): (
+            "operate",
+            lambda w: (f"/projects/{w.project}/flows/{fresh_flow(w)}", None),
+        ),
+        ("GET", f"{flows}/<int:item_id>/versions"): (
+            "read",
+            lambda w: (f"/projects/{w.project}/flows/{fresh_flow(w)}/versions", None),
+        ),
+        ("GET", f"{flows}/<int:item_id>/versions/<int:number>"): (
+            "read",
+            lambda w: (f"/projects/{w.project}/flows/{fresh_flow(w)}/versions/1", None),
+        ),
+        ("POST", f"{flows}/<int:item_id>/tasks"): (
+            "operate",
+            lambda w: (f"/projects/{w.project}/flows/{fresh_flow(w)}/tasks", {"start": False}),
+        ),
+        ("GET", tasks): ("read", lambda w: (f"/projects/{w.project}/flow-tasks", None)),
+        ("GET", f"{tasks}/<int:tid>"): ("read", lambda w: (fresh_task(w), None)),
+        # Pausing a task that has not started: a 409 for whoever may operate it, after the access check.
+        ("POST", f"{tasks}/<int:tid>/<string:op>"): ("operate", lambda w: (f"{fresh_task(w)}/pause", {})),
+        ("GET", f"{tasks}/<int:tid>/nodes/<string:node>"): (
+            "read",
+            lambda w: (f"{fresh_task(w)}/nodes/nap", None),
+        ),
+        # Approving a sleep: a 409 for whoever may operate it, after the access check.
+        ("POST", f"{tasks}/<int:tid>/nodes/<string:node>/<string:op>"): (
+            "operate",
+            lambda w: (f"{fresh_task(w)}/nodes/nap/approve", {}),
+        ),
+        ("GET", variables): ("read", lambda w: (f"/projects/{w.project}/variables", None)),
+        ("POST", variables): (
+            "admin",
+            lambda w: (f"/projects/{w.project}/variables", {"name": w.unique("v"), "value": 1}),
+        ),
+        ("GET", f"{variables}/<int:item_id>"): (
+            "read",
+            lambda w: (f"/projects/{w.project}/variables/{fresh_variable(w)}", None),
+        ),
+        ("PATCH", f"{variables}/<int:item_id>"): (
+            "admin",
+            lambda w: (f"/projects/{w.project}/variables/{fresh_variable(w)}", {"value": 2}),
+        ),
+        ("DELETE", f"{variables}/<int:item_id>"): (
+            "admin",
+            lambda w: (f"/projects/{w.project}/variables/{fresh_variable(w)}", None),
+        ),
+    }
+
+
+def timed_job_rows() -> dict[tuple[str, str], tuple[str, Request]]:
+    """Timed jobs, their runs and trigger secrets; the trigger as called with a token (its secret is
+    tests/test_timed_jobs.py's)."""
+    timed_jobs = "/api/v1/projects/<int:pid>/timed-jobs"
+    item = f"{timed_jobs}/<int:item_id>"
+    return {
+        ("GET", timed_jobs): ("read", lambda w: (f"/projects/{w.project}/timed-jobs", None)),
+        ("POST", timed_jobs): (
+            "operate",
+            lambda w: (f"/projects/{w.project}/timed-jobs", timed_job_body(w, on_template=True)),
+        ),
+        ("GET", item): ("read", lambda w: (fresh_timed_job(w), None)),
+        ("PATCH", item): ("operate", lambda w: (fresh_timed_job(w, on_template=True), {"description": "x"})),
+        ("DELETE", item): ("operate", lambda w: (fresh_timed_job(w), None)),
+        ("GET", f"{item}/preview"): ("read", lambda w: (f"{fresh_timed_job(w)}/preview", None)),
+        ("GET", f"{item}/runs"): ("read", lambda w: (f"{fresh_timed_job(w)}/runs", None)),
+        ("POST", f"{item}/run-now"): ("operate", lambda w: (f"{fresh_timed_job(w)}/run-now", None)),
+        ("POST", f"{item}/trigger"): ("operate", lambda w: (f"{fresh_timed_job(w)}/trigger", {})),
+        ("POST", f"{item}/trigger-secret"): (
+            "operate",
+            lambda w: (f"{fresh_timed_job(w)}/trigger-secret", None),
+        ),
+        ("DELETE", f"{item}/trigger-secret"): (
+            "operate",
+            lambda w: (f"{fresh_timed_job(w)}/trigger-secret", None),
+        ),
+    }
+
+
 # Made off, so that it never takes part in another test's checks.
 NEW_RULE = {"pattern": "matrix-never-[0-9]{64}", "action": "scan", "enabled": False}
 
@@ -294,6 +426,8 @@ def rule_rows(public: bool) -> dict[tuple[str, str], tuple[str, Request]]:
 
 MATRIX: dict[tuple[str, str], tuple[str, Request]] = {
     **template_rows(),
+    **flow_rows(),
+    **timed_job_rows(),
     **script_rows(public=True),
     **script_rows(public=False),
     **rule_rows(public=True),
@@ -554,6 +688,12 @@ def expected(need: str, caller: str) -> str:
     return "404"
 
 
+def answers(want: str, got: int) -> bool:
+    """Whether status `got` is what `expected` said: allowed is anything but a refusal or a crash (a 409
+    for a state that forbids the operation comes after the access check)."""
+    return got not in (401, 403, 404) and got < 500 if want == "allowed" else str(got) == want
+
+
 @pytest.fixture
 def world(service) -> World:
     tag = uuid.uuid4().hex[:8]
@@ -606,12 +746,33 @@ def test_access(service, world, caller):
         response = service.api(method, path, token=world.tokens[caller], json=body)
         want = expected(need, caller)
         got = response.status_code
-        ok = got not in (401, 403, 404) and got < 500 if want == "allowed" else str(got) == want
+        ok = answers(want, got)
         if want == "allowed" and got == 404 and rule.endswith("/tokens/<int:token_id>"):
             ok = True  # revoking a token that is not yours: allowed, and answered as missing
         if not ok:
             failures.append(f"{method} {path} as {caller}: {got}, expected {want}")
     assert failures == []
+
+
+@pytest.mark.parametrize("caller", ["viewer", "operator"])
+def test_every_task_and_node_operation_takes_operate(service, world, caller):
+    """One row stands for all the operations of a task or a node: each goes through the same check."""
+    want = expected("operate", caller)
+    failures = []
+    for path in [*(f"/{op}" for op in TASK_OPERATIONS), *(f"/nodes/nap/{op}" for op in NODE_OPERATIONS)]:
+        got = service.api("POST", fresh_task(world) + path, token=world.tokens[caller], json={}).status_code
+        if not answers(want, got):
+            failures.append(f"{path} as {caller}: {got}, expected {want}")
+    assert failures == []
+
+
+@pytest.mark.parametrize("method", ["POST", "DELETE"])
+def test_an_outsider_cannot_tell_which_timed_jobs_a_project_has(service, world, method):
+    answers_to = {
+        path: service.api(method, f"{path}/trigger-secret", 404, token=world.tokens["nobody"]).get_json()
+        for path in (fresh_timed_job(world), f"/projects/{world.project}/timed-jobs/999999")
+    }
+    assert len({str(answer) for answer in answers_to.values()}) == 1, answers_to
 
 
 @pytest.mark.parametrize("caller", CALLERS)

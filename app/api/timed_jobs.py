@@ -118,13 +118,13 @@ class TimedJobTriggerSecret(MethodView):
     @blp.response(201, TriggerUrlSchema)
     def post(self, pid: int, item_id: int):
         """A new trigger secret, shown once in the trigger URL; the old one stops working."""
-        timed_job = records.get(TimedJob, item_id, pid)
-        return {"trigger_url": trigger_url(timed_job, timed_jobs.rotate_secret(current_actor(), timed_job))}
+        timed_job, secret = timed_jobs.rotate_secret(current_actor(), pid, item_id)
+        return {"trigger_url": trigger_url(timed_job, secret)}
 
     @blp.response(204)
     def delete(self, pid: int, item_id: int):
         """Revoke the trigger secret: the trigger endpoint then takes project tokens only."""
-        timed_jobs.revoke_secret(current_actor(), records.get(TimedJob, item_id, pid))
+        timed_jobs.revoke_secret(current_actor(), pid, item_id)
 
 
 auth.SECRET_ENDPOINTS["timed_jobs.TimedJobTrigger"] = given_secret

@@ -315,17 +315,18 @@ def preview(timed_job: TimedJob, count: int) -> list[dict[str, str]]:
     ]
 
 
-def rotate_secret(actor: Actor, timed_job: TimedJob) -> str:
-    """A new trigger secret; the old one stops working at once."""
-    require(actor, timed_job.project_id, Action.OPERATE)
+def rotate_secret(actor: Actor, project_id: int, timed_job_id: int) -> tuple[TimedJob, str]:
+    """The timed job and its new trigger secret; the old one stops working at once."""
+    require(actor, project_id, Action.OPERATE)
+    timed_job = records.get(TimedJob, timed_job_id, project_id)
     secret = new_trigger_secret(timed_job)
     db.session.commit()
-    return secret
+    return timed_job, secret
 
 
-def revoke_secret(actor: Actor, timed_job: TimedJob) -> None:
-    require(actor, timed_job.project_id, Action.OPERATE)
-    timed_job.trigger_secret_hash = None
+def revoke_secret(actor: Actor, project_id: int, timed_job_id: int) -> None:
+    require(actor, project_id, Action.OPERATE)
+    records.get(TimedJob, timed_job_id, project_id).trigger_secret_hash = None
     db.session.commit()
 
 
