@@ -150,9 +150,10 @@ def wait_ended(service: RunningService, project: int, job_id: int) -> dict:
     return ended
 
 
-def embedded_redis(service: RunningService) -> psutil.Process:
+def embedded_redis(service: RunningService) -> psutil.Process | None:
+    """The supervisor's redis-server; None while it has none (between a death and the restart)."""
     supervisor = psutil.Process(service.process.pid)
-    return next(child for child in supervisor.children() if "redis-server" in child.name())
+    return next((child for child in supervisor.children() if "redis-server" in child.name()), None)
 
 
 def test_the_embedded_redis_killed_mid_run_is_restarted_and_the_run_ends(short_tmp_dir, lab):
@@ -165,9 +166,10 @@ def test_the_embedded_redis_killed_mid_run_is_restarted_and_the_run_ends(short_t
         job_id = first.json()["id"]
         wait_hosts_running(service, project, job_id)
         killed = embedded_redis(service)
+        assert killed is not None
         killed.send_signal(signal.SIGKILL)
         killed.wait(10)
-        restarted = wait_for(lambda: embedded_redis(service), lambda process: True, timeout=30)
+        restarted = wait_for(lambda: embedded_redis(service), lambda process: process is not None, timeout=30)
         assert restarted.pid != killed.pid
         ended = wait_ended(service, project, job_id)
         assert ended["status"] in {"success", "abnormal"}, ended
