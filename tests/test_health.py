@@ -47,6 +47,9 @@ def test_health_lists_workers_and_the_ingester_without_a_token(service):
     assert all(worker["last_heartbeat"] for worker in live)
     assert body["ingester"]["status"] == "ok"
     assert [entry["last_heartbeat"] for entry in body["ingester"]["ingesters"]]
+    # The fixture's flow engine is its own part, not counted among the job workers.
+    assert [engine["queues"] for engine in body["engines"]["workers"]] == [["flows"]]
+    assert body["engines"]["status"] == "ok"
     assert set(body["ingester"]["backlog"]) == {"unread", "pending"}
 
 

@@ -1,5 +1,5 @@
-"""Health of the service's parts: the database, Redis, the workers and the ingester; and whether runs
-are sandboxed.
+"""Health of the service's parts: the database, Redis, the job workers, the flow engines and the ingester;
+and whether runs are sandboxed.
 
 Each check answers a component: `{"status": "ok" | "down" | "unknown", ...}` with what it saw. The
 service is healthy when every component is ok. Workers are RQ's own records (RQ keeps each worker's last
@@ -25,6 +25,7 @@ from app.execution.ingest import GROUP
 from app.execution.isolation import isolation
 from app.execution.keys import ingester_key
 from app.extensions import db, redis
+from app.flows.engine import QUEUE_NAME as FLOW_QUEUE
 
 OK, DOWN, UNKNOWN = "ok", "down", "unknown"
 Component = dict[str, Any]
@@ -52,16 +53,17 @@ def redis_server() -> Component:
     return {"status": OK}
 
 
-def workers(now: datetime) -> Component:
-    """Every worker RQ knows, with its last heartbeat; ok while one of them is alive."""
+def rq_workers(now: datetime, queue: str) -> Component:
+    """The RQ workers serving `queue`, with their last heartbeats; ok while one of them is alive."""
     seen = []
     for worker in Worker.all(connection=redis.client):
+        if queue not in worker.queue_names():
+            continue
         beat = aware(worker.last_heartbeat)
         alive = beat is not None and (now - beat).total_seconds() <= WORKER_TTL_SECONDS
         seen.append(
             {
                 "name": worker.name,
-                # The job workers' queue, or the flow engines' (they never run Ansible).
                 "queues": worker.queue_names(),
                 "status": OK if alive else DOWN,
                 "state": worker.get_state(),
@@ -70,6 +72,16 @@ def workers(now: datetime) -> Component:
         )
     seen.sort(key=lambda worker: worker["name"])
     return {"status": OK if any(worker["status"] == OK for worker in seen) else DOWN, "workers": seen}
+
+
+def workers(now: datetime) -> Component:
+    """The job workers: they run Ansible."""
+    return rq_workers(now, settings().queue_name)
+
+
+def engines(now: datetime) -> Component:
+    """The flow engines: they advance flow tasks and never run Ansible."""
+    return rq_workers(now, FLOW_QUEUE)
 
 
 def ingester(_now: datetime) -> Component:
@@ -115,7 +127,11 @@ def sandbox() -> Component:
 
 
 # What reads Redis: unknown while Redis cannot be reached.
-REDIS_COMPONENTS: dict[str, Callable[[datetime], Component]] = {"workers": workers, "ingester": ingester}
+REDIS_COMPONENTS: dict[str, Callable[[datetime], Component]] = {
+    "workers": workers,
+    "engines": engines,
+    "ingester": ingester,
+}
 
 
 def report() -> dict[str, Any]:
