@@ -148,9 +148,10 @@ def engine(name: str | None) -> None:
     also fires due wake-ups and sweeps for tasks nobody advances."""
     import threading
 
-    from rq import Queue, SimpleWorker
+    from rq import Queue
 
     from app import create_app
+    from app.execution.worker import EngineWorker
     from app.extensions import redis
     from app.flows.engine import QUEUE_NAME
     from app.flows.wakeups import drain
@@ -159,7 +160,7 @@ def engine(name: str | None) -> None:
     settings: Settings = app.config["OPSFLOW"]
     threading.Thread(target=drain, args=(app, settings.reaper_interval), daemon=True).start()
     with app.app_context():
-        SimpleWorker([Queue(QUEUE_NAME, connection=redis.client)], connection=redis.client, name=name).work()
+        EngineWorker([Queue(QUEUE_NAME, connection=redis.client)], connection=redis.client, name=name).work()
 
 
 @cli.command()
