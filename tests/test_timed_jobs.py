@@ -431,8 +431,9 @@ def test_after_an_outage_one_catch_up_run_and_the_rest_missed(service, project, 
     service.stop("scheduler")
     stopped = datetime.now(UTC)
     time.sleep(8)
-    schedulers()
+    # Taken before the start: the restarted scheduler's own fires come after it, and only catch-ups before.
     restarted = datetime.now(UTC)
+    schedulers()
     wait_for(lambda: any(scheduled(run) > restarted for run in runs(service, pid, timed_job)))
     service.api("PATCH", f"/projects/{pid}/timed-jobs/{timed_job['id']}", 200, json={"enabled": False})
     outage = [
