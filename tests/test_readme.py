@@ -115,7 +115,19 @@ def test_the_readme_runs_as_written(readme_service, lab, tmp_path):
             assert 200 <= status < 400 or expected, f"{where}: {message}\n{out}"
         said = ENDED_LINE.findall(text)
         seen = [printed for printed in out.splitlines() if printed in FINAL]
-        assert seen == said, f"{where}: the jobs ended {seen}, the README says {said}\n{out}"
+        assert seen == said, (
+            f"{where}: the jobs ended {seen}, the README says {said}\n{out}\n{host_results(readme_service)}"
+        )
+
+
+def host_results(service: RunningService) -> str:
+    """Every job's host results, status to stderr: what a wrong ending needs explained."""
+    lines = []
+    for job in service.call("GET", "/projects/1/jobs?page_size=100").json():
+        for result in service.call("GET", f"/projects/1/jobs/{job['id']}/host-results").json():
+            fields = ("host_name", "status", "exit_code", "error", "stdout", "stderr")
+            lines.append(f"job {job['id']}: " + " | ".join(str(result.get(name)) for name in fields))
+    return "\n".join(lines)
 
 
 def read(path: Path) -> str:
