@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import jsonify
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -109,7 +110,7 @@ class Task(MethodView):
     @blp.response(200, FlowTaskSchema)
     def get(self, pid: int, tid: int):
         """A task: its state, values, outputs, operations, and every node's state and attempts."""
-        return flow_tasks.task_view(flow_tasks.get_task(current_actor(), pid, tid))
+        return flow_tasks.read_task(current_actor(), pid, tid)
 
 
 @blp.route("/<int:pid>/flow-tasks/<int:tid>/<string:op>")
@@ -129,7 +130,8 @@ class TaskNode(MethodView):
     @blp.response(200, NodeStateSchema)
     def get(self, pid: int, tid: int, node: str):
         """One node of a task: its state, attempts and what it waits for."""
-        return flow_tasks.node_view(current_actor(), pid, tid, node)
+        # The service renders a node as the API shows it (the schema documents it).
+        return jsonify(flow_tasks.node_view(current_actor(), pid, tid, node))
 
 
 @blp.route("/<int:pid>/flow-tasks/<int:tid>/nodes/<string:node>/<string:op>")

@@ -10,7 +10,7 @@ from marshmallow import Schema, ValidationError, fields, post_dump, validate, va
 from app.flows.graph import VariableKind
 from app.models import FlowCategory
 from app.models.status import FlowTaskStatus, NodeStatus
-from app.schemas.fields import IDENTIFIER, Id
+from app.schemas.fields import IDENTIFIER, Id, Rendered
 from app.schemas.query import FilterArgs
 from app.secrets import MASK
 
@@ -134,7 +134,7 @@ class NodeAttemptSchema(Schema):
 
 
 class NodeStateSchema(Schema):
-    id = fields.String(attribute="node_id")
+    id = fields.String()
     name = fields.String()
     type = fields.String()
     atom = fields.String()
@@ -176,7 +176,7 @@ class FlowTaskSchema(Schema):
     created_at = fields.DateTime()
     started_at = fields.DateTime()
     ended_at = fields.DateTime()
-    nodes = fields.List(fields.Nested(NodeStateSchema))
+    nodes = Rendered(fields.Nested(NodeStateSchema))
 
     def version_number(self, task: Any) -> int:
         return task["flow_version"] if isinstance(task, dict) else task.flow_version.version

@@ -5,13 +5,14 @@ recorded on the task, and asks the engine to advance the task once committed."""
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from rq import Queue, Retry
-from sqlalchemy import Select, select
+from sqlalchemy import Row, Select, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
 from app.config import current as settings
@@ -19,7 +20,7 @@ from app.extensions import db, redis
 from app.flows import engine
 from app.flows.atoms import Failed
 from app.flows.graph import FlowGraph, NodeType, VariableKind, value_problem
-from app.models import Flow, FlowTask, NodeState
+from app.models import Flow, FlowTask, NodeAttempt, NodeState
 from app.models.base import utcnow
 from app.models.status import NODE_LIVE, FlowTaskStatus, NodeStatus
 from app.secrets import MASK
@@ -139,9 +140,12 @@ def create_task(
     return task
 
 
-def get_task(actor: Actor, project_id: int, task_id: int, action: Action = Action.READ) -> FlowTask:
+def get_task(
+    actor: Actor, project_id: int, task_id: int, action: Action = Action.READ, *, with_nodes: bool = True
+) -> FlowTask:
+    """The task; with its node states loaded as objects, for an operation to change them."""
     require(actor, project_id, action)
-    task = engine.load_task(task_id)
+    task = engine.load_task(task_id) if with_nodes else db.session.get(FlowTask, task_id)
     if task is None or task.project_id != project_id:
         raise NotFound(f"flow task {task_id} does not exist")
     return task
@@ -390,8 +394,55 @@ def shown_values(task: FlowTask) -> dict[str, Any]:
     return {**task.values, **dict.fromkeys(task.secret_value_map, MASK)}
 
 
-def node_entry(task: FlowTask, graph: FlowGraph, state: NodeState) -> dict[str, Any]:
-    """One node's state, rendered inputs, attempts and what it waits for."""
+# What a read shows of each node and attempt, read as rows: a task may have thousands of nodes.
+NODE_COLUMNS = (
+    NodeState.id,
+    NodeState.node_id,
+    NodeState.status,
+    NodeState.runs,
+    NodeState.retries,
+    NodeState.paused_before,
+    NodeState.waiting,
+    NodeState.inputs,
+    NodeState.outputs,
+    NodeState.error,
+    NodeState.due_at,
+    NodeState.job_instance_id,
+    NodeState.started_at,
+    NodeState.ended_at,
+)
+ATTEMPT_COLUMNS = (
+    NodeAttempt.node_state_id,
+    NodeAttempt.number,
+    NodeAttempt.run,
+    NodeAttempt.status,
+    NodeAttempt.inputs,
+    NodeAttempt.outputs,
+    NodeAttempt.error,
+    NodeAttempt.job_instance_id,
+    NodeAttempt.child_task_id,
+    NodeAttempt.started_at,
+    NodeAttempt.ended_at,
+)
+ATTEMPT_FIELDS = ("number", "run", "status", "inputs", "outputs", "error", "job_instance_id", "child_task_id")
+
+
+def node_rows(task_id: int, node_id: str | None = None) -> list[tuple[Row, list[Any]]]:
+    """The task's node states (or the one named), in order, each with its attempts: two queries."""
+    states = select(*NODE_COLUMNS).where(NodeState.task_id == task_id)
+    attempts = select(*ATTEMPT_COLUMNS).join(NodeState).where(NodeState.task_id == task_id)
+    if node_id is not None:
+        states = states.where(NodeState.node_id == node_id)
+        attempts = attempts.where(NodeState.node_id == node_id)
+    by_state = defaultdict(list)
+    for attempt in db.session.execute(attempts.order_by(NodeAttempt.node_state_id, NodeAttempt.number)):
+        by_state[attempt.node_state_id].append(attempt._mapping)
+    return [(state, by_state[state.id]) for state in db.session.execute(states.order_by(NodeState.id))]
+
+
+def node_entry(task: FlowTask, graph: FlowGraph, state: Row, attempts: list[Any]) -> dict[str, Any]:
+    """One node's state, rendered inputs, attempts and what it waits for, as the API shows it (JSON values:
+    a task's read renders thousands of them, too many to pass through its schema one field at a time)."""
     node = graph.nodes[state.node_id]
     kept = state.waiting or {}
     waiting_for = None
@@ -403,7 +454,7 @@ def node_entry(task: FlowTask, graph: FlowGraph, state: NodeState) -> dict[str, 
             "url": f"/api/v1/projects/{task.project_id}/flow-tasks/{task.id}/nodes/{state.node_id}/callback",
         }
     return {
-        "node_id": state.node_id,
+        "id": state.node_id,
         "name": node.name,
         "type": node.type,
         "atom": node.atom,
@@ -415,33 +466,45 @@ def node_entry(task: FlowTask, graph: FlowGraph, state: NodeState) -> dict[str, 
         "inputs": state.inputs,
         "outputs": state.outputs,
         "error": state.error,
-        "due_at": state.due_at,
+        "due_at": iso(state.due_at),
         "job_instance_id": state.job_instance_id,
         "waiting_for": waiting_for,
-        "started_at": state.started_at,
-        "ended_at": state.ended_at,
-        "attempts": state.attempts,
+        "started_at": iso(state.started_at),
+        "ended_at": iso(state.ended_at),
+        "attempts": [
+            {
+                **{name: attempt[name] for name in ATTEMPT_FIELDS},
+                "started_at": iso(attempt["started_at"]),
+                "ended_at": iso(attempt["ended_at"]),
+            }
+            for attempt in attempts
+        ],
     }
+
+
+def iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
 
 
 def node_view(actor: Actor, project_id: int, task_id: int, node_id: str) -> dict[str, Any]:
     """One node of a task, read alone (a task of thousands of nodes is not loaded for it)."""
     require(actor, project_id, Action.READ)
     task = records.get(FlowTask, task_id, project_id)
-    state = db.session.scalar(
-        select(NodeState)
-        .where(NodeState.task_id == task.id, NodeState.node_id == node_id)
-        .options(selectinload(NodeState.attempts))
-    )
-    if state is None:
+    found = node_rows(task.id, node_id)
+    if not found:
         raise NotFound(f"task {task_id} has no node {node_id!r}")
-    return node_entry(task, task_graph(task), state)
+    return node_entry(task, task_graph(task), *found[0])
+
+
+def read_task(actor: Actor, project_id: int, task_id: int) -> dict[str, Any]:
+    """The task as GET shows it, its nodes read as rows."""
+    return task_view(get_task(actor, project_id, task_id, with_nodes=False))
 
 
 def task_view(task: FlowTask) -> dict[str, Any]:
     """The task with every node's state, attempts and what it waits for."""
     graph = task_graph(task)
-    nodes = [node_entry(task, graph, state) for state in task.nodes]
+    nodes = [node_entry(task, graph, state, attempts) for state, attempts in node_rows(task.id)]
     return {
         "id": task.id,
         "project_id": task.project_id,
