@@ -29,11 +29,11 @@ def wait_health(service, predicate, timeout: float = 60) -> tuple[int, dict]:
         time.sleep(0.5)
 
 
-def live_workers(body: dict, queue: str = "opsflow") -> list[dict]:
-    """The live workers serving `queue` (the flow engines serve their own)."""
+def live_workers(body: dict, part: str = "workers", queue: str = "opsflow") -> list[dict]:
+    """The live workers of a part (job workers, or flow engines) serving `queue`."""
     return [
         worker
-        for worker in body["workers"].get("workers", [])
+        for worker in body[part].get("workers", [])
         if worker["status"] == "ok" and queue in worker["queues"]
     ]
 
@@ -50,7 +50,7 @@ def test_health_lists_workers_and_the_ingester_without_a_token(service):
     assert [entry["last_heartbeat"] for entry in body["ingester"]["ingesters"]]
     # The fixture's flow engine is its own part, not counted among the job workers (an engine an earlier
     # test stopped stays listed, down, until its registration expires).
-    assert [engine["queues"] for engine in live_workers(body, FLOW_QUEUE)] == [["flows"]]
+    assert [engine["queues"] for engine in live_workers(body, "engines", FLOW_QUEUE)] == [["flows"]]
     assert body["engines"]["status"] == "ok"
     assert set(body["ingester"]["backlog"]) == {"unread", "pending"}
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 import subprocess
-import tempfile
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -160,12 +158,19 @@ def test_first_key_recorded_changed_key_refused_forgotten_key_accepted(
 
 
 @pytest.fixture
-def strict_runner(redis_url):
-    # A short data dir: ssh's control sockets live in the run's directory, and socket paths are short.
-    data_dir = Path(tempfile.mkdtemp(prefix="hk-"))
-    with runner_for(redis_url, data_dir, ssh_host_key_checking="strict") as runner:
+def strict_runner(redis_url, tmp_path):
+    with runner_for(redis_url, tmp_path, ssh_host_key_checking="strict") as runner:
         yield runner
-    shutil.rmtree(data_dir)
+
+
+def test_a_run_under_a_deep_data_dir_reaches_its_host(redis_url, tmp_path, lab):
+    # Deeper than a Unix socket's path may be: ssh's control sockets must not live under it.
+    data_dir = tmp_path / ("d" * 60) / ("e" * 40)
+    data_dir.mkdir(parents=True)
+    with runner_for(redis_url, data_dir) as runner:
+        outcome, [event] = run_on_lab(runner, lab, random.randint(10**6, 10**7))
+    assert outcome == RunOutcome(RunStatus.SUCCESS), json.dumps(event)
+    assert event["stdout"].strip() == "hi"
 
 
 def run_on_lab(runner: Runner, lab, project_id: int) -> tuple[RunOutcome, list[dict]]:

@@ -15,6 +15,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -131,7 +132,9 @@ class Runner:
         except Conflict as exc:
             return RunOutcome(RunStatus.FAILED, exc.message)
         data_dir = self._prepare(request)
-        marker, control_dir = secrets.token_hex(12), str(data_dir / "cp")
+        # ssh's control sockets need a short path (a socket's path holds at most 107 bytes), which a
+        # run's directory under a deep data dir may not give.
+        marker, control_dir = secrets.token_hex(12), tempfile.mkdtemp(prefix="opsflow-cp-", dir="/tmp")
         watchdog_args = [marker, control_dir, *map(str, self._secret_files(data_dir))]
         watchdog = subprocess.Popen(
             [sys.executable, "-m", "app.execution.watchdog", *watchdog_args],
@@ -155,13 +158,14 @@ class Runner:
                 event_handler=lambda event: event.get("event") == RECAP_EVENT,
                 settings={"pexpect_timeout": CANCEL_POLL_SECONDS, "suppress_ansible_output": True},
                 quiet=True,
-                **self._sandbox(request, data_dir),
+                **self._sandbox(request, data_dir, control_dir),
             )
             outcome = self._outcome(result, data_dir, request)
         except Exception as exc:
             outcome = RunOutcome(RunStatus.ABNORMAL, f"the run could not start: {exc}")
         finally:
             kill_marked(marker, control_dir)
+            shutil.rmtree(control_dir, ignore_errors=True)
             watchdog.communicate(DONE)
             self._clean(data_dir, request)
             if self.settings.ssh_host_key_checking == HOST_KEY_ACCEPT_NEW and request.project_id is not None:
@@ -174,14 +178,14 @@ class Runner:
             return ProjectKnownHosts(data_dir / "known_hosts")
         return ProjectKnownHosts(self.settings.known_hosts_dir / str(request.project_id))
 
-    def _sandbox(self, request: RunRequest, data_dir: Path) -> dict[str, Any]:
+    def _sandbox(self, request: RunRequest, data_dir: Path, control_dir: str) -> dict[str, Any]:
         """ansible-runner's bubblewrap settings: the run sees its own directory, Ansible, the callback's
         Redis socket and the paths its request names; the data dir and the service's home stay hidden."""
         settings = self.settings
         if not isolation(settings).sandboxed:
             return {}
         readable = [Path(sys.prefix), Path(sys.base_prefix), CALLBACK_DIR, ACTION_DIR, *request.readable]
-        writable = list(request.writable)
+        writable = [*request.writable, Path(control_dir)]
         if settings.embedded_redis:
             readable.append(settings.redis_socket)
         if settings.ssh_host_key_checking != HOST_KEY_OFF:
@@ -200,7 +204,7 @@ class Runner:
 
     def _prepare(self, request: RunRequest) -> Path:
         data_dir = self.settings.runs_dir / f"{request.slice_id}-{secrets.token_hex(4)}"
-        for sub in ("project", "inventory", "env", "cp"):
+        for sub in ("project", "inventory", "env"):
             (data_dir / sub).mkdir(parents=True, mode=0o700)
         compiled = request.compiled
         playbook = (

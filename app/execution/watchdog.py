@@ -16,6 +16,7 @@ with the stream named by OPSFLOW_REDIS_URL, OPSFLOW_EVENT_STREAM, OPSFLOW_SLICE_
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -43,6 +44,7 @@ def report_lost(environ: dict[str, str]) -> None:
 def main(marker: str, control_dir: str, secret_files: list[str]) -> None:
     if sys.stdin.buffer.read() != DONE:
         kill_marked(marker, control_dir)
+        shutil.rmtree(control_dir, ignore_errors=True)
         for path in secret_files:
             Path(path).unlink(missing_ok=True)
         report_lost(dict(os.environ))
