@@ -712,6 +712,28 @@ def test_a_lost_queue_entry_and_lost_wake_ups_are_found_by_the_sweep(service, pr
     assert task["status"] == "success"
 
 
+def test_an_engine_killed_while_a_node_runs_leaves_the_task_to_the_next_engine(service, project) -> None:
+    host = add_local_host(service, project)
+    flow = create_flow(
+        service, project, chain(script_node("slow", "sleep 4; echo slept", host), sleep_node("then", 0))
+    )
+    task = create_task(service, project, flow)
+    task = wait_task(
+        service, project, task["id"], lambda task: nodes_of(task)["slow"]["job_instance_id"], timeout=90
+    )
+    job_id = nodes_of(task)["slow"]["job_instance_id"]
+    service.stop("engine")
+    try:
+        # The job instance ends while no engine runs: its end waits in Redis for the next one.
+        assert service.wait_job(project["id"], job_id)["status"] == "success"
+    finally:
+        service.start("engine", "engine")
+    task = wait_task(service, project, task["id"], ended, timeout=120)
+    assert task["status"] == "success", task
+    slow = nodes_of(task)["slow"]
+    assert len(slow["attempts"]) == 1 and slow["job_instance_id"] == job_id
+
+
 def test_the_callback_url_is_posted_once_when_the_task_ends(service, project, http_server) -> None:
     flow = create_flow(service, project, chain(sleep_node("nap", 0)))
     # A path of its own: the run on each database has its task 1, and both post to this server.
