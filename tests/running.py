@@ -48,7 +48,7 @@ class RunningService:
             "PORT": str(self.port),
             "OPSFLOW_DATA_DIR": str(data_dir),
             "OPSFLOW_WORKERS": "1",
-            "OPSFLOW_HEARTBEAT_TTL": "6",
+            "OPSFLOW_HEARTBEAT_TTL": "9",
             "OPSFLOW_REAPER_INTERVAL": "1",
             **env,
         }

@@ -51,7 +51,9 @@ CALLBACK_DIR = ROOT / "plugins" / "callback"
 ACTION_DIR = ROOT / "plugins" / "action"
 # A service user whose home is / has no home to hide.
 ROOT_DIR = Path("/")
-HEARTBEAT_EVERY = 5.0
+# A run's heartbeat is written this many times per TTL, so that two late beats in a row (a loaded
+# machine) do not yet read as a lost worker.
+HEARTBEATS_PER_TTL = 3
 # The one ansible-runner event kept on disk: without it, ansible-playbook stopped before its recap.
 RECAP_EVENT = "playbook_on_stats"
 # ansible-runner checks for a cancel once per pexpect timeout.
@@ -306,13 +308,13 @@ class Runner:
     def _cancel_callback(self, request: RunRequest) -> Callable[[], bool]:
         beat = heartbeat_key(request.slice_id)
         cancel = cancel_key(request.job_id)
-        last_beat = 0.0
+        last_beat, every = 0.0, self.settings.heartbeat_ttl / HEARTBEATS_PER_TTL
 
         def cancelled() -> bool:
             nonlocal last_beat
             now = time.monotonic()
             try:
-                if now - last_beat >= HEARTBEAT_EVERY:
+                if now - last_beat >= every:
                     self.redis.set(beat, "1", ex=self.settings.heartbeat_ttl)
                     last_beat = now
                 return bool(self.redis.exists(cancel))
