@@ -105,8 +105,12 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 def _sqlite_pragmas(connection, _record) -> None:
     # WAL lets the API read while the ingester writes; the busy timeout queues writers instead of failing.
+    # synchronous=NORMAL: in WAL mode a commit does not wait for the disk (the log is synced at
+    # checkpoints); the database stays consistent after a crash, and a power loss may take back the
+    # last commits.
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
