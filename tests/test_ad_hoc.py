@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 
-from tests.conftest import add_hosts, add_local_host, make_member
+from tests.conftest import add_hosts, add_local_host, add_unreachable_host, make_member
 from tests.test_script_execution import INJECTION
 
 
@@ -116,11 +116,7 @@ def test_arguments_are_data(service, project, account, lab):
 
 def test_unreachable_host_and_non_zero_exit(service, project, account, lab):
     good = add_hosts(service, project, lab, 1, first=420)
-    bad = service.post(
-        f"/projects/{project['id']}/hosts",
-        {"name": "nowhere", "address": "127.0.0.254", "port": 1},
-        expect=201,
-    ).get_json()
+    bad = add_unreachable_host(service, project)
     done, results = run(service, project, [*good, bad], "ping", account_id=account["id"])
     assert done["status"] == "failed"
     assert done["counts"]["success"] == 1 and done["counts"]["unreachable"] == 1
@@ -195,7 +191,7 @@ def test_allowed_modules_and_bad_input(service, project, account, lab):
     refused({"module": ""}, "module")
     refused({"args": 42}, "args")
     refused({"args": ["a"]}, "args")
-    refused({"args": {"x": {"__ansible_unsafe": "y"}}}, "args.x")
+    refused({"args": {"x": {"__ansible_unsafe": "y"}}}, "args.x.__ansible_unsafe")
     refused({"module": "command"}, "args")
     refused({"module": "shell", "args": 'echo "unbalanced'}, "args")
     refused({"module": "copy", "args": {"_ansible_check_mode": False}}, "args")
