@@ -19,6 +19,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app import datadir
     from app.api import (
         accounts,
+        ad_hoc,
         audit,
         auth,
         danger_rules,
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         reachability,
         files,
         transfers,
+        ad_hoc,
         flows,
         timed_jobs,
         audit,

@@ -8,6 +8,7 @@ package listening on a socket in the same directory.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +71,26 @@ def _choice(name: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
     return value
+
+
+# The modules an ad-hoc command may run unless OPSFLOW_AD_HOC_MODULES says otherwise.
+AD_HOC_MODULES_DEFAULT = (
+    "ping", "setup", "command", "shell", "service", "systemd", "copy", "file", "stat", "apt", "yum",
+    "package", "user", "group", "reboot",
+)  # fmt: skip
+_MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def ad_hoc_modules(value: str | None) -> tuple[str, ...]:
+    """OPSFLOW_AD_HOC_MODULES: module names, separated by commas or spaces (ansible.builtin's by their
+    short names, collections' by their full names); unset or empty: the default list."""
+    names = tuple(dict.fromkeys(name for name in re.split(r"[\s,]+", value or "") if name))
+    if not names:
+        return AD_HOC_MODULES_DEFAULT
+    wrong = [name for name in names if not _MODULE_NAME.match(name)]
+    if wrong:
+        raise ValueError(f"OPSFLOW_AD_HOC_MODULES holds names that are not module names: {', '.join(wrong)}")
+    return names
 
 
 HOST_KEY_ACCEPT_NEW, HOST_KEY_STRICT, HOST_KEY_OFF = "accept-new", "strict", "off"
@@ -143,6 +164,8 @@ class Settings:
     reaper_interval: int = 5
     # Seconds a launch's idempotency key is kept: a retry within it answers with the first job instance.
     idempotency_key_ttl: int = 24 * 3600
+    # The modules ad-hoc commands may run.
+    ad_hoc_modules: tuple[str, ...] = AD_HOC_MODULES_DEFAULT
     queue_name: str = "opsflow"
     event_stream: str = "opsflow:events"
     # Every change of a timed job is announced here, so that the schedulers update that one schedule.
@@ -209,6 +232,7 @@ class Settings:
             over_limit=_choice("OPSFLOW_OVER_LIMIT", ("queue", "refuse")),
             reaper_interval=_int("OPSFLOW_REAPER_INTERVAL", 5),
             idempotency_key_ttl=_int("OPSFLOW_IDEMPOTENCY_KEY_TTL", 24 * 3600),
+            ad_hoc_modules=ad_hoc_modules(os.environ.get("OPSFLOW_AD_HOC_MODULES")),
         )
 
 

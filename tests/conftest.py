@@ -318,6 +318,12 @@ def add_hosts(service: Service, project: dict, lab: SshLab, count: int, first: i
     return hosts
 
 
+def add_unreachable_host(service: Service, project: dict, name: str = "nowhere") -> dict:
+    """A host nothing answers for: no one listens on port 1 of its address, so connecting is refused."""
+    body = {"name": name, "address": "127.0.0.254", "port": 1}
+    return service.post(f"/projects/{project['id']}/hosts", body, expect=201).get_json()
+
+
 def run_script(
     service: Service, project: dict, hosts: list[dict], content: str, expect: int = 202, **extra
 ) -> Any:

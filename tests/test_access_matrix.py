@@ -605,6 +605,10 @@ MATRIX: dict[tuple[str, str], tuple[str, Request]] = {
             {"script": {"content": "true"}, "targets": {"hosts": [w.host]}, "account_id": w.account},
         ),
     ),
+    ("POST", "/api/v1/projects/<int:pid>/ad-hoc-runs"): (
+        "operate",
+        lambda w: (f"/projects/{w.project}/ad-hoc-runs", {"module": "ping", "targets": {"hosts": [w.host]}}),
+    ),
     ("GET", "/api/v1/projects/<int:pid>/files"): ("read", lambda w: (f"/projects/{w.project}/files", None)),
     ("POST", "/api/v1/projects/<int:pid>/files"): (
         "operate",
@@ -654,6 +658,10 @@ MATRIX: dict[tuple[str, str], tuple[str, Request]] = {
     ("GET", "/api/v1/projects/<int:pid>/jobs/<int:jid>/host-results/<int:host_id>/log"): (
         "read",
         lambda w: (f"/projects/{w.project}/jobs/{w.job}/host-results/{w.host}/log", None),
+    ),
+    ("GET", "/api/v1/projects/<int:pid>/jobs/<int:jid>/host-results/<int:host_id>/tasks"): (
+        "read",
+        lambda w: (f"/projects/{w.project}/jobs/{w.job}/host-results/{w.host}/tasks", None),
     ),
     ("POST", "/api/v1/projects/<int:pid>/jobs/<int:jid>/relaunch"): (
         "operate",

@@ -15,7 +15,7 @@ import pytest
 from app.execution.ingest import error_of, host_status
 from app.execution.runner import CALLBACK_DIR
 from app.models import HostStatus
-from tests.conftest import add_hosts
+from tests.conftest import add_hosts, add_unreachable_host
 from tests.sshd import SshLab
 
 ODD_NAME = "-rf my 'file' \"quoted\" é 日本.txt"
@@ -305,11 +305,7 @@ def test_cancel_midway_leaves_no_partial_file(service, project, account, lab, ta
 def test_relaunch_failed_only_pushes_to_failed_targets(service, project, account, lab, target_dir):
     [good] = add_hosts(service, project, lab, 1, first=65)
     stored = upload(service, project, b"r\n", name="r.txt")
-    nowhere = service.post(
-        f"/projects/{project['id']}/hosts",
-        {"name": "nowhere", "address": "127.0.0.254", "port": 1},
-        expect=201,
-    ).get_json()
+    nowhere = add_unreachable_host(service, project)
     body = {
         "sources": [{"file_id": stored["id"]}],
         "target_path": str(target_dir),

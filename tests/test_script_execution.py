@@ -7,7 +7,7 @@ import time
 
 import psutil
 
-from tests.conftest import add_hosts, add_local_host, run_script
+from tests.conftest import add_hosts, add_local_host, add_unreachable_host, run_script
 
 INJECTION = "{{ lookup('pipe', 'id') }}"
 # A command line no other test run on this machine uses, so leftovers found are this run's.
@@ -56,12 +56,7 @@ def test_non_zero_exit_keeps_streams_apart(service, project, account, lab):
 
 def test_unreachable_host_fails_alone(service, project, account, lab):
     good = add_hosts(service, project, lab, 1, first=20)
-    # Nothing listens on port 1 of this address: the connection is refused.
-    bad = service.post(
-        f"/projects/{project['id']}/hosts",
-        {"name": "nowhere", "address": "127.0.0.254", "port": 1},
-        expect=201,
-    ).get_json()
+    bad = add_unreachable_host(service, project)
     job = run_script(service, project, [*good, bad], "echo hi", account_id=account["id"])
     done = service.wait_job(project["id"], job["id"])
     assert done["status"] == "failed"

@@ -22,6 +22,7 @@ blp = Blueprint("audit", __name__, url_prefix="/api/v1", description="The audit 
 ACTIONS = {
     ("jobs.ScriptExecutions", "POST"): ("job", "launch"),
     ("transfers.FileTransfers", "POST"): ("job", "launch"),
+    ("ad_hoc.AdHocRuns", "POST"): ("job", "launch"),
     ("jobs.JobCancel", "POST"): ("job", "cancel"),
     ("jobs.JobRelaunch", "POST"): ("job", "relaunch"),
     ("flows.FlowTasks", "POST"): ("flow_task", "launch"),

@@ -22,6 +22,8 @@ from app.schemas.job import (
     RetrySchema,
     ScriptExecutionSchema,
     StepOperationSchema,
+    TaskResultArgs,
+    TaskResultSchema,
 )
 from app.services import executions, jobs, records, step_operations
 from app.services.access import Action, require
@@ -151,6 +153,19 @@ class HostLog(MethodView):
             mimetype="text/plain",
             headers=attachment(f"job-{jid}-host-{host_id}.log"),
         )
+
+
+@blp.route("/<int:pid>/jobs/<int:jid>/host-results/<int:host_id>/tasks")
+class HostTasks(MethodView):
+    @filter_arguments(blp, TaskResultArgs)
+    @blp.response(200, TaskResultSchema(many=True))
+    @blp.paginate(SelectPage)
+    def get(self, filters: dict[str, Any], pid: int, jid: int, host_id: int):
+        """One host's task results in the job, in the order they ran (step by step): name, role, status,
+        message, changed, diff and times; its latest attempts, or `attempt`; paged, filtered by status.
+        A playbook's and an ad-hoc command's tasks; a script step's one task is its host result."""
+        require(current_actor(), pid, Action.READ)
+        return jobs.host_tasks_query(records.get(JobInstance, jid, pid), host_id, filters)
 
 
 @blp.route("/<int:pid>/jobs/<int:jid>/steps/<int:sid>/output-groups")

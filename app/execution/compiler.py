@@ -88,6 +88,7 @@ class CompiledStep:
     A user's playbook comes as `playbook_text`, written as it is rather than `playbook` dumped.
     `extra_vars` go to ansible-playbook with `-e`, and `options` are its command-line arguments.
     A `task_count` other than 1 means several tasks per host, whose recap decides each host's status.
+    `on_controller` says what of the run reads user-chosen files of the controller, if anything does.
     """
 
     playbook: list[dict[str, Any]]
@@ -97,6 +98,7 @@ class CompiledStep:
     playbook_text: str | None = None
     extra_vars: dict[str, Any] = field(default_factory=dict)
     options: list[str] = field(default_factory=list)
+    on_controller: str | None = None
 
 
 def unsafe(value: Any) -> Any:

@@ -36,7 +36,7 @@ from app.models import (
     TaskResult,
 )
 from app.models.base import UTCDateTime
-from app.models.job import PLAYBOOK_TASKS, digest_of
+from app.models.job import AD_HOC, PLAYBOOK_TASKS, digest_of
 from app.models.status import HOST_PENDING
 from app.secrets import Cipher
 from app.services.dispatch import after_commit
@@ -51,7 +51,8 @@ AUTH_FAILURE = re.compile(
 # Ansible reports a file it could not send to a host it had just run a command on as a connection
 # failure; the host was reached, and what failed is the transfer.
 TRANSFER_FAILURE = re.compile(r"Failed to connect to the host via (scp|sftp): ")
-OK_OUTCOMES = frozenset({"ok", "changed", "skipped"})
+# A rescued failure is no host's failure: the block's rescue took it.
+OK_OUTCOMES = frozenset({"ok", "changed", "skipped", "rescued"})
 
 
 # What ssh says when a host's key differs from the one recorded for it.
@@ -170,6 +171,7 @@ def apply_events(events: list[dict[str, Any]]) -> None:
             select(
                 Slice.id,
                 StepInstance.task_count,
+                StepInstance.kind,
                 StepInstance.id.label("step_id"),
                 StepInstance.job_instance_id,
             )
@@ -208,9 +210,11 @@ def apply_events(events: list[dict[str, Any]]) -> None:
         elif kind == "task_start":
             starts.setdefault(hosts[slice_id, event["host"]], {"ts": timestamp(event["ts"])})
         elif kind == "task_result":
-            single = slices[slice_id].task_count == 1
+            piece = slices[slice_id]
+            # A one-task step's result is its host's result; an ad-hoc command's is shown as a task too.
+            keep_task = piece.task_count != 1 or piece.kind == AD_HOC
             hid = hosts[slice_id, event["host"]]
-            status = host_status(event["outcome"], event["msg"], slices[slice_id].task_count)
+            status = host_status(event["outcome"], event["msg"], piece.task_count)
             results.append(
                 {
                     "hid": hid,
@@ -226,7 +230,7 @@ def apply_events(events: list[dict[str, Any]]) -> None:
                     "ended": timestamp(event["end"]) if status.final else None,
                 }
             )
-            if not single:
+            if keep_task:
                 tasks.append(task_row(hid, event))
     if starts:
         db.session.execute(START, [{"hid": hid, **values} for hid, values in starts.items()])
@@ -272,16 +276,20 @@ def checksum_verified(failed: bool, msg: str) -> bool | None:
 
 
 def task_row(host_result_id: int, event: dict[str, Any]) -> dict[str, Any]:
+    role = event.get("role")
     return {
         "host_result_id": host_result_id,
         "seq": event["seq"],
         "task": event["task"][:255],
+        "role": role[:255] if role else None,
         "action": event["action"][:128],
         "outcome": event["outcome"],
+        "changed": bool(event.get("changed")),
         "exit_code": event["rc"],
         "stdout": event["stdout"],
         "stderr": event["stderr"],
         "msg": event["msg"],
+        "diff": event.get("diff") or None,
         "started_at": timestamp(event["start"]),
         "ended_at": timestamp(event["end"]),
     }

@@ -104,6 +104,8 @@ def runs_on_controller(compiled: CompiledStep) -> str | None:
     """What of the run executes user content on the controller (a user's playbook, local hosts), if any."""
     if compiled.playbook_text is not None:
         return "playbook steps"
+    if compiled.on_controller is not None:
+        return compiled.on_controller
     hosts = (
         variables
         for group in compiled.inventory.get("all", {}).get("children", {}).values()

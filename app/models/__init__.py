@@ -28,6 +28,7 @@ from app.models.status import (
     HostStatus,
     NodeStatus,
     RunStatus,
+    TaskStatus,
     TimedRunStatus,
     VersionState,
 )
@@ -80,6 +81,7 @@ __all__ = [
     "StepType",
     "StoredFile",
     "TaskResult",
+    "TaskStatus",
     "TimedJob",
     "TimedJobRun",
     "TimedRunStatus",

@@ -6,7 +6,7 @@ import hashlib
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, true
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
@@ -50,6 +50,8 @@ def digest_of(stdout: str) -> str:
 EMPTY_OUTPUT_DIGEST = digest_of("")
 # The task count of a user's playbook, which is not known ahead: each host's recap decides its status.
 PLAYBOOK_TASKS = 0
+# The step (and job) kind of an ad-hoc command: one task, whose result is kept as a task result too.
+AD_HOC = "ad_hoc"
 
 
 class JobInstance(db.Model):
@@ -235,7 +237,9 @@ class HostResult(db.Model):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    tasks: Mapped[list[TaskResult]] = relationship(order_by="TaskResult.seq", cascade="all, delete-orphan")
+    tasks: Mapped[list[TaskResult]] = relationship(
+        order_by="TaskResult.seq", cascade="all, delete-orphan", back_populates="host_result"
+    )
 
     @property
     def duration(self) -> float | None:
@@ -245,7 +249,8 @@ class HostResult(db.Model):
 
 
 class TaskResult(db.Model):
-    """One task's result on one host, for playbooks of several tasks."""
+    """One task's result on one host (one attempt of it), for playbooks of several tasks and ad-hoc
+    commands; `seq` is its place in the host's run."""
 
     __tablename__ = "task_result"
     __table_args__ = (UniqueConstraint("host_result_id", "seq"),)
@@ -254,14 +259,28 @@ class TaskResult(db.Model):
     host_result_id: Mapped[int] = mapped_column(ForeignKey("host_result.id", ondelete="CASCADE"))
     seq: Mapped[int] = mapped_column(Integer)
     task: Mapped[str] = mapped_column(String(255), default="")
+    # The role the task belongs to, if any.
+    role: Mapped[str | None] = mapped_column(String(255))
     action: Mapped[str] = mapped_column(String(128), default="")
+    # ok, changed, failed, skipped, unreachable, ignored or rescued (TaskStatus).
     outcome: Mapped[str] = mapped_column(String(16))
+    changed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     exit_code: Mapped[int | None] = mapped_column(Integer)
     stdout: Mapped[str] = mapped_column(Text, default="")
     stderr: Mapped[str] = mapped_column(Text, default="")
     msg: Mapped[str] = mapped_column(Text, default="")
+    # What the task changed, as a unified diff, when it ran in diff mode.
+    diff: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    host_result: Mapped[HostResult] = relationship(back_populates="tasks")
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at and self.ended_at:
+            return round((self.ended_at - self.started_at).total_seconds(), 3)
+        return None
 
 
 class JobOperation(db.Model):

@@ -75,6 +75,20 @@ HOST_STATUS_FOR_UNFINISHED = {
 }
 
 
+class TaskStatus(StrEnum):
+    """How one task of a playbook (or an ad-hoc command) ended on one host."""
+
+    OK = "ok"
+    CHANGED = "changed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    UNREACHABLE = "unreachable"
+    # Failed, with ignore_errors: the host went on.
+    IGNORED = "ignored"
+    # Failed inside a block whose rescue section then ran.
+    RESCUED = "rescued"
+
+
 class FileStatus(StrEnum):
     """What happened to one file on one target host of a transfer."""
 

@@ -9,7 +9,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from app.config import TIMEOUT_DEFAULT, TIMEOUT_MAX, TIMEOUT_MIN
 from app.execution.compiler import LANGUAGES
-from app.models import HostStatus, LaunchType, RunStatus
+from app.models import HostStatus, LaunchType, RunStatus, TaskStatus
 from app.schemas.danger import RuleMatchSchema
 from app.schemas.fields import Id, Integer, exactly_one_shape
 from app.schemas.query import FilterArgs
@@ -17,6 +17,7 @@ from app.secrets import MASK
 
 RUN_STATUSES = [str(status) for status in RunStatus]
 HOST_STATUSES = [str(status) for status in HostStatus]
+TASK_STATUSES = [str(status) for status in TaskStatus]
 LAUNCH_TYPES = [str(launch_type) for launch_type in LaunchType]
 SCRIPT_SOURCES = ("content", "script_id", "version_id")
 TARGET_KINDS = ("hosts", "groups", "dynamic_groups")
@@ -258,6 +259,48 @@ class HostResultSchema(Schema):
     stdout_truncated = fields.Boolean()
     stderr_truncated = fields.Boolean()
     error = fields.String(allow_none=True)
+    started_at = fields.DateTime(allow_none=True)
+    ended_at = fields.DateTime(allow_none=True)
+    duration = fields.Float(allow_none=True)
+
+
+class TaskResultArgs(FilterArgs):
+    step = Id(metadata={"description": "a step instance id"})
+    attempt = Integer(
+        validate=validate.Range(min=1),
+        metadata={"description": "the host's attempt of this number (1: its first); default: its latest"},
+    )
+    status = fields.List(
+        fields.String(validate=validate.OneOf(TASK_STATUSES)),
+        metadata={"description": "repeat for several statuses"},
+    )
+
+
+class TaskResultSchema(Schema):
+    id = fields.Integer()
+    step_instance_id = fields.Integer(attribute="host_result.step_instance_id")
+    host_result_id = fields.Integer(metadata={"description": "the host result (one attempt) it belongs to"})
+    host_name = fields.String(attribute="host_result.host_name")
+    attempt = fields.Integer(attribute="host_result.attempt")
+    seq = fields.Integer(metadata={"description": "its place in the host's run of the step, from 1"})
+    name = fields.String(attribute="task", metadata={"description": "the task's name (else its module's)"})
+    role = fields.String(allow_none=True, metadata={"description": "the role it belongs to, if any"})
+    action = fields.String(metadata={"description": "the module or action it ran"})
+    status = fields.String(
+        attribute="outcome",
+        metadata={
+            "enum": TASK_STATUSES,
+            "description": "ignored: failed with ignore_errors; rescued: failed in a block whose rescue ran",
+        },
+    )
+    changed = fields.Boolean()
+    msg = fields.String(metadata={"description": "the module's message"})
+    diff = fields.String(
+        allow_none=True, metadata={"description": "what it changed, a unified diff, when it ran in diff mode"}
+    )
+    exit_code = fields.Integer(allow_none=True)
+    stdout = fields.String()
+    stderr = fields.String()
     started_at = fields.DateTime(allow_none=True)
     ended_at = fields.DateTime(allow_none=True)
     duration = fields.Float(allow_none=True)

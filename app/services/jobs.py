@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, func, or_, select
+from sqlalchemy.orm import contains_eager
 
 from app.extensions import db
 from app.models import HostResult, HostStatus, JobInstance, RunStatus, Slice, StepInstance, TaskResult
@@ -211,6 +212,32 @@ def host_log(
     return _log_lines(results)
 
 
+def host_tasks_query(job: JobInstance, host_id: int, filters: dict[str, Any]) -> Select:
+    """One host's task results in the job, as they ran (step by step, then in the host's order): of its
+    latest attempt of each step, or of its attempt number `attempt`; `step` and `status` narrow them."""
+    results = select(HostResult.id).where(
+        HostResult.job_instance_id == job.id,
+        HostResult.host_id == host_id,
+        attempt_filter(filters.get("attempt")),
+    )
+    if "step" in filters:
+        results = results.where(HostResult.step_instance_id == filters["step"])
+    if db.session.scalar(results.limit(1)) is None:
+        attempt = filters.get("attempt")
+        which = "" if attempt is None else f" at attempt {attempt}"
+        step = f" in step {filters['step']}" if "step" in filters else ""
+        raise NotFound(f"host {host_id} has no result{which}{step} in job instance {job.id}")
+    query = (
+        select(TaskResult)
+        .join(TaskResult.host_result)
+        .options(contains_eager(TaskResult.host_result))
+        .where(TaskResult.host_result_id.in_(results))
+    )
+    if filters.get("status"):
+        query = query.where(TaskResult.outcome.in_(filters["status"]))
+    return query.order_by(HostResult.step_instance_id, HostResult.attempt, TaskResult.seq)
+
+
 def step_logs_archive(step: StepInstance) -> Iterator[bytes]:
     """Every host's log of the step as one .tar.gz, produced host by host as it is read."""
     # The archive is produced after the request's session has closed: it keeps plain values only.
@@ -286,7 +313,8 @@ def _log_lines(results: list[HostResult], with_tasks: bool = True) -> Iterator[s
         )
         for task in tasks or [result]:
             if isinstance(task, TaskResult):
-                yield f"-- task {task.seq} {task.task} · {task.outcome}\n"
+                name = f"{task.role} : {task.task}" if task.role else task.task
+                yield f"-- task {task.seq} {name} · {task.outcome}\n"
                 if task.msg:
                     yield f"msg: {task.msg}\n"
             if task.stdout:
@@ -294,5 +322,8 @@ def _log_lines(results: list[HostResult], with_tasks: bool = True) -> Iterator[s
             if task.stderr:
                 yield "-- stderr\n"
                 yield task.stderr if task.stderr.endswith("\n") else task.stderr + "\n"
+            if isinstance(task, TaskResult) and task.diff:
+                yield "-- diff\n"
+                yield task.diff if task.diff.endswith("\n") else task.diff + "\n"
         if result.stdout_truncated or result.stderr_truncated:
             yield "-- output truncated at the per-host cap\n"

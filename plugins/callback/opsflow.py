@@ -18,6 +18,11 @@ While Redis cannot be reached, events stay in the buffer and go with the next
 push that succeeds; what is still undelivered FINAL_FLUSH_SECONDS after the play
 recap is counted in OPSFLOW_UNDELIVERED_FILE, so that the run is not taken for
 complete.
+
+Each task result says its task's name, role, module, status (ok, changed, failed, skipped,
+unreachable, ignored, or rescued: a failure a block's rescue caught), `changed`, its message, its
+diff when the task ran in diff mode, and its place in its host's run (`seq`). Ansible hands a no_log
+task's result to callbacks censored, and known secrets are masked in everything sent.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ import os
 import threading
 import time
 
+from ansible import constants as C
+from ansible.executor.stats import AggregateStats
 from ansible.plugins.callback import CallbackBase
 
 try:
@@ -48,6 +55,28 @@ MASK = "******"
 BATCH_SIZE = 500
 FLUSH_INTERVAL = 0.2
 FINAL_FLUSH_SECONDS = 10.0
+# The task variable of an ad-hoc command's one task: its host's stdout is the module's output as `ansible`
+# shows it (a command's own output, else the result as JSON).
+AD_HOC_VAR = "opsflow_ad_hoc"
+
+# Hosts whose last failure Ansible counted as rescued (a block's rescue runs next). Ansible tells callbacks
+# a rescued failure as any other: it counts it in its stats just before, in the same thread, and this
+# notes the count.
+RESCUED: set[str] = set()
+
+
+def _noting_rescues(increment):
+    def counting(self, what, host):
+        if what == "rescued":
+            RESCUED.add(host)
+        return increment(self, what, host)
+
+    counting.opsflow = True
+    return counting
+
+
+if not getattr(AggregateStats.increment, "opsflow", False):
+    AggregateStats.increment = _noting_rescues(AggregateStats.increment)
 
 
 def cap(text, limit: int) -> tuple[str, bool]:
@@ -79,7 +108,8 @@ class CallbackModule(CallbackBase):
         self.push_error: str | None = None
         url = os.environ.get("OPSFLOW_REDIS_URL")
         self.redis = redis.Redis.from_url(url) if url and redis else None
-        self.task_seq: dict[str, int] = {}
+        # Each host's results so far: a result's seq is its place in its host's run.
+        self.host_seq: dict[str, int] = {}
         self.started: dict[tuple[str, str], float] = {}
         self.item_ended: dict[tuple[str, str], float] = {}
         self.buffer: list[dict] = []
@@ -150,15 +180,6 @@ class CallbackModule(CallbackBase):
             with open(self.undelivered_file, "w", encoding="utf-8") as handle:
                 json.dump({"events": len(self.buffer), "error": self.push_error}, handle)
 
-    def _on_task_start(self, task) -> None:
-        self.task_seq[task._uuid] = len(self.task_seq) + 1
-
-    def v2_playbook_on_task_start(self, task, is_conditional) -> None:
-        self._on_task_start(task)
-
-    def v2_playbook_on_handler_task_start(self, task) -> None:
-        self._on_task_start(task)
-
     def v2_runner_on_start(self, host, task) -> None:
         name = host.get_name()
         now = time.time()
@@ -170,35 +191,67 @@ class CallbackModule(CallbackBase):
         name = result._host.get_name()
         data = result._result
         end = time.time()
-        stdout, stdout_cut = cap(self._mask(str(data.get("stdout") or "")), self.output_cap)
+        if (task.vars or {}).get(AD_HOC_VAR) and task.action not in C.MODULE_NO_JSON:
+            shown = self._dump_results(data, indent=4)
+        else:
+            shown = str(data.get("stdout") or "")
+        stdout, stdout_cut = cap(self._mask(shown), self.output_cap)
         stderr, stderr_cut = cap(self._mask(str(data.get("stderr") or "")), self.output_cap)
         msg, _ = cap(self._mask(self._message(data)), self.output_cap)
+        diff = self._diff(data)
         rc = data.get("rc")
+        seq = self.host_seq[name] = self.host_seq.get(name, 0) + 1
+        role = task._role.get_name() if task._role else None
+        # Ansible names a role's task "role : name"; the role goes apart.
+        title = task.get_name()
+        if role and title.startswith(f"{role} : "):
+            title = title[len(role) + 3 :]
         self._emit(
             {
                 "type": "task_result",
                 "host": name,
-                "seq": self.task_seq.get(task._uuid, 0),
-                "task": task.get_name(),
+                "seq": seq,
+                "task": title,
+                "role": role,
                 "action": task.action,
                 "outcome": outcome,
+                "changed": bool(data.get("changed")),
                 "rc": rc if isinstance(rc, int) else None,
                 "stdout": stdout,
                 "stderr": stderr,
                 "stdout_truncated": stdout_cut,
                 "stderr_truncated": stderr_cut,
                 "msg": msg,
+                "diff": cap(self._mask(diff), self.output_cap)[0] if diff else None,
                 "start": self.started.pop((name, task._uuid), end),
                 "end": end,
             }
         )
 
+    def _diff(self, data: dict) -> str:
+        """The result's diff as Ansible shows it (a unified diff), a loop's items' one after the other;
+        empty unless the task ran in diff mode. A no_log result reaches callbacks without its diff."""
+        if "diff" in data:
+            found = data["diff"] if isinstance(data["diff"], list) else [data["diff"]]
+        else:
+            items = [item for item in data.get("results") or [] if isinstance(item, dict)]
+            found = [item["diff"] for item in items if "diff" in item]
+        # Copies: Ansible's _get_diff rewrites what it is given.
+        diffs = [dict(diff) for diff in found if isinstance(diff, dict)]
+        if not diffs:
+            return ""
+        try:
+            return self._get_diff(diffs)
+        except Exception as exc:  # a diff Ansible cannot show must not lose the task's result
+            return f"(the diff could not be shown: {exc})"
+
     @staticmethod
     def _message(data: dict) -> str:
         """The result's message; for a loop, with the first item's own message (items that went
         well carry none, and a loop's summary drops their `failed` flag). A loop whose item was
-        unreachable still sums up as "All items completed": then the item's message alone."""
-        msg = str(data.get("msg") or "")
+        unreachable still sums up as "All items completed": then the item's message alone. A no_log
+        result says it is censored."""
+        msg = str(data.get("msg") or data.get("censored") or "")
         told = next(
             (
                 str(item["msg"])
@@ -252,7 +305,15 @@ class CallbackModule(CallbackBase):
         self._result(result, "changed" if result._result.get("changed") else "ok")
 
     def v2_runner_on_failed(self, result, ignore_errors=False) -> None:
-        self._result(result, "ignored" if ignore_errors else "failed")
+        name = result._host.get_name()
+        if ignore_errors:
+            outcome = "ignored"
+        elif name in RESCUED:
+            RESCUED.discard(name)
+            outcome = "rescued"
+        else:
+            outcome = "failed"
+        self._result(result, outcome)
 
     def v2_runner_on_unreachable(self, result) -> None:
         self._result(result, "unreachable")
