@@ -118,6 +118,40 @@ def fresh_plan(w: World) -> int:
     )
 
 
+def fresh_credential(w: World) -> int:
+    return w.make(
+        f"/projects/{w.project}/credentials", {"name": w.unique("c"), "kind": "vault", "password": "p"}
+    )
+
+
+def repository_rows() -> dict[tuple[str, str], tuple[str, Request]]:
+    """Credentials, repositories and the runs of their playbooks."""
+    credentials = "/api/v1/projects/<int:pid>/credentials"
+    rows: dict[tuple[str, str], tuple[str, Request]] = {
+        ("GET", credentials): ("read", lambda w: (f"/projects/{w.project}/credentials", None)),
+        ("POST", credentials): (
+            "admin",
+            lambda w: (
+                f"/projects/{w.project}/credentials",
+                {"name": w.unique("c"), "kind": "vault", "password": "p"},
+            ),
+        ),
+        ("GET", f"{credentials}/<int:item_id>"): (
+            "read",
+            lambda w: (f"/projects/{w.project}/credentials/{fresh_credential(w)}", None),
+        ),
+        ("PATCH", f"{credentials}/<int:item_id>"): (
+            "admin",
+            lambda w: (f"/projects/{w.project}/credentials/{fresh_credential(w)}", {"vault_id": "v"}),
+        ),
+        ("DELETE", f"{credentials}/<int:item_id>"): (
+            "admin",
+            lambda w: (f"/projects/{w.project}/credentials/{fresh_credential(w)}", None),
+        ),
+    }
+    return rows
+
+
 def template_rows() -> dict[tuple[str, str], tuple[str, Request]]:
     """Job templates, plans, and the operations on a job's steps."""
     templates, plans = "/api/v1/projects/<int:pid>/job-templates", "/api/v1/projects/<int:pid>/job-plans"
@@ -428,6 +462,7 @@ MATRIX: dict[tuple[str, str], tuple[str, Request]] = {
     **template_rows(),
     **flow_rows(),
     **timed_job_rows(),
+    **repository_rows(),
     **script_rows(public=True),
     **script_rows(public=False),
     **rule_rows(public=True),

@@ -2,6 +2,7 @@
 
 from app.models.account import Account
 from app.models.audit import AuditEvent
+from app.models.credential import Credential, CredentialKind
 from app.models.danger import DangerRule, DangerRuleOverride, RuleAction
 from app.models.file import FileResult, StoredFile
 from app.models.flow import Flow, FlowCategory, FlowTask, FlowVersion, NodeAttempt, NodeState, ProjectVariable
@@ -39,6 +40,8 @@ __all__ = [
     "ApiToken",
     "AuditEvent",
     "Connection",
+    "Credential",
+    "CredentialKind",
     "DangerRule",
     "DangerRuleOverride",
     "DynamicGroup",
