@@ -37,6 +37,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         members,
         projects,
         reachability,
+        repositories,
         scripts,
         timed_jobs,
         transfers,
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         transfers,
         flows,
         timed_jobs,
+        repositories,
         audit,
     ):
         api.register_blueprint(module.blp)

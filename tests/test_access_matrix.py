@@ -124,6 +124,12 @@ def fresh_credential(w: World) -> int:
     )
 
 
+def fresh_repository(w: World) -> int:
+    return w.make(
+        f"/projects/{w.project}/repositories", {"name": w.unique("r"), "source": {"type": "archive"}}
+    )
+
+
 def repository_rows() -> dict[tuple[str, str], tuple[str, Request]]:
     """Credentials, repositories and the runs of their playbooks."""
     credentials = "/api/v1/projects/<int:pid>/credentials"
@@ -149,6 +155,36 @@ def repository_rows() -> dict[tuple[str, str], tuple[str, Request]]:
             lambda w: (f"/projects/{w.project}/credentials/{fresh_credential(w)}", None),
         ),
     }
+    repositories = "/api/v1/projects/<int:pid>/repositories"
+    item = f"{repositories}/<int:item_id>"
+    rows.update(
+        {
+            ("GET", repositories): ("read", lambda w: (f"/projects/{w.project}/repositories", None)),
+            ("POST", repositories): (
+                "admin",
+                lambda w: (
+                    f"/projects/{w.project}/repositories",
+                    {"name": w.unique("r"), "source": {"type": "archive"}},
+                ),
+            ),
+            ("GET", item): (
+                "read",
+                lambda w: (f"/projects/{w.project}/repositories/{fresh_repository(w)}", None),
+            ),
+            ("PATCH", item): (
+                "admin",
+                lambda w: (f"/projects/{w.project}/repositories/{fresh_repository(w)}", {"description": "x"}),
+            ),
+            ("DELETE", item): (
+                "admin",
+                lambda w: (f"/projects/{w.project}/repositories/{fresh_repository(w)}", None),
+            ),
+            ("POST", f"{repositories}/<int:rid>/archive"): (
+                "admin",
+                lambda w: (f"/projects/{w.project}/repositories/{fresh_repository(w)}/archive", None),
+            ),
+        }
+    )
     return rows
 
 

@@ -23,5 +23,6 @@ project_resource(
     CredentialSchema,
     create=credentials.create,
     update=credentials.update,
+    remove=credentials.remove,
     write=Action.ADMIN,
 )

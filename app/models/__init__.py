@@ -22,6 +22,7 @@ from app.models.job import (
     TaskResult,
 )
 from app.models.project import Project
+from app.models.repository import Repository, RepositoryRevision, SourceType
 from app.models.script import Script, ScriptVersion
 from app.models.status import (
     FileStatus,
@@ -71,6 +72,8 @@ __all__ = [
     "Overlap",
     "Project",
     "ProjectVariable",
+    "Repository",
+    "RepositoryRevision",
     "Role",
     "RollingMode",
     "RuleAction",
@@ -79,6 +82,7 @@ __all__ = [
     "Script",
     "ScriptVersion",
     "Slice",
+    "SourceType",
     "StepInstance",
     "StepType",
     "StoredFile",

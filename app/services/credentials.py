@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.models import Credential, CredentialKind
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import Credential, CredentialKind, Repository
 from app.schemas.credential import FIELDS_OF_KIND, shape_problem
 from app.services import records
-from app.services.errors import Invalid
+from app.services.errors import Conflict, Invalid
 
 SECRET_FIELDS = ("private_key", "token", "password")
 
@@ -33,6 +36,17 @@ def update(row: Credential, changes: dict[str, Any]) -> Credential:
     if problem:
         raise Invalid(problem[1], problem[0])
     return records.update(row, changes)
+
+
+def remove(row: Credential) -> None:
+    """Delete a credential no repository uses."""
+    users = db.session.scalars(select(Repository.name).where(Repository.credential_id == row.id)).all()
+    if users:
+        raise Conflict(
+            f"credential {row.name!r} is used by repository {', '.join(sorted(users))}: change that first",
+            "id",
+        )
+    records.delete(row)
 
 
 def of_kind(project_id: int, credential_id: int, kind: CredentialKind, field: str) -> Credential:

@@ -1,0 +1,105 @@
+"""Playbook repositories through the API: saving them, their archives, syncs, discovery, and runs of
+their playbooks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from app.services.repositories import ARCHIVE_FILE
+from tests.archive_files import attacks, tar_gz
+from tests.conftest import SERVICE_ENV
+from tests.test_inventory_api import KEY
+
+
+def repositories_of(project: dict) -> str:
+    return f"/projects/{project['id']}/repositories"
+
+
+def upload(service, project: dict, repository: dict, data: bytes, expect: int = 200) -> dict:
+    return service.api(
+        "POST",
+        f"{repositories_of(project)}/{repository['id']}/archive",
+        expect,
+        data=data,
+        headers={"Content-Type": "application/octet-stream"},
+    ).get_json()
+
+
+def test_repositories_are_checked_when_saved(service, project, tmp_path):
+    base = repositories_of(project)
+    credentials = f"/projects/{project['id']}/credentials"
+    key = service.post(credentials, {"name": "key", "kind": "git", "private_key": KEY}, expect=201).get_json()
+    vault = service.post(credentials, {"name": "v", "kind": "vault", "password": "p"}, expect=201).get_json()
+    git = service.post(
+        base,
+        {
+            "name": "site",
+            "source": {"type": "git", "url": "git@git.example.com:ops/site.git", "credential_id": key["id"]},
+        },
+        expect=201,
+    ).get_json()
+    assert git["source"] == {
+        "type": "git",
+        "url": "git@git.example.com:ops/site.git",
+        "branch": "main",
+        "credential_id": key["id"],
+    }
+    assert git["current_revision"] is None and git["last_sync"] is None and git["revisions"] == []
+    remote = "https://git.example.com/site.git"
+    refused = [
+        ({"type": "git", "url": "http://git.example.com/site.git"}, "source.url"),
+        ({"type": "git", "url": "https://bot:token@git.example.com/site.git"}, "source.url"),
+        ({"type": "git", "url": "-uhttps://x"}, "source.url"),
+        ({"type": "git", "url": "ext::sh -c touch% /tmp/pwned"}, "source.url"),
+        ({"type": "git", "url": remote, "branch": "a..b"}, "source.branch"),
+        ({"type": "git", "url": remote, "credential_id": vault["id"]}, "source.credential_id"),
+        ({"type": "git", "url": remote, "credential_id": 999999}, "source.credential_id"),
+        ({"type": "git"}, "source.url"),
+        ({"type": "archive", "url": remote}, "source.url"),
+    ]
+    for source, field in refused:
+        error = service.post(base, {"name": "bad", "source": source}, expect=422).get_json()["error"]
+        assert error["field"] == field, (source, error)
+    service.api("PATCH", f"{base}/{git['id']}", 422, json={"source": {"type": "archive"}})
+    prod = {"source": {"type": "git", "url": remote, "branch": "prod"}}
+    changed = service.api("PATCH", f"{base}/{git['id']}", 200, json=prod).get_json()
+    assert (changed["source"]["branch"], changed["source"]["credential_id"]) == ("prod", None)
+    service.api(
+        "PATCH",
+        f"{base}/{git['id']}",
+        200,
+        json={"source": {**changed["source"], "credential_id": key["id"]}},
+    )
+    assert (
+        service.api("DELETE", f"{credentials}/{key['id']}", 409)
+        .get_json()["error"]["message"]
+        .endswith("change that first")
+    )
+    # file:// remotes are on in the tests' service, and off unless a server says so.
+    assert SERVICE_ENV["OPSFLOW_GIT_ALLOW_FILE"] == "true"
+    service.post(base, {"name": "local", "source": {"type": "git", "url": f"file://{tmp_path}"}}, expect=201)
+    service.api("DELETE", f"{base}/{git['id']}", 204)
+
+
+def test_an_archive_is_kept_only_when_every_entry_is_sound(service, project, tmp_path):
+    base = repositories_of(project)
+    repository = service.post(base, {"name": "bundle", "source": {"type": "archive"}}, expect=201).get_json()
+    source = tmp_path / "content"
+    source.mkdir()
+    (source / "site.yml").write_text("- hosts: all\n  tasks: []\n")
+    sound = tar_gz(source)
+    kept = upload(service, project, repository, sound)["archive"]
+    assert kept["size"] == len(sound) and len(kept["sha256"]) == 64 and kept["uploaded_by"] == "admin"
+    directory = Path(service.data_dir) / "repositories" / str(repository["id"])
+    unpacked_max = int(SERVICE_ENV["OPSFLOW_UNPACKED_MAX_BYTES"])
+    for attack, (data, status) in attacks(unpacked_max).items():
+        error = upload(service, project, repository, data, expect=status)["error"]
+        assert error["field"] == "archive", (attack, error)
+        # Nothing of a refused upload stays: the archive is still the sound one, alone.
+        assert [path.name for path in directory.iterdir()] == [ARCHIVE_FILE], attack
+        assert (directory / ARCHIVE_FILE).read_bytes() == sound, attack
+    assert service.get(f"{base}/{repository['id']}")["archive"] == kept
+    git = service.post(
+        base, {"name": "git", "source": {"type": "git", "url": f"file://{tmp_path}"}}, expect=201
+    )
+    upload(service, project, git.get_json(), sound, expect=409)
