@@ -179,6 +179,14 @@ def repository_rows() -> dict[tuple[str, str], tuple[str, Request]]:
                 "admin",
                 lambda w: (f"/projects/{w.project}/repositories/{fresh_repository(w)}", None),
             ),
+            ("POST", f"{repositories}/<int:rid>/sync"): (
+                "operate",
+                lambda w: (f"/projects/{w.project}/repositories/{fresh_repository(w)}/sync", {}),
+            ),
+            ("GET", f"{repositories}/<int:rid>/playbooks"): (
+                "read",
+                lambda w: (f"/projects/{w.project}/repositories/{fresh_repository(w)}/playbooks", None),
+            ),
             ("POST", f"{repositories}/<int:rid>/archive"): (
                 "admin",
                 lambda w: (f"/projects/{w.project}/repositories/{fresh_repository(w)}/archive", None),

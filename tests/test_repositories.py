@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from app.config import REPOSITORY_REVISIONS_KEPT
 from app.services.repositories import ARCHIVE_FILE
 from tests.archive_files import attacks, tar_gz
 from tests.conftest import SERVICE_ENV
+from tests.repository_files import FILES, REQUIREMENTS, BareRepository, write_site
 from tests.test_inventory_api import KEY
 
 
@@ -103,3 +105,78 @@ def test_an_archive_is_kept_only_when_every_entry_is_sound(service, project, tmp
         base, {"name": "git", "source": {"type": "git", "url": f"file://{tmp_path}"}}, expect=201
     )
     upload(service, project, git.get_json(), sound, expect=409)
+
+
+def sync(service, project: dict, repository: dict, expect_status: str = "success") -> dict:
+    job = service.post(f"{repositories_of(project)}/{repository['id']}/sync", {}, expect=202).get_json()
+    ended = service.wait_job(project["id"], job["id"])
+    assert ended["status"] == expect_status, ended
+    return service.get(f"{repositories_of(project)}/{repository['id']}")
+
+
+def test_a_git_repository_syncs_its_branch_and_keeps_the_last_revisions(service, project, tmp_path):
+    remote = BareRepository(tmp_path / "git")
+    write_site(remote.work)
+    first = remote.commit("first")
+    base = repositories_of(project)
+    repository = service.post(
+        base, {"name": "site", "source": {"type": "git", "url": remote.url}}, expect=201
+    ).get_json()
+    synced = sync(service, project, repository)
+    current = synced["current_revision"]
+    assert (current["revision"], current["summary"], current["synced_by"]) == (first, "first", "admin")
+    assert "vendored_tools" in current["log"] and synced["last_sync"]["status"] == "success"
+    directory = Path(service.data_dir) / "repositories" / str(repository["id"])
+    tree = directory / "revisions" / first
+    # Read-only for everyone (mode bits: the tests may run as root, whom os.access lets write anyway).
+    assert (tree / "site.yml").stat().st_mode & 0o222 == 0 and tree.stat().st_mode & 0o222 == 0
+    [installed] = (directory / "requirements").iterdir()
+    assert (installed / "roles" / "vendored_tools" / "tasks" / "main.yml").is_file()
+    found = service.get(f"{base}/{repository['id']}/playbooks")
+    assert found["revision"] == first and found["ansible_cfg"] is True
+    assert {playbook["path"] for playbook in found["playbooks"]} == {"site.yml", "all.yml"}
+    assert (
+        "no hosts" in {entry["path"]: entry["reason"] for entry in found["not_playbooks"]}["tasks_only.yml"]
+    )
+
+    # The branch moves on, then back (a force push): each sync takes its newest commit.
+    second = remote.commit("second", {"site.yml": FILES["site.yml"] + "\n"})
+    assert sync(service, project, repository)["current_revision"]["revision"] == second
+    remote.reset_to(first)
+    again = sync(service, project, repository)
+    assert again["current_revision"]["revision"] == first
+    assert "kept already" in again["current_revision"]["log"]
+
+    # A requirement this machine cannot reach fails the sync, naming it; the revision in use stays.
+    unreachable = "- src: git+file:///nonexistent/role.git\n  name: missing_role\n"
+    remote.commit("unreachable", {"roles/requirements.yml": REQUIREMENTS + unreachable})
+    failed = sync(service, project, repository, "failed")
+    assert "'missing_role'" in failed["last_sync"]["error"], failed["last_sync"]
+    assert failed["current_revision"]["revision"] == first
+    assert service.get(f"{base}/{repository['id']}/playbooks")["revision"] == first
+    galaxy = "- name: geerlingguy.nginx\n"
+    remote.commit("galaxy", {"roles/requirements.yml": REQUIREMENTS + galaxy})
+    failed = sync(service, project, repository, "failed")
+    assert "'geerlingguy.nginx' comes from Galaxy" in failed["last_sync"]["error"]
+
+    # Only the last revisions stay, on disk too.
+    remote.commit("fixed", {"roles/requirements.yml": REQUIREMENTS})
+    for number in range(REPOSITORY_REVISIONS_KEPT):
+        remote.commit(f"more {number}")
+        latest = sync(service, project, repository)
+    kept = [row["revision"] for row in latest["revisions"]]
+    assert len(kept) == REPOSITORY_REVISIONS_KEPT and kept[0] == latest["current_revision"]["revision"]
+    assert sorted(path.name for path in (directory / "revisions").iterdir()) == sorted(kept)
+    assert len(list((directory / "requirements").iterdir())) == 1
+
+
+def test_an_archive_syncs_to_its_sha256(service, project, tmp_path):
+    base = repositories_of(project)
+    repository = service.post(base, {"name": "bundle", "source": {"type": "archive"}}, expect=201).get_json()
+    service.post(f"{base}/{repository['id']}/sync", {}, expect=409)
+    sha256 = upload(service, project, repository, tar_gz(write_site(tmp_path / "site")))["archive"]["sha256"]
+    synced = sync(service, project, repository)
+    assert synced["current_revision"]["revision"] == sha256
+    found = service.get(f"{base}/{repository['id']}/playbooks", query_string={"revision": sha256[:12]})
+    assert {playbook["path"] for playbook in found["playbooks"]} == {"site.yml", "all.yml"}
+    service.get(f"{base}/{repository['id']}/playbooks", 422, query_string={"revision": "0000000"})

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api.auth import current_actor
 from app.api.crud import project_resource
+from app.api.launching import launched
+from app.api.paging import filter_arguments
 from app.models import Repository
-from app.schemas.repository import RepositorySchema
-from app.services import records, repositories
+from app.schemas.job import JobSchema
+from app.schemas.repository import DiscoveryArgs, DiscoverySchema, RepositorySchema, SyncSchema
+from app.services import records, repositories, repository_sync
 from app.services.access import Action
 
 blp = Blueprint("repositories", __name__, url_prefix="/api/v1/projects", description="Playbook repositories")
@@ -43,3 +48,22 @@ class Archive(MethodView):
         # The archive's own limit replaces the one of JSON bodies; its bytes are counted as they arrive.
         request.max_content_length = None
         return repositories.receive_archive(actor, repository, request.content_length, request.stream)
+
+
+@blp.route("/<int:pid>/repositories/<int:rid>/sync")
+class Sync(MethodView):
+    @blp.arguments(SyncSchema, required=False)
+    @blp.response(202, JobSchema)
+    def post(self, data: dict[str, Any], pid: int, rid: int):
+        """Sync on a worker: the branch's newest commit, or the uploaded archive; answers with the job."""
+        return launched(pid, data, lambda data: repository_sync.launch_sync(current_actor(), pid, rid, data))
+
+
+@blp.route("/<int:pid>/repositories/<int:rid>/playbooks")
+class Playbooks(MethodView):
+    @filter_arguments(blp, DiscoveryArgs)
+    @blp.response(200, DiscoverySchema)
+    def get(self, args: dict[str, Any], pid: int, rid: int):
+        """What a revision holds: its playbooks, every other YAML file with why it is not one, its
+        inventories, and whether it has an ansible.cfg."""
+        return repositories.discovery_of(current_actor(), pid, rid, args.get("revision"))

@@ -29,7 +29,10 @@ def run_slice(slice_id: int) -> str:
     if redis.client.exists(cancel_key(request.job_id)):
         executions.publish_slice_done(slice_id, RunStatus.TERMINATED, "cancelled before it started")
         return str(RunStatus.TERMINATED)
-    outcome = Runner(settings(), redis.client).run(request)
+    if isinstance(request, executions.LocalWork):
+        outcome = request.work()
+    else:
+        outcome = Runner(settings(), redis.client).run(request)
     executions.publish_slice_done(slice_id, outcome.status, outcome.error)
     return str(outcome.status)
 

@@ -123,3 +123,51 @@ class SyncSchema(Schema):
         load_default=False,
         metadata={"description": "install roles/ and collections/requirements.yml again, cache or not"},
     )
+
+
+class PlaySchema(Schema):
+    name = fields.String(metadata={"description": "the play's name (empty when it has none)"})
+    hosts = fields.Raw(metadata={"description": "its host pattern, or list of patterns"})
+    import_playbook = fields.String(metadata={"description": "for an import_playbook entry: what it imports"})
+
+
+class PlaybookFoundSchema(Schema):
+    path = fields.String(metadata={"description": "relative to the repository's root"})
+    plays = fields.List(fields.Nested(PlaySchema))
+
+
+class NotPlaybookSchema(Schema):
+    path = fields.String()
+    reason = fields.String(metadata={"description": "why it is not a playbook"})
+
+
+class InventoryHostSchema(Schema):
+    name = fields.String()
+    address = fields.String()
+
+
+class InventoryFoundSchema(Schema):
+    path = fields.String()
+    hosts = fields.List(fields.Nested(InventoryHostSchema))
+    groups = fields.List(fields.String())
+    error = fields.String(allow_none=True, metadata={"description": "why Ansible could not read it"})
+
+
+class DiscoverySchema(Schema):
+    revision = fields.String()
+    playbooks = fields.List(fields.Nested(PlaybookFoundSchema))
+    not_playbooks = fields.List(
+        fields.Nested(NotPlaybookSchema), metadata={"description": "every other YAML file, with its reason"}
+    )
+    skipped = fields.List(
+        fields.Nested(NotPlaybookSchema), metadata={"description": "directories not searched, and why"}
+    )
+    inventories = fields.List(fields.Nested(InventoryFoundSchema))
+    ansible_cfg = fields.Boolean(metadata={"description": "the repository has an ansible.cfg at its root"})
+
+
+class DiscoveryArgs(Schema):
+    revision = fields.String(
+        validate=validate.Length(min=7, max=64),
+        metadata={"description": "a kept revision (default: the current one)"},
+    )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
@@ -19,6 +18,7 @@ from sqlalchemy import select
 from app.config import REPOSITORY_ENTRIES_MAX, Settings
 from app.config import current as settings
 from app.execution import archives
+from app.execution.sync import remove_tree
 from app.extensions import db
 from app.models import CredentialKind, JobInstance, Repository, RepositoryRevision, SourceType
 from app.models.base import utcnow
@@ -125,16 +125,6 @@ def remove(repository: Repository) -> None:
     directory = directory_of(repository.id)
     records.delete(repository)
     remove_tree(directory)
-
-
-def remove_tree(path: Path) -> None:
-    """Delete a tree whose directories were made read-only."""
-    if not path.exists():
-        return
-    for directory, _, _ in os.walk(path):
-        if not os.path.islink(directory):
-            os.chmod(directory, 0o700)
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def receive_archive(
