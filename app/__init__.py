@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         job_templates,
         jobs,
         members,
+        playbook_runs,
         projects,
         reachability,
         repositories,
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         flows,
         timed_jobs,
         repositories,
+        playbook_runs,
         audit,
     ):
         api.register_blueprint(module.blp)

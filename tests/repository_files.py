@@ -45,13 +45,17 @@ class FilterModule:
     mode: "0600"
   notify: config changed
   tags: [config]
-- name: say the secret
-  ansible.builtin.debug:
-    msg: "secret is {{ secret_word }}"
+- name: write the secret
+  ansible.builtin.copy:
+    content: "{{ secret_word }}"
+    dest: "{{ out_dir }}/{{ run_tag }}-{{ inventory_hostname }}.secret"
+    mode: "0600"
   tags: [secret]
-- name: echo the payload
-  ansible.builtin.command:
-    argv: [printf, "%s", "{{ payload | default('none') }}"]
+- name: write the payload
+  ansible.builtin.copy:
+    content: "{{ payload | default('none') }}"
+    dest: "{{ out_dir }}/{{ run_tag }}-{{ inventory_hostname }}.payload"
+    mode: "0600"
   tags: [payload]
 """,
     "roles/webapp/handlers/main.yml": """\
@@ -68,7 +72,8 @@ class FilterModule:
 TOOLS_ROLE = {
     "tools/meta/main.yml": "galaxy_info:\n  author: tests\n  description: vendored tools\n  license: MIT\n"
     "  min_ansible_version: '2.15'\n",
-    "tools/tasks/main.yml": "- name: vendored role ran\n  ansible.builtin.debug:\n    msg: vendored\n",
+    "tools/tasks/main.yml": "- name: vendored role ran\n  ansible.builtin.copy:\n    content: vendored\n"
+    '    dest: "{{ out_dir }}/{{ run_tag }}-{{ inventory_hostname }}.vendored"\n',
 }
 REQUIREMENTS = "- src: roles/vendor/tools.tar.gz\n  name: vendored_tools\n"
 

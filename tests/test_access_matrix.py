@@ -187,6 +187,17 @@ def repository_rows() -> dict[tuple[str, str], tuple[str, Request]]:
                 "read",
                 lambda w: (f"/projects/{w.project}/repositories/{fresh_repository(w)}/playbooks", None),
             ),
+            ("POST", "/api/v1/projects/<int:pid>/playbook-runs"): (
+                "operate",
+                lambda w: (
+                    f"/projects/{w.project}/playbook-runs",
+                    {
+                        "repository_id": fresh_repository(w),
+                        "playbook": "site.yml",
+                        "targets": {"hosts": [w.host]},
+                    },
+                ),
+            ),
             ("POST", f"{repositories}/<int:rid>/archive"): (
                 "admin",
                 lambda w: (f"/projects/{w.project}/repositories/{fresh_repository(w)}/archive", None),

@@ -8,10 +8,17 @@ from pathlib import Path
 from app.config import REPOSITORY_REVISIONS_KEPT
 from app.services.repositories import ARCHIVE_FILE
 from tests.archive_files import attacks, tar_gz
-from tests.conftest import SERVICE_ENV
-from tests.repository_files import FILES, REQUIREMENTS, BareRepository, write_site
+from tests.conftest import SERVICE_ENV, add_hosts
+from tests.repository_files import (
+    FILES,
+    REQUIREMENTS,
+    SECRET_WORD,
+    VAULT_PASSWORD,
+    BareRepository,
+    write_site,
+)
+from tests.test_compiler import INJECTION
 from tests.test_inventory_api import KEY
-
 
 def repositories_of(project: dict) -> str:
     return f"/projects/{project['id']}/repositories"
@@ -180,3 +187,98 @@ def test_an_archive_syncs_to_its_sha256(service, project, tmp_path):
     found = service.get(f"{base}/{repository['id']}/playbooks", query_string={"revision": sha256[:12]})
     assert {playbook["path"] for playbook in found["playbooks"]} == {"site.yml", "all.yml"}
     service.get(f"{base}/{repository['id']}/playbooks", 422, query_string={"revision": "0000000"})
+
+
+def run_playbook(service, project: dict, body: dict, expect_status: str | None = "success") -> dict:
+    job = service.post(f"/projects/{project['id']}/playbook-runs", body, expect=202).get_json()
+    ended = service.wait_job(project["id"], job["id"])
+    if expect_status is not None:
+        results = service.host_results(project["id"], job["id"])
+        slices = [piece["error"] for step in ended["steps"] for piece in step["slices"]]
+        assert ended["status"] == expect_status, (slices, [result["error"] for result in results])
+    return ended
+
+
+def test_a_repository_playbook_runs_as_ansible_playbook_would_there(service, project, account, lab, tmp_path):
+    pid = project["id"]
+    hosts = add_hosts(service, project, lab, 2)
+    service.post(
+        f"/projects/{pid}/groups", {"name": "web", "hosts": [host["id"] for host in hosts]}, expect=201
+    )
+    remote = BareRepository(tmp_path / "git")
+    lab_inventory = "".join(
+        f"lab-{n} ansible_host={lab.address(n)} ansible_port={lab.port}\n" for n in range(2)
+    )
+    write_site(remote.work, {"inventories/lab.ini": "[web]\n" + lab_inventory})
+    first = remote.commit("first")
+    repository = service.post(
+        repositories_of(project), {"name": "site", "source": {"type": "git", "url": remote.url}}, expect=201
+    ).get_json()
+    sync(service, project, repository)
+    credentials = f"/projects/{pid}/credentials"
+    vault = service.post(credentials, {"name": "v", "kind": "vault", "password": VAULT_PASSWORD}, expect=201)
+    wrong = service.post(
+        credentials, {"name": "w", "kind": "vault", "password": "not-the-password"}, expect=201
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    base = {
+        "repository_id": repository["id"],
+        "playbook": "site.yml",
+        "targets": {"hosts": [host["id"] for host in hosts]},
+        "account_id": account["id"],
+        "vault_credential_id": vault.get_json()["id"],
+    }
+
+    def run_vars(tag: str) -> dict:
+        return {"out_dir": str(out), "run_tag": tag, "payload": INJECTION}
+
+    def written(tag: str) -> dict[str, str]:
+        return {path.name: path.read_text() for path in sorted(out.glob(f"{tag}-*"))}
+
+    # Check mode changes nothing on the hosts.
+    run_playbook(service, project, {**base, "check": True, "extra_vars": run_vars("check")})
+    assert written("check") == {}
+    # A whole run: the role's template with the filter plugin and group_vars, its handler, the vendored
+    # role from the requirements, the vault-encrypted variable, and the extra var as text.
+    job = run_playbook(service, project, {**base, "extra_vars": run_vars("all")})
+    assert job["steps"][0]["spec"]["revision"] == first
+    files = written("all")
+    assert files["all-h00000.conf"] == "greeting = HELLO FROM GROUP_VARS!\nhost = h00000\n"
+    assert files["all-h00000.handled"] == "handled\n" and files["all-h00001.vendored"] == "vendored"
+    assert files["all-h00000.secret"] == SECRET_WORD and files["all-h00001.payload"] == INJECTION
+    assert {result["status"] for result in service.host_results(pid, job["id"])} == {"success"}
+    # Tags and a limit choose the tasks and the hosts.
+    run_playbook(
+        service, project, {**base, "extra_vars": run_vars("tags"), "tags": ["config"], "limit": "h00001"}
+    )
+    assert sorted(written("tags")) == ["tags-h00001.conf", "tags-h00001.handled"]
+    # A wrong vault password fails clearly.
+    wrong_vault = {**base, "extra_vars": run_vars("wrong"), "vault_credential_id": wrong.get_json()["id"]}
+    failed = run_playbook(service, project, wrong_vault, "failed")
+    errors = " ".join(result["error"] or "" for result in service.host_results(pid, failed["id"]))
+    assert "ecrypt" in errors, errors
+    # The repository's own inventory, the account's login.
+    by_file = {**base, "extra_vars": run_vars("inventory"), "inventory_file": "inventories/lab.ini"}
+    by_file.pop("targets")
+    job = run_playbook(service, project, {**by_file, "limit": "lab-1"})
+    assert sorted(written("inventory")) == [
+        f"inventory-lab-1.{suffix}" for suffix in ("conf", "handled", "payload", "secret", "vendored")
+    ]
+    assert {r["host_name"]: r["status"] for r in service.host_results(pid, job["id"])} == {
+        "lab-0": "skipped", "lab-1": "success",
+    }  # fmt: skip
+    # Ansible's own answers, without touching a host.
+    listed = run_playbook(service, project, {**base, "list_tasks": True})
+    assert "write the config" in listed["steps"][0]["output"] and listed["host_count"] == 0
+    checked = run_playbook(service, project, {**base, "playbook": "all.yml", "syntax_check": True})
+    assert "playbook: all.yml" in checked["steps"][0]["output"]
+    # Not a playbook: the reason discovery found.
+    error = service.post(f"/projects/{pid}/playbook-runs", {**base, "playbook": "tasks_only.yml"}, expect=422)
+    assert "it has no hosts" in error.get_json()["error"]["message"]
+    # A relaunch runs the revision the job ran, after the branch moved on.
+    remote.commit("second", {"site.yml": FILES["site.yml"] + "\n"})
+    sync(service, project, repository)
+    again = service.post(f"/projects/{pid}/jobs/{job['id']}/relaunch", {}, expect=202).get_json()
+    assert service.wait_job(pid, again["id"])["steps"][0]["spec"]["revision"] == first
+

@@ -97,6 +97,12 @@ class CompiledStep:
     playbook_text: str | None = None
     extra_vars: dict[str, Any] = field(default_factory=dict)
     options: list[str] = field(default_factory=list)
+    # A repository's playbook runs in its revision's directory (workdir), by its path there, with the
+    # repository's inventory file when it names one, and these variables set (None: unset).
+    workdir: str | None = None
+    playbook_path: str | None = None
+    inventory_file: str | None = None
+    environment: dict[str, str | None] = field(default_factory=dict)
 
 
 def unsafe(value: Any) -> Any:

@@ -158,8 +158,11 @@ def enqueue(job: JobInstance, hosts_of_steps: list[list[Host]]) -> JobInstance:
     refuse_unsandboxed(job.steps, hosts_of_steps)
     chunks_of_steps = []
     for step, hosts in zip(job.steps, hosts_of_steps, strict=True):
-        # A step that acts on no host (a repository sync) still runs once, as one slice.
-        chunks = list(chunked(hosts, step.batches)) or ([(1, [])] if step.spec.get("hostless") else [])
+        if step.spec.get("whole") or (not hosts and step.spec.get("hostless")):
+            # One run for them all: a repository's inventory, or a step that acts on no host.
+            chunks = [(1, hosts)]
+        else:
+            chunks = list(chunked(hosts, step.batches))
         step.slices.extend(
             Slice(index=index, batch=batch, host_count=len(chunk))
             for index, (batch, chunk) in enumerate(chunks)
@@ -354,6 +357,13 @@ def run_request(
         readable=list(readable),
         writable=list(writable),
     )
+
+
+def record_output(slice_id: int, output: str) -> None:
+    """Keep what a run that acts on no host printed, as its step's output."""
+    piece = db.session.get(Slice, slice_id)
+    piece.step.output = output[-settings().output_cap_bytes :]
+    db.session.commit()
 
 
 def cancel(actor: Actor, project_id: int, job_id: int, reason: str = "") -> JobInstance:

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from app.config import REPOSITORY_REVISIONS_KEPT, SYNC_TIMEOUT
 from app.config import current as settings
 from app.execution import discovery, sync
-from app.execution.keys import cancel_key, heartbeat_key
+from app.execution.keys import cancel_key
 from app.execution.runner import RunOutcome
 from app.extensions import db, redis
 from app.models import (
@@ -43,9 +43,6 @@ from app.services.repositories import (
     directory_of,
     revision_dir,
 )
-
-HEARTBEAT_EVERY = 5.0
-LOCK_WAIT_SECONDS = SYNC_TIMEOUT
 
 
 def sync_step(
@@ -90,19 +87,14 @@ def launch_sync(actor: Actor, project_id: int, repository_id: int, data: dict[st
 
 
 class Beat:
-    """Keeps the slice's heartbeat fresh and stops the sync on a cancel or past its deadline."""
+    """Stops the sync on a cancel or past its deadline."""
 
     def __init__(self, piece: Slice, timeout: int) -> None:
-        self.piece_id = piece.id
         self.job_id = piece.step.job_instance_id
         self.deadline = time.monotonic() + timeout
-        self.last = 0.0
 
     def __call__(self) -> None:
         now = time.monotonic()
-        if now - self.last >= HEARTBEAT_EVERY:
-            redis.client.set(heartbeat_key(self.piece_id), "1", ex=settings().heartbeat_ttl)
-            self.last = now
         if redis.client.exists(cancel_key(self.job_id)):
             raise sync.Stopped(RunStatus.TERMINATED, "cancelled")
         if now > self.deadline:
