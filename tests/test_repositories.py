@@ -3,6 +3,7 @@ their playbooks."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from app.config import REPOSITORY_REVISIONS_KEPT
@@ -19,6 +20,9 @@ from tests.repository_files import (
 )
 from tests.test_compiler import INJECTION
 from tests.test_inventory_api import KEY
+
+FLOW_ENDED = ("success", "failed")
+
 
 def repositories_of(project: dict) -> str:
     return f"/projects/{project['id']}/repositories"
@@ -282,3 +286,74 @@ def test_a_repository_playbook_runs_as_ansible_playbook_would_there(service, pro
     again = service.post(f"/projects/{pid}/jobs/{job['id']}/relaunch", {}, expect=202).get_json()
     assert service.wait_job(pid, again["id"])["steps"][0]["spec"]["revision"] == first
 
+
+def test_templates_and_flows_run_repository_playbooks(service, project, account, lab, tmp_path):
+    pid = project["id"]
+    [host] = add_hosts(service, project, lab, 1)
+    service.post(f"/projects/{pid}/groups", {"name": "web", "hosts": [host["id"]]}, expect=201)
+    remote = BareRepository(tmp_path / "git")
+    write_site(remote.work)
+    first = remote.commit("first")
+    # Synced on launch: a launch finds it never synced, and syncs first.
+    source = {"type": "git", "url": remote.url}
+    saved = {"name": "site", "source": source, "sync_on_launch": True, "sync_cache_seconds": 3600}
+    repository = service.post(repositories_of(project), saved, expect=201).get_json()
+    vault = service.post(
+        f"/projects/{pid}/credentials", {"name": "v", "kind": "vault", "password": VAULT_PASSWORD}, expect=201
+    ).get_json()
+    out = tmp_path / "out"
+    out.mkdir()
+    body = {
+        "repository_id": repository["id"],
+        "playbook": "site.yml",
+        "vault_credential_id": vault["id"],
+        "tags": ["config"],
+        "extra_vars": {"out_dir": str(out), "run_tag": "template"},
+    }
+    step = {
+        "name": "site",
+        "type": "playbook",
+        "targets": {"hosts": [host["id"]]},
+        "account_id": account["id"],
+    }
+    bad = {**step, "playbook": {**body, "content": "- hosts: all\n"}}
+    service.post(f"/projects/{pid}/job-templates", {"name": "bad", "steps": [bad]}, expect=422)
+    template = service.post(
+        f"/projects/{pid}/job-templates", {"name": "site", "steps": [{**step, "playbook": body}]}, expect=201
+    ).get_json()
+    job = service.post(f"/projects/{pid}/job-templates/{template['id']}/launch", {}, expect=202).get_json()
+    ended = service.wait_job(pid, job["id"])
+    assert ended["status"] == "success", ended
+    assert [step["kind"] for step in ended["steps"]] == ["repository_sync", "playbook"]
+    assert ended["steps"][1]["spec"]["revision"] == first
+    assert (out / "template-h00000.conf").read_text().startswith("greeting = HELLO")
+    # Synced a moment ago: the next launch runs at once, on the same revision.
+    job = service.post(f"/projects/{pid}/job-templates/{template['id']}/launch", {}, expect=202).get_json()
+    assert [step["kind"] for step in service.wait_job(pid, job["id"])["steps"]] == ["playbook"]
+
+    flow = service.post(
+        f"/projects/{pid}/flows",
+        {
+            "name": "site",
+            "nodes": [
+                {"id": "start", "type": "start"},
+                {"id": "site", "type": "activity", "atom": "playbook", "inputs": {
+                    **body, "extra_vars": {"out_dir": str(out), "run_tag": "flow"},
+                    "targets": {"hosts": [host["id"]]}, "account_id": account["id"],
+                }},
+                {"id": "end", "type": "end"},
+            ],
+            "edges": [{"from": "start", "to": "site"}, {"from": "site", "to": "end"}],
+        },
+        expect=201,
+    ).get_json()  # fmt: skip
+    task = service.post(f"/projects/{pid}/flows/{flow['id']}/tasks", {}, expect=201).get_json()
+    deadline = time.monotonic() + 180
+    while (state := service.get(f"/projects/{pid}/flow-tasks/{task['id']}"))["status"] not in (
+        "success",
+        "failed",
+    ):
+        assert time.monotonic() < deadline, state
+        time.sleep(0.5)
+    assert state["status"] == "success", state
+    assert (out / "flow-h00000.conf").is_file()
