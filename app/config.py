@@ -29,6 +29,12 @@ TRANSFER_SOURCES_MAX = 100
 INLINE_FILE_MAX_BYTES = 1024 * 1024
 # The largest playbook a job template may store.
 PLAYBOOK_MAX_BYTES = 1024 * 1024
+# Playbook repositories: the revisions kept (older ones go unless a running job uses them), the most
+# entries an archive or a checkout may hold, the largest file discovery reads, and how long a sync may take.
+REPOSITORY_REVISIONS_KEPT = 5
+REPOSITORY_ENTRIES_MAX = 100_000
+DISCOVERY_FILE_MAX_BYTES = 1024 * 1024
+SYNC_TIMEOUT = 1800
 # The shortest password a user may set.
 PASSWORD_MIN_LENGTH = 12
 # The largest value of an Integer column on every database (PostgreSQL's integer; SQLite's is wider):
@@ -148,6 +154,13 @@ class Settings:
     # The file store: the largest upload, and days a stored file is kept (0: until deleted).
     file_max_bytes: int = 5 * 1024**3
     file_retention_days: int = 30
+    # Repository archives: the largest upload, and the most its files may hold once unpacked.
+    archive_max_bytes: int = 512 * 1024**2
+    unpacked_max_bytes: int = 2 * 1024**3
+    # Git remotes on this machine's file system (file://) are refused unless this is on.
+    git_allow_file: bool = False
+    # The Galaxy server requirements may come from; none: only git URLs and files of the repository.
+    galaxy_server: str | None = None
     # "accept-new" records a host's first key in its project's known_hosts and refuses a changed one;
     # "strict" refuses keys not recorded yet; "off" checks nothing.
     ssh_host_key_checking: str = HOST_KEY_ACCEPT_NEW
@@ -193,6 +206,11 @@ class Settings:
         return self.data_dir / "known_hosts"
 
     @property
+    def repositories_dir(self) -> Path:
+        """Each repository's revisions, archive and installed requirements: a directory per repository."""
+        return self.data_dir / "repositories"
+
+    @property
     def redis_socket(self) -> Path:
         return self.data_dir / "redis.sock"
 
@@ -224,6 +242,10 @@ class Settings:
             keep_run_dirs=_bool("OPSFLOW_KEEP_RUN_DIRS", False),
             file_max_bytes=_int("OPSFLOW_FILE_MAX_BYTES", 5 * 1024**3),
             file_retention_days=_int("OPSFLOW_FILE_RETENTION_DAYS", 30),
+            archive_max_bytes=_int("OPSFLOW_ARCHIVE_MAX_BYTES", 512 * 1024**2),
+            unpacked_max_bytes=_int("OPSFLOW_UNPACKED_MAX_BYTES", 2 * 1024**3),
+            git_allow_file=_bool("OPSFLOW_GIT_ALLOW_FILE", False),
+            galaxy_server=os.environ.get("OPSFLOW_GALAXY_SERVER") or None,
             ssh_host_key_checking=host_key_checking(os.environ.get("OPSFLOW_SSH_HOST_KEY_CHECKING")),
             isolation_executable=os.environ.get("OPSFLOW_ISOLATION_EXECUTABLE") or "bwrap",
             allow_unisolated=_bool("OPSFLOW_ALLOW_UNISOLATED", False),

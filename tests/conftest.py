@@ -50,6 +50,9 @@ SERVICE_ENV = {
     "OPSFLOW_REAPER_INTERVAL": "1",
     "OPSFLOW_WORKERS": "2",
     "OPSFLOW_PROJECT_RUNNING_LIMIT": "2",
+    # Repositories of the tests are bare git repositories the tests make.
+    "OPSFLOW_GIT_ALLOW_FILE": "true",
+    "OPSFLOW_UNPACKED_MAX_BYTES": str(16 * 1024 * 1024),
 }
 
 

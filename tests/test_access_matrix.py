@@ -118,6 +118,95 @@ def fresh_plan(w: World) -> int:
     )
 
 
+def fresh_credential(w: World) -> int:
+    return w.make(
+        f"/projects/{w.project}/credentials", {"name": w.unique("c"), "kind": "vault", "password": "p"}
+    )
+
+
+def fresh_repository(w: World) -> int:
+    return w.make(
+        f"/projects/{w.project}/repositories", {"name": w.unique("r"), "source": {"type": "archive"}}
+    )
+
+
+def repository_rows() -> dict[tuple[str, str], tuple[str, Request]]:
+    """Credentials, repositories and the runs of their playbooks."""
+    credentials = "/api/v1/projects/<int:pid>/credentials"
+    rows: dict[tuple[str, str], tuple[str, Request]] = {
+        ("GET", credentials): ("read", lambda w: (f"/projects/{w.project}/credentials", None)),
+        ("POST", credentials): (
+            "admin",
+            lambda w: (
+                f"/projects/{w.project}/credentials",
+                {"name": w.unique("c"), "kind": "vault", "password": "p"},
+            ),
+        ),
+        ("GET", f"{credentials}/<int:item_id>"): (
+            "read",
+            lambda w: (f"/projects/{w.project}/credentials/{fresh_credential(w)}", None),
+        ),
+        ("PATCH", f"{credentials}/<int:item_id>"): (
+            "admin",
+            lambda w: (f"/projects/{w.project}/credentials/{fresh_credential(w)}", {"vault_id": "v"}),
+        ),
+        ("DELETE", f"{credentials}/<int:item_id>"): (
+            "admin",
+            lambda w: (f"/projects/{w.project}/credentials/{fresh_credential(w)}", None),
+        ),
+    }
+    repositories = "/api/v1/projects/<int:pid>/repositories"
+    item = f"{repositories}/<int:item_id>"
+    rows.update(
+        {
+            ("GET", repositories): ("read", lambda w: (f"/projects/{w.project}/repositories", None)),
+            ("POST", repositories): (
+                "admin",
+                lambda w: (
+                    f"/projects/{w.project}/repositories",
+                    {"name": w.unique("r"), "source": {"type": "archive"}},
+                ),
+            ),
+            ("GET", item): (
+                "read",
+                lambda w: (f"/projects/{w.project}/repositories/{fresh_repository(w)}", None),
+            ),
+            ("PATCH", item): (
+                "admin",
+                lambda w: (f"/projects/{w.project}/repositories/{fresh_repository(w)}", {"description": "x"}),
+            ),
+            ("DELETE", item): (
+                "admin",
+                lambda w: (f"/projects/{w.project}/repositories/{fresh_repository(w)}", None),
+            ),
+            ("POST", f"{repositories}/<int:rid>/sync"): (
+                "operate",
+                lambda w: (f"/projects/{w.project}/repositories/{fresh_repository(w)}/sync", {}),
+            ),
+            ("GET", f"{repositories}/<int:rid>/playbooks"): (
+                "read",
+                lambda w: (f"/projects/{w.project}/repositories/{fresh_repository(w)}/playbooks", None),
+            ),
+            ("POST", "/api/v1/projects/<int:pid>/playbook-runs"): (
+                "operate",
+                lambda w: (
+                    f"/projects/{w.project}/playbook-runs",
+                    {
+                        "repository_id": fresh_repository(w),
+                        "playbook": "site.yml",
+                        "targets": {"hosts": [w.host]},
+                    },
+                ),
+            ),
+            ("POST", f"{repositories}/<int:rid>/archive"): (
+                "admin",
+                lambda w: (f"/projects/{w.project}/repositories/{fresh_repository(w)}/archive", None),
+            ),
+        }
+    )
+    return rows
+
+
 def template_rows() -> dict[tuple[str, str], tuple[str, Request]]:
     """Job templates, plans, and the operations on a job's steps."""
     templates, plans = "/api/v1/projects/<int:pid>/job-templates", "/api/v1/projects/<int:pid>/job-plans"
@@ -428,6 +517,7 @@ MATRIX: dict[tuple[str, str], tuple[str, Request]] = {
     **template_rows(),
     **flow_rows(),
     **timed_job_rows(),
+    **repository_rows(),
     **script_rows(public=True),
     **script_rows(public=False),
     **rule_rows(public=True),

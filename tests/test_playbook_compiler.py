@@ -7,7 +7,14 @@ import pytest
 
 from app.config import PLAYBOOK_MAX_BYTES
 from app.execution.compiler import Account, Target, to_ansible
-from app.execution.playbook import PlaybookStep, check_playbook, compile_playbook
+from app.execution.playbook import (
+    PlaybookStep,
+    RepositoryPlaybook,
+    check_playbook,
+    compile_playbook,
+    compile_repository_playbook,
+    repository_config,
+)
 from tests.test_compiler import INJECTION, load
 
 PLAYBOOK = """\
@@ -154,3 +161,28 @@ def test_tags_skip_tags_and_limit_are_options():
 def test_a_bad_playbook_does_not_compile():
     with pytest.raises(ValueError, match="import_playbook is not supported"):
         compile_playbook(PlaybookStep("- import_playbook: x.yml\n"), TARGETS, {}, None)
+
+
+def test_a_repository_run_keeps_what_its_ansible_cfg_enables():
+    cfg = (
+        "[defaults]\ncallbacks_enabled = profile_tasks, timer\ncallback_plugins = ./plugins/callback\n"
+        "roles_path = ./roles:~/shared/roles\ntimeout = 30 ; seconds\n"
+    )
+    config = repository_config(cfg, "/repo")
+    run = RepositoryPlaybook(workdir="/repo", playbook="site.yml", tags=["a"], check=True, verbosity=2)
+    compiled = compile_repository_playbook(
+        run, [], {}, None, config, "/opsflow/callback", {"roles": "/cache/roles"}
+    )
+    environment = compiled.environment
+    assert environment["ANSIBLE_CONFIG"] == "/repo/ansible.cfg"
+    assert environment["ANSIBLE_CALLBACKS_ENABLED"] == "profile_tasks,timer,opsflow"
+    assert environment["ANSIBLE_CALLBACK_PLUGINS"] == "/repo/plugins/callback:/opsflow/callback"
+    assert environment["ANSIBLE_ROLES_PATH"] == "/repo/roles:~/shared/roles:/cache/roles"
+    # What the repository sets itself is left to it; Opsflow's action plugins are not added.
+    assert environment["ANSIBLE_TIMEOUT"] is None and environment["ANSIBLE_ACTION_PLUGINS"] is None
+    assert "ANSIBLE_PYTHON_INTERPRETER" not in environment
+    assert compiled.options == ["--tags=a", "--check", "-vv"]
+    assert (compiled.workdir, compiled.playbook_path) == ("/repo", "site.yml")
+    plain = compile_repository_playbook(run, [], {}, None, repository_config(None, "/repo"), "/cb", {})
+    assert plain.environment["ANSIBLE_CALLBACKS_ENABLED"] == "opsflow"
+    assert plain.environment["ANSIBLE_CONFIG"] is None and "ANSIBLE_ROLES_PATH" not in plain.environment

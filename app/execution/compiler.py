@@ -99,6 +99,12 @@ class CompiledStep:
     extra_vars: dict[str, Any] = field(default_factory=dict)
     options: list[str] = field(default_factory=list)
     on_controller: str | None = None
+    # A repository's playbook runs in its revision's directory (workdir), by its path there, with the
+    # repository's inventory file when it names one, and these variables set (None: unset).
+    workdir: str | None = None
+    playbook_path: str | None = None
+    inventory_file: str | None = None
+    environment: dict[str, str | None] = field(default_factory=dict)
 
 
 def unsafe(value: Any) -> Any:

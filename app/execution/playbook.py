@@ -185,3 +185,170 @@ def compile_playbook(
         extra_vars=unsafe(step.extra_vars),
         options=options,
     )
+
+
+# What Ansible searches when no ansible.cfg says otherwise (its defaults for roles_path and
+# collections_path): installed requirements are added to them, not put in their place.
+DEFAULT_ROLES_PATH = ("~/.ansible/roles", "/usr/share/ansible/roles", "/etc/ansible/roles")
+DEFAULT_COLLECTIONS_PATH = ("~/.ansible/collections", "/usr/share/ansible/collections")
+# Opsflow's settings a repository's ansible.cfg keeps when it sets them itself: (section, key) -> variable.
+LEFT_TO_THE_REPOSITORY = {
+    ("defaults", "timeout"): "ANSIBLE_TIMEOUT",
+    ("defaults", "interpreter_python"): "ANSIBLE_PYTHON_INTERPRETER",
+}
+MODES = ("run", "syntax_check", "list_tasks", "list_hosts")
+
+
+@dataclass(frozen=True)
+class RepositoryConfig:
+    """What a repository's ansible.cfg sets that Opsflow's own environment would otherwise replace."""
+
+    path: str | None = None
+    callbacks_enabled: tuple[str, ...] = ()
+    callback_plugins: tuple[str, ...] = ()
+    roles_path: tuple[str, ...] | None = None
+    collections_path: tuple[str, ...] | None = None
+    kept: tuple[str, ...] = ()
+
+
+def repository_config(text: str | None, workdir: str) -> RepositoryConfig:
+    """Read an ansible.cfg as Ansible does (its relative paths are relative to the file's directory)."""
+    if text is None:
+        return RepositoryConfig()
+    import configparser
+    import posixpath
+
+    parser = configparser.ConfigParser(inline_comment_prefixes=(";",), interpolation=None)
+    try:
+        parser.read_string(text)
+    except configparser.Error:
+        return RepositoryConfig(path=posixpath.join(workdir, "ansible.cfg"))
+
+    def value(section: str, key: str) -> str | None:
+        return parser.get(section, key, fallback=None)
+
+    def paths(key: str, *aliases: str) -> tuple[str, ...] | None:
+        raw = next((value("defaults", name) for name in (key, *aliases) if value("defaults", name)), None)
+        if raw is None:
+            return None
+        return tuple(
+            entry if entry.startswith(("/", "~")) else posixpath.normpath(posixpath.join(workdir, entry))
+            for entry in (part.strip() for part in raw.split(":"))
+            if entry
+        )
+
+    callbacks = value("defaults", "callbacks_enabled") or value("defaults", "callback_whitelist") or ""
+    return RepositoryConfig(
+        path=posixpath.join(workdir, "ansible.cfg"),
+        callbacks_enabled=tuple(name.strip() for name in callbacks.split(",") if name.strip()),
+        callback_plugins=paths("callback_plugins") or (),
+        roles_path=paths("roles_path"),
+        collections_path=paths("collections_path", "collections_paths"),
+        kept=tuple(
+            variable for (section, key), variable in LEFT_TO_THE_REPOSITORY.items() if value(section, key)
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class RepositoryPlaybook:
+    """A playbook of a synced revision and how to run it."""
+
+    workdir: str
+    playbook: str
+    inventory_file: str | None = None
+    extra_vars: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    skip_tags: list[str] = field(default_factory=list)
+    limit: str | None = None
+    check: bool = False
+    diff: bool = False
+    verbosity: int = 0
+    become: bool | None = None
+    mode: str = "run"
+    vault_id: str | None = None
+
+
+def repository_environment(
+    config: RepositoryConfig, callback_dir: str, requirements: dict[str, str]
+) -> dict[str, str | None]:
+    """The variables a run of a repository playbook sets beyond (None: unsets of) a run's usual ones: the
+    repository's own callbacks and plugin paths with Opsflow's added, its installed requirements after
+    its own search paths, and its ansible.cfg read from where it is."""
+    environment: dict[str, str | None] = {
+        "ANSIBLE_CONFIG": config.path,
+        "ANSIBLE_CALLBACKS_ENABLED": ",".join([*config.callbacks_enabled, "opsflow"]),
+        "ANSIBLE_CALLBACK_PLUGINS": ":".join([*config.callback_plugins, callback_dir]),
+        # Opsflow's own action plugins serve its file transfers; a repository keeps its own.
+        "ANSIBLE_ACTION_PLUGINS": None,
+        **dict.fromkeys(config.kept),
+    }
+    if "roles" in requirements:
+        environment["ANSIBLE_ROLES_PATH"] = ":".join(
+            [*(config.roles_path or DEFAULT_ROLES_PATH), requirements["roles"]]
+        )
+    if "collections" in requirements:
+        environment["ANSIBLE_COLLECTIONS_PATH"] = ":".join(
+            [*(config.collections_path or DEFAULT_COLLECTIONS_PATH), requirements["collections"]]
+        )
+    return environment
+
+
+def compile_repository_playbook(
+    run: RepositoryPlaybook,
+    targets: list[Target],
+    groups: dict[str, list[str]],
+    account: Account | None,
+    config: RepositoryConfig,
+    callback_dir: str,
+    requirements: dict[str, str],
+) -> CompiledStep:
+    """The run of a repository's playbook in its revision's directory: its roles, plugins, variables and
+    ansible.cfg apply as they do for ansible-playbook run there. Opsflow adds the inventory (the targets,
+    or the repository's inventory file), the login, and its callback."""
+    options: list[str] = []
+    if run.tags:
+        options.append("--tags=" + ",".join(run.tags))
+    if run.skip_tags:
+        options.append("--skip-tags=" + ",".join(run.skip_tags))
+    if run.limit:
+        options.append(f"--limit={run.limit}")
+    if run.check:
+        options.append("--check")
+    if run.diff:
+        options.append("--diff")
+    if run.verbosity:
+        options.append("-" + "v" * run.verbosity)
+    if run.mode != "run":
+        options.append("--" + run.mode.replace("_", "-"))
+    login = account
+    if account is not None and run.become is not None:
+        login = Account(account.username, run.become, account.become_method, account.become_user)
+    if run.inventory_file is not None:
+        # The repository's inventory names the hosts; the login comes as options, which its own host
+        # variables override, as they would for ansible-playbook run there.
+        inventory: dict[str, Any] = {}
+        if login is not None:
+            options.append(f"--user={login.username}")
+            if login.become:
+                options += [
+                    "--become",
+                    f"--become-method={login.become_method}",
+                    f"--become-user={login.become_user}",
+                ]
+    else:
+        inventory = playbook_inventory(targets, groups, login)
+        if login is None and run.become:
+            inventory["all"]["vars"]["ansible_become"] = True
+    return CompiledStep(
+        playbook=[],
+        inventory=inventory,
+        files={},
+        task_count=PLAYBOOK_TASKS,
+        extra_vars=unsafe(run.extra_vars),
+        options=options,
+        workdir=run.workdir,
+        playbook_path=run.playbook,
+        inventory_file=run.inventory_file,
+        environment=repository_environment(config, callback_dir, requirements),
+    )

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import ansible_runner
+from ansible_runner.utils import get_callback_dir
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -45,6 +46,8 @@ KEY_FILE = "ssh_key"
 MASK_FILE = "mask.json"
 # Extra vars may carry secrets: readable by the service alone, and removed with the key file.
 EXTRA_VARS_FILE = "extra_vars.yml"
+# A repository playbook's vault password: readable by the run alone, removed after it.
+VAULT_FILE = "vault_password"
 # The callback plugin counts here the events it could not push (Redis unreachable till the end).
 UNDELIVERED_FILE = "undelivered.json"
 CALLBACK_DIR = ROOT / "plugins" / "callback"
@@ -92,17 +95,24 @@ class RunRequest:
     writable: list[Path] = field(default_factory=list)
     # What vouches for the slice's events (app.execution.events.slice_token).
     event_token: str = ""
+    # A vault password (and the vault id it answers to) for a repository's encrypted files.
+    vault_password: str | None = None
+    vault_id: str | None = None
+    # The run acts on no host (a syntax check, a listing): what Ansible printed is its answer.
+    capture_output: bool = False
 
 
 @dataclass
 class RunOutcome:
     status: RunStatus
     error: str | None = None
+    # What ansible-playbook printed, for runs that capture it.
+    output: str | None = None
 
 
 def runs_on_controller(compiled: CompiledStep) -> str | None:
     """What of the run executes user content on the controller (a user's playbook, local hosts), if any."""
-    if compiled.playbook_text is not None:
+    if compiled.playbook_text is not None or compiled.workdir is not None:
         return "playbook steps"
     if compiled.on_controller is not None:
         return compiled.on_controller
@@ -148,10 +158,14 @@ class Runner:
             start_new_session=True,
         )
         try:
+            compiled = request.compiled
             result = ansible_runner.run(
                 private_data_dir=str(data_dir),
-                playbook=PLAYBOOK,
-                inventory=str(data_dir / "inventory" / "hosts.yml"),
+                playbook=compiled.playbook_path or PLAYBOOK,
+                inventory=str(Path(compiled.workdir) / compiled.inventory_file)
+                if compiled.inventory_file
+                else str(data_dir / "inventory" / "hosts.yml"),
+                **({"project_dir": compiled.workdir} if compiled.workdir else {}),
                 ident="run",
                 envvars=self._environment(request, data_dir, marker, control_dir),
                 forks=request.forks,
@@ -226,11 +240,13 @@ class Runner:
             write_private(data_dir / KEY_FILE, request.private_key.rstrip("\n") + "\n")
         if request.secrets:
             write_private(data_dir / MASK_FILE, json.dumps(request.secrets))
+        if request.vault_password:
+            write_private(data_dir / VAULT_FILE, request.vault_password + "\n")
         return data_dir
 
     @staticmethod
     def _secret_files(data_dir: Path) -> list[Path]:
-        return [data_dir / KEY_FILE, data_dir / MASK_FILE, data_dir / EXTRA_VARS_FILE]
+        return [data_dir / KEY_FILE, data_dir / MASK_FILE, data_dir / EXTRA_VARS_FILE, data_dir / VAULT_FILE]
 
     def _environment(
         self, request: RunRequest, data_dir: Path, marker: str, control_dir: str
@@ -250,8 +266,11 @@ class Runner:
             )
         env = {
             **dict.fromkeys(SERVICE_ENVIRONMENT, ""),
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            # The virtualenv as the sandbox mounts it: by its real path, though it be reached by a symlink.
+            "PATH": f"{Path(sys.prefix).resolve() / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
             "ANSIBLE_CALLBACK_PLUGINS": str(CALLBACK_DIR),
+            # ansible-runner's display callback by its real path too, which is where the sandbox shows it.
+            "AWX_LIB_DIRECTORY": str(Path(get_callback_dir()).resolve()),
             "ANSIBLE_CALLBACKS_ENABLED": "opsflow",
             "ANSIBLE_ACTION_PLUGINS": str(ACTION_DIR),
             "ANSIBLE_SSH_ARGS": ssh_args,
@@ -273,6 +292,11 @@ class Runner:
             env["OPSFLOW_MASK_FILE"] = str(data_dir / MASK_FILE)
         if request.private_key:
             env["ANSIBLE_PRIVATE_KEY_FILE"] = str(data_dir / KEY_FILE)
+        for name, value in request.compiled.environment.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
         return env
 
     def _event_stream(self, request: RunRequest) -> dict[str, str]:
@@ -295,6 +319,13 @@ class Runner:
             flags.append("--ask-become-pass")
         if request.compiled.extra_vars:
             flags += ["-e", f"@{data_dir / EXTRA_VARS_FILE}"]
+        if request.vault_password:
+            vault_file = str(data_dir / VAULT_FILE)
+            flags.append(
+                f"--vault-id={request.vault_id}@{vault_file}"
+                if request.vault_id
+                else f"--vault-password-file={vault_file}"
+            )
         flags += request.compiled.options
         return " ".join(shlex.quote(flag) for flag in flags) or None
 
@@ -337,13 +368,21 @@ class Runner:
                 f"(Redis unreachable: {lost['error']})",
             )
         status = RUNNER_STATUS.get(result.status, RunStatus.ABNORMAL)
+        stdout = data_dir / "artifacts" / "run" / "stdout"
+        if request.capture_output:
+            printed = mask(stdout.read_text(errors="replace"), request.secrets) if stdout.exists() else ""
+            error = (
+                None
+                if status is RunStatus.SUCCESS
+                else f"ansible-playbook ended {result.status}: {printed[-4000:]}"
+            )
+            return RunOutcome(status, error, printed)
         if status is RunStatus.FAILED and result.stats is None:
             # It could not load what it was given (a playbook, an inventory, extra vars): the hosts
             # it never reached did not succeed, nor were they skipped.
             status = RunStatus.ABNORMAL
         if status is not RunStatus.ABNORMAL:
             return RunOutcome(status)
-        stdout = data_dir / "artifacts" / "run" / "stdout"
         tail = stdout.read_text(errors="replace")[-4000:] if stdout.exists() else ""
         return RunOutcome(
             status, mask(f"ansible-runner ended {result.status}: {tail}".strip(), request.secrets)

@@ -2,15 +2,42 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import threading
+from collections.abc import Iterator
 
 from app.config import current as settings
-from app.execution.keys import cancel_key
+from app.execution.keys import cancel_key, heartbeat_key
 from app.execution.runner import Runner
 from app.extensions import db, redis
 from app.models import RunStatus
 from app.services import callbacks, executions
+
+# How often a slice's heartbeat is written while its worker holds it.
+HEARTBEAT_EVERY = 2.0
+
+
+@contextlib.contextmanager
+def heartbeat(slice_id: int) -> Iterator[None]:
+    """Keep the slice's heartbeat fresh from its claim until its end is reported, whatever the worker does
+    meanwhile (compiling, starting ansible-playbook on a busy machine, cleaning up, a sync's own work)."""
+    stop = threading.Event()
+    ttl = settings().heartbeat_ttl
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_EVERY):
+            with contextlib.suppress(Exception):
+                redis.client.set(heartbeat_key(slice_id), "1", ex=ttl)
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{slice_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def run_slice(slice_id: int) -> str:
@@ -29,7 +56,13 @@ def run_slice(slice_id: int) -> str:
     if redis.client.exists(cancel_key(request.job_id)):
         executions.publish_slice_done(slice_id, RunStatus.TERMINATED, "cancelled before it started")
         return str(RunStatus.TERMINATED)
-    outcome = Runner(settings(), redis.client).run(request)
+    with heartbeat(slice_id):
+        if isinstance(request, executions.LocalWork):
+            outcome = request.work()
+        else:
+            outcome = Runner(settings(), redis.client).run(request)
+            if outcome.output is not None:
+                executions.record_output(slice_id, outcome.output)
     executions.publish_slice_done(slice_id, outcome.status, outcome.error)
     return str(outcome.status)
 

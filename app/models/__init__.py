@@ -2,6 +2,7 @@
 
 from app.models.account import Account
 from app.models.audit import AuditEvent
+from app.models.credential import Credential, CredentialKind
 from app.models.danger import DangerRule, DangerRuleOverride, RuleAction
 from app.models.file import FileResult, StoredFile
 from app.models.flow import Flow, FlowCategory, FlowTask, FlowVersion, NodeAttempt, NodeState, ProjectVariable
@@ -21,6 +22,7 @@ from app.models.job import (
     TaskResult,
 )
 from app.models.project import Project
+from app.models.repository import Repository, RepositoryRevision, SourceType
 from app.models.script import Script, ScriptVersion
 from app.models.status import (
     FileStatus,
@@ -40,6 +42,8 @@ __all__ = [
     "ApiToken",
     "AuditEvent",
     "Connection",
+    "Credential",
+    "CredentialKind",
     "DangerRule",
     "DangerRuleOverride",
     "DynamicGroup",
@@ -69,6 +73,8 @@ __all__ = [
     "Overlap",
     "Project",
     "ProjectVariable",
+    "Repository",
+    "RepositoryRevision",
     "Role",
     "RollingMode",
     "RuleAction",
@@ -77,6 +83,7 @@ __all__ = [
     "Script",
     "ScriptVersion",
     "Slice",
+    "SourceType",
     "StepInstance",
     "StepType",
     "StoredFile",

@@ -169,6 +169,8 @@ class StepInstance(db.Model):
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What a step that acts on no host printed: a repository sync's log, a syntax check's answer.
+    output: Mapped[str | None] = mapped_column(Text)
 
     job: Mapped[JobInstance] = relationship(back_populates="steps")
     slices: Mapped[list[Slice]] = relationship(order_by="Slice.index", cascade="all, delete-orphan")

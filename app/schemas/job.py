@@ -134,6 +134,10 @@ class StepSchema(Schema):
     started_at = fields.DateTime(allow_none=True)
     ended_at = fields.DateTime(allow_none=True)
     slices = fields.List(fields.Nested(SliceSchema))
+    output = fields.String(
+        allow_none=True,
+        metadata={"description": "what a step on no host printed: a sync's log, a syntax check's answer"},
+    )
 
     def public_spec(self, step) -> dict:
         spec = dict(step.spec)

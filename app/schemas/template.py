@@ -8,6 +8,7 @@ from app.config import TIMEOUT_DEFAULT, TIMEOUT_MAX, TIMEOUT_MIN
 from app.models import Role, RollingMode, StepType, VariableType
 from app.schemas.fields import IDENTIFIER, Id, Integer, validate_plain_data
 from app.schemas.job import ScriptSchema, TargetsSchema
+from app.schemas.playbook_run import RELATIVE_PATH
 from app.schemas.query import FilterArgs
 from app.schemas.transfer import FileTransferSchema
 from app.secrets import MASK
@@ -16,6 +17,17 @@ VARIABLE_TYPES = [str(kind) for kind in VariableType]
 STEP_TYPES = [str(kind) for kind in StepType]
 ROLLING_MODES = [str(mode) for mode in RollingMode]
 STEPS_MAX = 100
+# What a playbook step of a repository names beyond an inline playbook's fields.
+REPOSITORY_FIELDS = (
+    "repository_id",
+    "playbook",
+    "revision",
+    "check",
+    "diff",
+    "verbosity",
+    "become",
+    "vault_credential_id",
+)
 KEY = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", error="use letters, digits, '.', '_' and '-'")
 # The parts of a step that say what it does, one per step type.
 BODIES = {
@@ -94,16 +106,52 @@ class ScriptBodySchema(ScriptSchema):
 
 class PlaybookBodySchema(Schema):
     content = fields.String(
-        required=True,
         validate=validate.Length(min=1),
-        metadata={"description": "the playbook's YAML, run unchanged"},
+        metadata={"description": "the playbook's YAML, run unchanged (or repository_id and playbook)"},
     )
+    repository_id = Id(strict=True, metadata={"description": "run a playbook of this repository"})
+    playbook = fields.String(
+        validate=[validate.Length(min=1, max=1024), RELATIVE_PATH],
+        metadata={"description": "with repository_id: the playbook's path in the repository"},
+    )
+    revision = fields.String(
+        allow_none=True,
+        validate=validate.Length(min=7, max=64),
+        metadata={"description": "with repository_id: a kept revision; default the current one"},
+    )
+    check = fields.Boolean(metadata={"description": "with repository_id: ansible-playbook --check"})
+    diff = fields.Boolean(metadata={"description": "with repository_id: ansible-playbook --diff"})
+    verbosity = Integer(strict=True, validate=validate.Range(0, 4))
+    become = fields.Boolean(allow_none=True, metadata={"description": "override the account's become"})
+    vault_credential_id = Id(strict=True, allow_none=True, metadata={"description": "a vault credential"})
     extra_vars = fields.Dict(
         keys=fields.String(validate=IDENTIFIER), load_default=dict, validate=validate_plain_data
     )
     tags = fields.List(fields.String(validate=validate.Length(min=1, max=255)), load_default=list)
     skip_tags = fields.List(fields.String(validate=validate.Length(min=1, max=255)), load_default=list)
     limit = fields.String(allow_none=True, load_default=None, validate=validate.Length(min=1, max=4096))
+
+    class Meta:
+        openapi = {
+            "oneOf": [
+                {
+                    "required": ["content"],
+                    "not": {"anyOf": [{"required": [name]} for name in REPOSITORY_FIELDS]},
+                },
+                {"required": ["repository_id", "playbook"], "not": {"required": ["content"]}},
+            ]
+        }
+
+    @validates_schema
+    def one_source(self, data, **kwargs) -> None:
+        if ("content" in data) == ("repository_id" in data):
+            raise ValidationError("give the playbook's content, or a repository_id and playbook", "content")
+        if "content" in data:
+            extra = next((name for name in REPOSITORY_FIELDS if name in data), None)
+            if extra:
+                raise ValidationError(f"an inline playbook has no {extra}", extra)
+        elif "playbook" not in data:
+            raise ValidationError("name the repository's playbook", "playbook")
 
     @validates_schema
     def no_connection_variables(self, data, **kwargs) -> None:

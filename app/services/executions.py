@@ -6,6 +6,7 @@ import copy
 import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,7 +22,7 @@ from app.execution.compiler import Account as LoginAccount
 from app.execution.compiler import CompiledStep, ScriptStep, Target, compile_script
 from app.execution.isolation import isolation
 from app.execution.keys import cancel_key, heartbeat_key
-from app.execution.runner import RunRequest
+from app.execution.runner import RunOutcome, RunRequest
 from app.extensions import db, redis
 from app.models import (
     Account,
@@ -157,7 +158,11 @@ def enqueue(job: JobInstance, hosts_of_steps: list[list[Host]]) -> JobInstance:
     refuse_unsandboxed(job.steps, hosts_of_steps)
     chunks_of_steps = []
     for step, hosts in zip(job.steps, hosts_of_steps, strict=True):
-        chunks = list(chunked(hosts, step.batches))
+        if step.spec.get("whole") or (not hosts and step.spec.get("hostless")):
+            # One run for them all: a repository's inventory, or a step that acts on no host.
+            chunks = [(1, hosts)]
+        else:
+            chunks = list(chunked(hosts, step.batches))
         step.slices.extend(
             Slice(index=index, batch=batch, host_count=len(chunk))
             for index, (batch, chunk) in enumerate(chunks)
@@ -244,7 +249,7 @@ def relaunch(actor: Actor, project_id: int, job_id: int, only_failed: bool = Fal
     return RELAUNCHABLE[job.kind](actor, project_id, data, LaunchType.RELAUNCH, job.id)
 
 
-def claim(slice_id: int, worker: str) -> RunRequest | None:
+def claim(slice_id: int, worker: str) -> RunRequest | LocalWork | None:
     """Mark a waiting slice running on this worker and compile it; None when it is not waiting."""
     claimed = db.session.execute(
         update(Slice)
@@ -261,7 +266,15 @@ def claim(slice_id: int, worker: str) -> RunRequest | None:
     return compile_slice(piece)
 
 
-def compile_slice(piece: Slice) -> RunRequest:
+@dataclass
+class LocalWork:
+    """A slice that runs no ansible-playbook: work the worker does itself, such as a repository sync."""
+
+    job_id: int
+    work: Callable[[], RunOutcome]
+
+
+def compile_slice(piece: Slice) -> RunRequest | LocalWork:
     return STEP_COMPILERS[piece.step.kind](piece)
 
 
@@ -288,7 +301,7 @@ def compile_script_slice(piece: Slice) -> RunRequest:
 
 
 # How a worker compiles a slice, by step kind (transfers and reachability checks add theirs).
-STEP_COMPILERS: dict[str, Callable[[Slice], RunRequest]] = {"script": compile_script_slice}
+STEP_COMPILERS: dict[str, Callable[[Slice], RunRequest | LocalWork]] = {"script": compile_script_slice}
 
 
 def slice_targets(piece: Slice) -> list[Target]:
@@ -344,6 +357,13 @@ def run_request(
         readable=list(readable),
         writable=list(writable),
     )
+
+
+def record_output(slice_id: int, output: str) -> None:
+    """Keep what a run that acts on no host printed, as its step's output."""
+    piece = db.session.get(Slice, slice_id)
+    piece.step.output = output[-settings().output_cap_bytes :]
+    db.session.commit()
 
 
 def cancel(actor: Actor, project_id: int, job_id: int, reason: str = "") -> JobInstance:

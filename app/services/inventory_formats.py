@@ -174,6 +174,11 @@ def _plugins() -> dict[str, type]:
     return {"ini": Ini, "yaml": Yaml}
 
 
+def read_file(path: Path, plugin_name: str, hosts_max: int):
+    """Ansible's InventoryData of an inventory file, read by its ini or yaml plugin; Invalid if it cannot."""
+    return _parse_file(path, plugin_name, hosts_max)
+
+
 def _parse_file(path: Path, plugin_name: str, hosts_max: int):
     from ansible.errors import AnsibleError
     from ansible.inventory.data import InventoryData

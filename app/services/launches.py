@@ -21,7 +21,16 @@ from app.models.base import utcnow
 from app.models.job import PLAYBOOK_TASKS
 
 # playbook_steps registers how workers compile playbook steps.
-from app.services import executions, playbook_steps, records, rolling, templates, transfers, variables  # noqa: F401
+from app.services import (
+    executions,
+    playbook_runs,
+    playbook_steps,  # noqa: F401
+    records,
+    rolling,
+    templates,
+    transfers,
+    variables,
+)
 from app.services.access import Action, Actor, require
 from app.services.errors import Conflict, Invalid, fields_under
 from app.services.inventory import resolve_targets
@@ -173,6 +182,8 @@ def build_step(
     elif kind == StepType.FILE_TRANSFER:
         body = {**step["transfer"], **common}
         built = transfers.transfer_steps(project_id, body, hosts, now, on_failure, seq, "transfer")
+    elif kind == StepType.PLAYBOOK and "repository_id" in step["playbook"]:
+        built = playbook_runs.repository_steps(project_id, {**step["playbook"], **common}, hosts, seq)
     elif kind == StepType.PLAYBOOK:
         executions.require_account(project_id, common["account_id"], hosts, "account_id")
         instance = StepInstance(

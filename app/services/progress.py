@@ -93,6 +93,12 @@ def step_status(counts: dict[str, int]) -> RunStatus:
     return RunStatus.FAILED
 
 
+def slices_status(step: StepInstance) -> RunStatus:
+    """The status of a step that acts on no host: its slice's."""
+    statuses = [RunStatus(piece.status) for piece in step.slices]
+    return next((status for status in statuses if status.failing), RunStatus.SUCCESS)
+
+
 def settle_step(step: StepInstance) -> None:
     """Once the slices of its current batch have ended: start its next batch, wait for a
     confirmation, pause on a failed batch, or end the step."""
@@ -104,7 +110,11 @@ def settle_step(step: StepInstance) -> None:
     if step.current_batch < len(step.batches) and job.status != RunStatus.STOPPING:
         between_batches(step)
     else:
-        status = step_status(host_counts(HostResult.step_instance_id == step.id))
+        status = (
+            slices_status(step)
+            if step.spec.get("hostless")
+            else step_status(host_counts(HostResult.step_instance_id == step.id))
+        )
         if status.failing and step.on_failure == OnFailure.IGNORE:
             status = RunStatus.IGNORED_ERROR
         step.status = status

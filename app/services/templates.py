@@ -24,7 +24,7 @@ from app.models import (
     VariableType,
 )
 from app.secrets import MASK
-from app.services import danger, records, rolling, scripts, variables
+from app.services import danger, playbook_runs, records, rolling, scripts, variables
 from app.services.access import Action, Actor, require
 from app.services.errors import Conflict, Invalid, fields_under
 
@@ -168,8 +168,13 @@ def check_step(actor: Actor, project_id: int, step: dict[str, Any], kinds: dict[
     elif kind == StepType.PLAYBOOK:
         # A playbook runs Ansible's own code on the controller too (lookups, local tasks).
         require(actor, project_id, Action.ADMIN)
+        body = step["playbook"]
+        if "repository_id" in body:
+            with fields_under("playbook"):
+                playbook_runs.check_repository_playbook(project_id, body)
+            return
         try:
-            check_playbook(step["playbook"]["content"])
+            check_playbook(body["content"])
         except ValueError as exc:
             raise Invalid(str(exc), "playbook.content") from exc
 

@@ -1,6 +1,6 @@
-"""playbook: a playbook run unchanged on targets, as a template's playbook step, reading the flow's
-variables as extra vars. Saving a flow with one takes a project admin, since a playbook runs Ansible
-code on the controller too."""
+"""playbook: a playbook run unchanged on targets, as a template's playbook step (inline, or a repository's
+playbook), reading the flow's variables as extra vars. Saving a flow with one takes a project admin, since a
+playbook runs Ansible code on the controller too."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from app.models import JobInstance, StepInstance, StepType
 from app.models.job import PLAYBOOK_TASKS
 from app.schemas.job import TargetsSchema
 from app.schemas.template import PlaybookBodySchema
-from app.services import executions
+from app.services import executions, playbook_runs
 
 
 class PlaybookInputs(PlaybookBodySchema):
@@ -48,17 +48,19 @@ class Playbook(JobAtom):
     def launch(self, context: Context, data: dict[str, Any]) -> JobInstance:
         project_id = context.task.project_id
 
-        def build(hosts: list) -> tuple[StepInstance, list]:
+        def build(hosts: list) -> tuple[list[tuple[StepInstance, list]], list]:
+            common = {"account_id": data["account_id"], "timeout": data["timeout"], "forks": data["forks"]}
+            if data.get("repository_id") is not None:
+                return playbook_runs.repository_steps(project_id, {**data, **common}, hosts), []
             executions.require_account(project_id, data["account_id"], hosts, "account_id")
             body = {key: data[key] for key in ("content", "extra_vars", "tags", "skip_tags", "limit")}
-            common = {"account_id": data["account_id"], "timeout": data["timeout"], "forks": data["forks"]}
             step = StepInstance(
                 kind=StepType.PLAYBOOK,
                 host_count=len(hosts),
                 task_count=PLAYBOOK_TASKS,
                 spec={**body, **common},
             )
-            return step, []
+            return [(step, hosts)], []
 
         return launch_job(context, data, "job", build)
 

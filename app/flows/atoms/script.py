@@ -18,7 +18,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.flows.atoms import Atom, Context, Failed, Finished, Outcome, Waiting
 from app.flows.graph import VariableKind
-from app.models import HostResult, HostStatus, JobInstance, LaunchType, RunStatus, VariableType
+from app.models import HostResult, HostStatus, JobInstance, LaunchType, RunStatus, StepInstance, VariableType
 from app.schemas.job import ScriptExecutionSchema
 from app.services import executions, idempotency
 from app.services.errors import Conflict
@@ -81,18 +81,26 @@ class Script(JobAtom):
             context,
             data,
             "script_execution",
-            lambda hosts: executions.script_step(context.task.project_id, data, hosts),
+            lambda hosts: one_step(executions.script_step(context.task.project_id, data, hosts), hosts),
         )
 
 
+def one_step(built: tuple[StepInstance, list], hosts: list) -> tuple[list[tuple[StepInstance, list]], list]:
+    step, warnings = built
+    return [(step, hosts)], warnings
+
+
 def launch_job(context: Context, data: dict[str, Any], kind: str, build) -> JobInstance:
-    """A job instance of one step on the targets of `data`, reading the flow's variables, launched once
-    per attempt (the attempt's launch key is its idempotency key)."""
+    """A job instance on the targets of `data`, reading the flow's variables, launched once per attempt
+    (the attempt's launch key is its idempotency key). `build(hosts)` answers the steps, each with its
+    hosts, and the rules' warnings; the last step is the one the node runs."""
     project_id = context.task.project_id
     hosts = resolve_targets(project_id, data["targets"])
-    step, warnings = build(hosts)
+    planned, warnings = build(hosts)
+    step = planned[-1][0]
     step.name = data.get("name") or context.state.node_id
-    step.spec = {**step.spec, "namespaces": []}
+    for instance, _ in planned:
+        instance.spec = {**instance.spec, "namespaces": []}
     public, secret = environment_values(context)
     job = JobInstance(
         project_id=project_id,
@@ -107,8 +115,8 @@ def launch_job(context: Context, data: dict[str, Any], kind: str, build) -> JobI
         variables=public,
         secret_variables=json.dumps(secret) if secret else None,
     )
-    job.steps.append(step)
-    return executions.enqueue(job, [hosts])
+    job.steps.extend(instance for instance, _ in planned)
+    return executions.enqueue(job, [members for _, members in planned])
 
 
 def environment_values(context: Context) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
