@@ -1,8 +1,8 @@
 """Runs one compiled slice with ansible-runner, in a private data dir of its own.
 
 The runner writes the playbook and inventory, starts ansible-playbook through
-ansible-runner with the Opsflow callback plugin enabled, keeps the slice's
-heartbeat alive, polls for a cancel, and on every way out (success, failure,
+ansible-runner with the Opsflow callback plugin enabled, polls for a cancel,
+and on every way out (success, failure,
 cancel, timeout, a dying worker) leaves no process of the run behind.
 """
 
@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from app.config import HOST_KEY_ACCEPT_NEW, HOST_KEY_OFF, HOST_KEY_STRICT, ROOT, Settings
 from app.execution.compiler import CompiledStep, to_ansible
 from app.execution.isolation import isolation
-from app.execution.keys import cancel_key, heartbeat_key
+from app.execution.keys import cancel_key
 from app.execution.known_hosts import ProjectKnownHosts
 from app.execution.process import MARKER_VAR, kill_marked
 from app.execution.watchdog import DONE
@@ -54,9 +53,6 @@ CALLBACK_DIR = ROOT / "plugins" / "callback"
 ACTION_DIR = ROOT / "plugins" / "action"
 # A service user whose home is / has no home to hide.
 ROOT_DIR = Path("/")
-# A run's heartbeat is written this many times per TTL, so that two late beats in a row (a loaded
-# machine) do not yet read as a lost worker.
-HEARTBEATS_PER_TTL = 3
 # The one ansible-runner event kept on disk: without it, ansible-playbook stopped before its recap.
 RECAP_EVENT = "playbook_on_stats"
 # ansible-runner checks for a cancel once per pexpect timeout.
@@ -339,17 +335,10 @@ class Runner:
         return prompts
 
     def _cancel_callback(self, request: RunRequest) -> Callable[[], bool]:
-        beat = heartbeat_key(request.slice_id)
         cancel = cancel_key(request.job_id)
-        last_beat, every = 0.0, self.settings.heartbeat_ttl / HEARTBEATS_PER_TTL
 
         def cancelled() -> bool:
-            nonlocal last_beat
-            now = time.monotonic()
             try:
-                if now - last_beat >= every:
-                    self.redis.set(beat, "1", ex=self.settings.heartbeat_ttl)
-                    last_beat = now
                 return bool(self.redis.exists(cancel))
             except (RedisConnectionError, RedisTimeoutError):
                 # The run goes on while Redis is away; its events wait in the callback plugin.

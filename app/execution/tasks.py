@@ -15,8 +15,9 @@ from app.extensions import db, redis
 from app.models import RunStatus
 from app.services import callbacks, executions
 
-# How often a slice's heartbeat is written while its worker holds it.
-HEARTBEAT_EVERY = 2.0
+# A slice's heartbeat is written this many times per TTL, so that two late beats in a row (a loaded
+# machine) do not yet read as a lost worker.
+HEARTBEATS_PER_TTL = 3
 
 
 @contextlib.contextmanager
@@ -27,7 +28,7 @@ def heartbeat(slice_id: int) -> Iterator[None]:
     ttl = settings().heartbeat_ttl
 
     def beat() -> None:
-        while not stop.wait(HEARTBEAT_EVERY):
+        while not stop.wait(ttl / HEARTBEATS_PER_TTL):
             with contextlib.suppress(Exception):
                 redis.client.set(heartbeat_key(slice_id), "1", ex=ttl)
 
