@@ -520,3 +520,36 @@ def test_is_bk_sops_tells_the_shapes_apart():
     assert bk_sops.is_bk_sops(tree) and bk_sops.is_bk_sops({"pipeline_tree": tree})
     assert bk_sops.is_bk_sops({"template_data": {}}) and bk_sops.is_bk_sops(export_data(child_and_parent()))
     assert not bk_sops.is_bk_sops({"format": "opsflow-flows/1", "flows": []})
+
+
+def malformed(change) -> dict:
+    tree = release_tree()
+    built = tree.build()
+    change(built)
+    return built
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        malformed(lambda tree: tree["activities"]["nnap"].update(component="sleep_timer")),
+        malformed(lambda tree: tree["activities"]["nnap"]["component"].update(data=[1])),
+        malformed(
+            lambda tree: tree["activities"]["nnap"].update(timeout_config={"enable": True, "action": {}})
+        ),
+        malformed(lambda tree: tree["constants"].update({"${odd}": {"value": {"a": 1}}})),
+        malformed(lambda tree: tree["flows"].update(lbad=["nstart", "nend"])),
+        malformed(lambda tree: tree["gateways"]["nwhich"].update(conditions=[], default_condition="x")),
+        malformed(lambda tree: tree.update(start_event={"id": None})),
+        malformed(lambda tree: tree.update(outputs=[{"x": 1}])),
+        {"activities": 1, "start_event": 2},
+        {"pipeline_tree": {}, "name": "x"},
+        {"template_data": {"template": [], "pipeline_template_data": {"template": {"t": []}}}},
+        {"pipeline_template_data": {"template": {"t": {"name": 5, "tree": {"activities": {}}}}}},
+        [],
+    ],
+)
+def test_malformed_documents_are_refused_with_their_problems(document):
+    with pytest.raises(BkSopsInvalid) as caught:
+        translate(document, "x")
+    assert caught.value.errors and all(error.path for error in caught.value.errors)

@@ -246,6 +246,12 @@ def test_an_import_reports_every_missing_reference_at_once(service, project):
                     {"id": "plan", "type": "activity", "atom": "job_plan", "inputs": {"plan_id": "nightly"}},
                     {"id": "sub", "type": "subflow", "inputs": {"flow_id": inner}},
                     {"id": "lost", "type": "subflow", "inputs": {"flow_id": "no such flow"}},
+                    {
+                        "id": "ask",
+                        "type": "activity",
+                        "atom": "approval",
+                        "inputs": {"message": "${_project.app}?"},
+                    },
                 ),
             },
         ],
@@ -259,8 +265,9 @@ def test_an_import_reports_every_missing_reference_at_once(service, project):
         "flows.0.nodes.1.inputs.account_id",
         "flows.1.nodes.1.inputs.plan_id",
         "flows.1.nodes.3.inputs.flow_id",
+        "flows.1.nodes.4.inputs.message",
     }, error
-    assert error["message"].startswith("7 references find nothing in this project"), error
+    assert error["message"].startswith("8 references find nothing in this project"), error
     assert service.get(f"/projects/{pid}/flows") == []
 
 

@@ -165,7 +165,7 @@ def translate_export(data: Any, where: str) -> Translated:
     # The task templates (category, timeout) by the pipeline template they wrap.
     metas = {
         str(meta.get("pipeline_template_str_id") or meta.get("pipeline_template_id")): meta
-        for meta in (data.get("template") or {}).values()
+        for meta in (data.get("template") if isinstance(data.get("template"), dict) else {}).values()
         if isinstance(meta, dict)
     }
     order, errors = _subprocess_order(templates, f"{base}pipeline_template_data.template")
@@ -386,13 +386,9 @@ class Tree:
 
     def find_host_lists(self, parts: Mapping[str, Part]) -> None:
         for part in parts.values():
-            data = (
-                ((part.document.get("component") or {}).get("data") or {})
-                if part.kind == "ServiceActivity"
-                else {}
-            )
-            if not isinstance(data, dict):
+            if part.kind != "ServiceActivity":
                 continue
+            _, data = _component(part.document)
             values = [_value(data, "job_ip_list")]
             files = _value(data, "job_source_files")
             values += (
@@ -418,7 +414,7 @@ class Tree:
     def variables(self, constants: dict[str, Any]) -> list[dict[str, Any]]:
         ordered = sorted(
             ((key, value) for key, value in constants.items() if CONSTANT_KEY.match(str(key))),
-            key=lambda item: item[1].get("index", 0) if isinstance(item[1], dict) else 0,
+            key=lambda item: _index(item[1]),
         )
         variables = []
         for key, constant in ordered:
@@ -528,8 +524,11 @@ class Tree:
                 return signature.renames[name]
             self.fail(path, f"the subprocess {part.id!r} has no output {output!r}")
             return None
-        code = (part.document.get("component") or {}).get("code")
-        mapped = COMPONENTS[code].outputs.get(output) if code in COMPONENTS else None
+        code, _ = _component(part.document)
+        code = code if isinstance(code, str) else None
+        mapped = (
+            COMPONENTS[code].outputs.get(output) if code in COMPONENTS and isinstance(output, str) else None
+        )
         if mapped is None:
             known = ", ".join(sorted(COMPONENTS[code].outputs)) if code in COMPONENTS else "none"
             self.fail(
@@ -759,6 +758,7 @@ class Tree:
         timeout = document.get("timeout_config")
         if isinstance(timeout, dict) and timeout.get("enable"):
             action = timeout.get("action", "forced_fail")
+            action = action if isinstance(action, str) else repr(action)
             if action not in TIMEOUT_ACTIONS:
                 self.fail(f"{part.path}.timeout_config.action", f"one of {', '.join(TIMEOUT_ACTIONS)}")
             options["timeout"] = {
@@ -768,16 +768,14 @@ class Tree:
         return options
 
     def activity(self, part: Part, index: int) -> dict[str, Any]:
-        component = part.document.get("component")
-        code = component.get("code") if isinstance(component, dict) else None
-        if code not in COMPONENTS:
+        code, data = _component(part.document)
+        if not isinstance(code, str) or code not in COMPONENTS:
             self.fail(
                 f"{part.path}.component.code",
-                f"node {part.id!r}{_named(part.document)} runs component "
-                f"{code!r}, which has no atom here; those that have: {', '.join(COMPONENTS)}",
+                f"node {part.id!r}{_named(part.document)} runs component {code!r}, which has no atom here; "
+                f"those that have: {', '.join(COMPONENTS)}",
             )
             return {"atom": "sleep", "inputs": {"seconds": 0}}
-        data = component.get("data") if isinstance(component.get("data"), dict) else {}
         mapping = COMPONENTS[code]
         inputs = mapping.inputs(Inputs(self, part, data, index))
         return {"atom": mapping.atom, "inputs": inputs}
@@ -819,6 +817,12 @@ class Tree:
         return {"flow_id": signature.name, "values": values}
 
 
+def _index(constant: Any) -> int:
+    """Where bk-sops shows a constant among the others."""
+    index = constant.get("index") if isinstance(constant, dict) else None
+    return index if isinstance(index, int) and not isinstance(index, bool) else 0
+
+
 def merged(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
     if first.get("default") or second.get("default"):
         return {"from": first["from"], "to": first["to"], "default": True}
@@ -828,6 +832,15 @@ def merged(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
 def _named(document: dict[str, Any]) -> str:
     name = document.get("name")
     return f" ({name})" if isinstance(name, str) and name else ""
+
+
+def _component(document: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """A ServiceActivity's component code and data ({} when they are not what bk-sops writes)."""
+    component = document.get("component")
+    if not isinstance(component, dict):
+        return None, {}
+    data = component.get("data")
+    return component.get("code"), data if isinstance(data, dict) else {}
 
 
 def _value(data: Mapping[str, Any], key: str, default: Any = None) -> Any:

@@ -182,13 +182,13 @@ def refuse_missing(
     entries: Iterable[tuple[str, Any]],
     translate_entry: Callable[[Any, Translate], Any],
     in_document: Mapping[type, Collection[str]],
-    describe: Callable[[str], str] | None = None,
+    found: Iterable[dict[str, str]] = (),
 ) -> None:
     """Invalid listing every reference of the entries ((path, entry) pairs) that names nothing in the
-    project nor in the document (`in_document`: {model: names the document makes}), so that one answer
-    shows all a project lacks for an import. `describe` may rewrite each problem's path."""
+    project nor in the document (`in_document`: {model: names the document makes}), with the problems
+    `found` otherwise ({path, message}), so that one answer shows all a project lacks for an import."""
     to_id = id_of(project_id)
-    problems: list[dict[str, str]] = []
+    problems: list[dict[str, str]] = list(found)
     for prefix, entry in entries:
 
         def check(model: type, name: Any, where: str, prefix: str = prefix) -> Any:
@@ -197,8 +197,7 @@ def refuse_missing(
             try:
                 return to_id(model, name, where)
             except Invalid as exc:
-                path = f"{prefix}.{exc.field}"
-                problems.append({"path": describe(path) if describe else path, "message": exc.message})
+                problems.append({"path": f"{prefix}.{exc.field}", "message": exc.message})
                 return name
 
         translate_entry(entry, check)

@@ -21,10 +21,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from app.extensions import db
-from app.flows import bk_sops
+from app.flows import bk_sops, engine
 from app.flows.atoms.http import SECRET_HEADER
-from app.flows.expressions import REFERENCE
-from app.flows.graph import NodeType, VariableKind
+from app.flows.expressions import REFERENCE, references
+from app.flows.graph import SUBFLOW_ATOM, NodeType, VariableKind, unwrap_inputs
 from app.models import Flow, FlowVersion
 from app.schemas.flow import FlowSchema
 from app.services import exchange, flows, records
@@ -188,7 +188,9 @@ def import_flows(actor: Actor, project_id: int, entries: list[Any]) -> list[Flow
     refuse_bad_entries(entries)
     in_document = {Flow: {entry["name"] for entry in entries}}
     placed = ((f"flows.{index}", entry) for index, entry in enumerate(entries))
-    exchange.refuse_missing(project_id, placed, translated_refs, in_document)
+    exchange.refuse_missing(
+        project_id, placed, translated_refs, in_document, missing_variables(project_id, entries)
+    )
     created: dict[str, Flow] = {}
     to_id = exchange.id_of(project_id, {Flow: created})
     try:
@@ -204,6 +206,33 @@ def import_flows(actor: Actor, project_id: int, entries: list[Any]) -> list[Flow
         raise
     db.session.commit()
     return list(created.values())
+
+
+def missing_variables(project_id: int, entries: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Every `${_project.NAME}` a node's rendered inputs read that the project has no variable for."""
+    known = set(flows.project_variable_names(project_id))
+    return [
+        {"path": f"flows.{index}.{path}", "message": f"there is no project variable named {name!r}"}
+        for index, entry in enumerate(entries)
+        for path, name in project_references(entry)
+        if name not in known
+    ]
+
+
+def project_references(entry: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(path of the input, NAME) of each `${_project.NAME}` the flow's nodes render."""
+    atoms = engine.atoms()
+    for where, node in flows.node_documents(entry):
+        if not isinstance(node.get("inputs"), dict):
+            continue
+        inputs, unrendered = unwrap_inputs(node["inputs"])
+        name = SUBFLOW_ATOM if node.get("type") == NodeType.SUBFLOW else node.get("atom")
+        atom = atoms.get(name) if isinstance(name, str) else None
+        unrendered |= set(atom.unrendered) if atom else set()
+        for name, value in inputs.items():
+            for reference in references(value) if name not in unrendered else []:
+                if reference.name == "_project" and reference.field:
+                    yield f"{where}.inputs.{name}", reference.field
 
 
 def refuse_bad_entries(entries: list[Any]) -> None:
