@@ -424,3 +424,21 @@ def test_bk_sops_documents_that_do_not_import_name_the_place(service, project):
     )
     assert not_dat["error"]["field"] == "document", not_dat
     assert service.get(f"/projects/{pid}/flows") == []
+
+
+def test_an_export_holds_one_version_of_each_flow(service, project):
+    pid = project["id"]
+    child = service.post(
+        f"/projects/{pid}/flows", {"name": unique("child"), **chain(nap("a"))}, 201
+    ).get_json()
+    service.api("PATCH", f"/projects/{pid}/flows/{child['id']}", 200, json=chain(nap("b")))
+    subflows = [
+        {"id": "pinned", "type": "subflow", "inputs": {"flow_id": child["id"], "version": 1}},
+        {"id": "newest", "type": "subflow", "inputs": {"flow_id": child["id"]}},
+    ]
+    parent = service.post(
+        f"/projects/{pid}/flows", {"name": unique("parent"), **chain(*subflows)}, 201
+    ).get_json()
+    error = service.api("GET", f"/projects/{pid}/flows/{parent['id']}/export", 409).get_json()["error"]
+    assert error["field"] == "version" and "versions" not in error["message"], error
+    assert "version 1 (nodes.1)" in error["message"] and "version 2 (nodes.2)" in error["message"], error

@@ -50,7 +50,8 @@ def export_document(actor: Actor, project_id: int, flow_id: int, number: int | N
     def visit(version: FlowVersion, trail: frozenset[int]) -> None:
         for where, node in flows.node_documents(version.document):
             inputs = node.get("inputs") if node.get("type") == NodeType.SUBFLOW else None
-            child = db.session.get(Flow, inputs.get("flow_id")) if isinstance(inputs, dict) else None
+            child_id = inputs.get("flow_id") if isinstance(inputs, dict) else None
+            child = db.session.get(Flow, child_id) if isinstance(child_id, int) else None
             if child is None or child.id in trail or child.project_id != project_id:
                 continue
             pinned = inputs.get("version")
