@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import io
+import json
 import os
 import shutil
 import socket
@@ -28,6 +30,7 @@ from urllib.parse import quote, urlsplit
 import psycopg
 import pytest
 import redis as redis_lib
+import yaml
 
 from app import redis_acl
 from app.config import ROOT, Settings, embedded_redis_urls
@@ -372,3 +375,20 @@ def short_tmp_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="opsflow-"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+# The forms an import takes (those of the inventory import), each as the test client's arguments.
+IMPORT_FORMS = ("json body", "yaml body", "format and content", "multipart file")
+
+
+def sent_as(form: str, document: Any) -> dict[str, Any]:
+    """The arguments that send `document` to an import endpoint in one of IMPORT_FORMS."""
+    text = yaml.safe_dump(document)
+    if form == "json body":
+        return {"json": document}
+    if form == "yaml body":
+        return {"data": text, "headers": {"Content-Type": "application/yaml"}}
+    if form == "format and content":
+        return {"json": {"format": "yaml", "content": text}}
+    file = (io.BytesIO(json.dumps(document).encode()), "release.json")
+    return {"data": {"file": file}, "content_type": "multipart/form-data"}

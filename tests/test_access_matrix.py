@@ -358,6 +358,17 @@ def flow_rows() -> dict[tuple[str, str], tuple[str, Request]]:
             "operate",
             lambda w: (f"/projects/{w.project}/flows/{fresh_flow(w)}/tasks", {"start": False}),
         ),
+        ("GET", f"{flows}/<int:item_id>/export"): (
+            "read",
+            lambda w: (f"/projects/{w.project}/flows/{fresh_flow(w)}/export", None),
+        ),
+        ("POST", f"{flows}/import"): (
+            "operate",
+            lambda w: (
+                f"/projects/{w.project}/flows/import",
+                {"format": "opsflow-flows/1", "flows": [{"name": w.unique("i"), **FLOW_GRAPH}]},
+            ),
+        ),
         ("GET", tasks): ("read", lambda w: (f"/projects/{w.project}/flow-tasks", None)),
         ("GET", f"{tasks}/<int:tid>"): ("read", lambda w: (fresh_task(w), None)),
         # Pausing a task that has not started: a 409 for whoever may operate it, after the access check.

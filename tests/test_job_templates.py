@@ -4,14 +4,12 @@ rolling batches, on hosts reached through the local connection."""
 from __future__ import annotations
 
 import io
-import json
 import time
 import uuid
 
 import pytest
-import yaml
 
-from tests.conftest import add_hosts, add_local_host, make_member, run_script
+from tests.conftest import IMPORT_FORMS, add_hosts, add_local_host, make_member, run_script, sent_as
 
 
 def unique(prefix: str) -> str:
@@ -716,21 +714,12 @@ def manual_document(name: str) -> dict:
     }
 
 
-@pytest.mark.parametrize("form", ["json body", "yaml body", "format and content", "multipart file"])
+@pytest.mark.parametrize("form", IMPORT_FORMS)
 def test_a_template_imports_in_every_form_an_inventory_does(service, project, form):
     pid = project["id"]
     name = unique("imported")
     document = manual_document(name)
-    text = yaml.safe_dump(document)
-    sent = {
-        "json body": {"json": document},
-        "yaml body": {"data": text, "headers": {"Content-Type": "application/yaml"}},
-        "format and content": {"json": {"format": "yaml", "content": text}},
-        "multipart file": {
-            "data": {"file": (io.BytesIO(json.dumps(document).encode()), "release.json")},
-            "content_type": "multipart/form-data",
-        },
-    }[form]
+    sent = sent_as(form, document)
     imported = service.api("POST", f"/projects/{pid}/job-templates/import", 201, **sent).get_json()
     assert [t["name"] for t in imported["templates"]] == [name]
     assert [t["name"] for t in service.get(f"/projects/{pid}/job-templates")] == [name]

@@ -23,7 +23,10 @@ CURL_STATUS = (
 )
 HTTP_LINE = re.compile(r"^HTTP (\d{3}) (\S+) (\S+)$")
 # The calls the README shows failing, on purpose.
-EXPECTED_ERRORS = {(422, "POST", re.compile(r"/projects/\d+/job-templates/import$"))}
+EXPECTED_ERRORS = {
+    (422, "POST", re.compile(r"/projects/\d+/job-templates/import$")),
+    (422, "POST", re.compile(r"/projects/\d+/flows/import$")),
+}
 # `ended $JOB   # failed: ...`: the README states how the job ends.
 ENDED_LINE = re.compile(r"^ended \$\w+\s+# (\w+)", re.MULTILINE)
 FINAL = {"success", "failed", "timeout", "terminated", "abnormal"}

@@ -30,6 +30,7 @@ ACTIONS = {
     ("flows.NodeOperation", "POST"): ("flow_task", "operate"),
     ("reachability.ReachabilityChecks", "POST"): ("job", "launch"),
     ("inventories.InventoryImport", "POST"): ("inventory", "import"),
+    ("flows.FlowImport", "POST"): ("flow", "import"),
     ("members.Members", "POST"): ("member", "grant"),
     ("members.Member", "PATCH"): ("member", "change_role"),
     ("members.Member", "DELETE"): ("member", "revoke"),

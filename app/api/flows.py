@@ -12,10 +12,15 @@ from flask_smorest import Blueprint
 
 from app.api.auth import current_actor
 from app.api.crud import project_resource
+from app.api.exchange import FORMAT_OF_SUFFIX, exported, import_body, sent_document
 from app.api.launching import take_idempotency_key
 from app.api.paging import SelectPage, filter_arguments
 from app.models import Flow, ProjectVariable
 from app.schemas.flow import (
+    FlowExportArgs,
+    FlowImportArgs,
+    FlowImportResultSchema,
+    FlowImportTextSchema,
     FlowListArgs,
     FlowNodeOperationSchema,
     FlowOperationSchema,
@@ -27,11 +32,15 @@ from app.schemas.flow import (
     NodeStateSchema,
     ProjectVariableSchema,
 )
-from app.services import flow_tasks, flows, records
+from app.services import flow_exchange, flow_tasks, flows, records
 from app.services.access import Action, require
 from app.services.errors import NotFound
 
 TASK_OPERATIONS = ("start", "pause", "resume", "revoke")
+EXPORTED = {
+    "application/json": {"schema": {"type": "object"}},
+    "application/yaml": {"schema": {"type": "string"}},
+}
 NODE_OPERATIONS = (
     "retry", "skip", "force_fail", "pause_before", "resume", "approve", "reject", "choose_branch", "callback"
 )  # fmt: skip
@@ -75,6 +84,38 @@ class FlowVersion(MethodView):
         """One version of the flow, as it was saved."""
         require(current_actor(), pid, Action.READ)
         return flows.flow_version(pid, item_id, number)
+
+
+@blp.route("/<int:pid>/flows/<int:item_id>/export")
+class FlowExport(MethodView):
+    @filter_arguments(blp, FlowExportArgs)
+    @blp.response(200, content_type="application/json")
+    @blp.doc(responses={"200": {"description": "the document, as a download", "content": EXPORTED}})
+    def get(self, args: dict[str, Any], pid: int, item_id: int):
+        """The flow (its newest version, or `version`) and the flows it runs as subflows (those first) as
+        one JSON or YAML document: references by name, secrets left out. It imports into any project."""
+        document = flow_exchange.export_document(current_actor(), pid, item_id, args.get("version"))
+        return exported(document, args["format"], document["flows"][-1]["name"])
+
+
+@blp.route("/<int:pid>/flows/import")
+class FlowImport(MethodView):
+    @filter_arguments(blp, FlowImportArgs)
+    @blp.doc(
+        requestBody=import_body(
+            ["json", "yaml", "bk_sops"],
+            "an exported document, a bk-sops pipeline tree (or {name, pipeline_tree}), or {format, content}",
+        )
+    )
+    @blp.response(201, FlowImportResultSchema)
+    def post(self, args: dict[str, Any], pid: int):
+        """Create the flows of a document, all or none: an export of this service, a bk-sops pipeline
+        tree, or a bk-sops .dat export. Sent as the JSON body, its text as the body, `{format, content}`,
+        or a multipart upload in `file` (a .dat file is a bk-sops export). Every reference the project
+        lacks is reported at once (422, each with its path); a name taken already is a 409."""
+        document, form = sent_document(FlowImportTextSchema, {**FORMAT_OF_SUFFIX, ".dat": "bk_sops"})
+        created = flow_exchange.import_document(current_actor(), pid, document, args.get("name"), form)
+        return {"flows": created}
 
 
 @blp.route("/<int:pid>/flows/<int:item_id>/tasks")

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app.api.auth import current_actor
 from app.api.crud import project_resource
-from app.api.jobs import attachment
+from app.api.exchange import exported, import_body, sent_document
 from app.api.launching import launched
 from app.api.paging import filter_arguments
 from app.models import JobTemplate
@@ -24,11 +23,6 @@ from app.schemas.template import (
     TemplateSchema,
 )
 from app.services import launches, template_exchange, templates
-from app.services.errors import Invalid
-from app.services.uploads import with_upload
-
-MEDIA_TYPES = {"json": "application/json", "yaml": "application/yaml"}
-FORMAT_OF_SUFFIX = {".json": "json", ".yaml": "yaml", ".yml": "yaml"}
 
 blp = Blueprint(
     "job_templates",
@@ -56,58 +50,19 @@ class TemplateExport(MethodView):
         """The template, the templates it includes and its plans as one JSON or YAML document, references
         by name, secrets left out: it imports into this project or another."""
         document = template_exchange.export_document(current_actor(), pid, item_id)
-        text = template_exchange.to_text(document, args["format"])
-        name = f"{document['templates'][-1]['name']}.{args['format']}"
-        return Response(text, mimetype=MEDIA_TYPES[args["format"]], headers=attachment(name))
+        return exported(document, args["format"], document["templates"][-1]["name"])
 
 
 @blp.route("/<int:pid>/job-templates/import")
 class TemplateImport(MethodView):
-    @blp.doc(
-        requestBody={
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "type": "object",
-                        "description": "the exported document, or {format, content} with its text",
-                    }
-                },
-                "application/yaml": {"schema": {"type": "string"}},
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {
-                            "file": {"type": "string", "format": "binary"},
-                            "format": {"type": "string", "enum": list(MEDIA_TYPES)},
-                        },
-                        "required": ["file"],
-                    }
-                },
-            }
-        }
-    )
+    @blp.doc(requestBody=import_body(["json", "yaml"], "the exported document, or {format, content}"))
     @blp.response(201, ImportResultSchema)
     def post(self, pid: int):
         """Create the templates and plans of an exported document, all or none: the document as the JSON
         body, its YAML or JSON text as the body, `{format, content}`, or a multipart upload in `file`."""
-        created, plans = template_exchange.import_document(current_actor(), pid, sent_document())
+        document, _ = sent_document(ImportTextSchema)
+        created, plans = template_exchange.import_document(current_actor(), pid, document)
         return {"templates": created, "plans": plans}
-
-
-def sent_document() -> Any:
-    """The document of an import request, in whichever form it came."""
-    file = request.files.get("file")
-    if file is not None:
-        text = with_upload(request.form.to_dict(), file.filename or "", file.read(), FORMAT_OF_SUFFIX)
-        return template_exchange.parse(template_exchange.load(ImportTextSchema(), text)["content"])
-    if not request.is_json:
-        return template_exchange.parse(request.get_data(as_text=True))
-    body = request.get_json(silent=True)
-    if body is None:
-        raise Invalid("the body is not valid JSON", "document")
-    if isinstance(body, dict) and "content" in body:
-        return template_exchange.parse(template_exchange.load(ImportTextSchema(), body)["content"])
-    return body
 
 
 @blp.route("/<int:pid>/job-templates/<int:item_id>/launch")

@@ -7,6 +7,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, post_dump, validate, validates_schema
 
+from app.config import INTEGER_MAX
 from app.flows.graph import VariableKind
 from app.models import FlowCategory
 from app.models.status import FlowTaskStatus, NodeStatus
@@ -207,3 +208,32 @@ class FlowNodeOperationSchema(FlowOperationSchema):
     branches = fields.List(fields.String(), metadata={"description": "choose_branch: the nodes to go on to"})
     token = fields.String(validate=validate.Length(max=255), metadata={"description": "callback: its token"})
     data = fields.Dict(keys=fields.String(), metadata={"description": "callback: becomes the node's outputs"})
+
+
+class FlowExportArgs(FilterArgs):
+    format = fields.String(load_default="json", validate=validate.OneOf(["json", "yaml"]))
+    version = fields.Integer(
+        validate=validate.Range(1, INTEGER_MAX),
+        metadata={"description": "the flow's version to export; none: its newest"},
+    )
+
+
+class FlowImportArgs(FilterArgs):
+    name = fields.String(
+        validate=validate.Length(min=1, max=255),
+        metadata={"description": "the flow's name, for a bk-sops pipeline tree (which carries none)"},
+    )
+
+
+class FlowImportTextSchema(Schema):
+    """A document sent as text: an export in JSON or YAML, or a bk-sops tree or .dat export."""
+
+    format = fields.String(
+        validate=validate.OneOf(["json", "yaml", "bk_sops"]),
+        metadata={"description": "json, yaml, or bk_sops (a pipeline tree, or the text of a .dat export)"},
+    )
+    content = fields.String(required=True, metadata={"description": "the document's text"})
+
+
+class FlowImportResultSchema(Schema):
+    flows = fields.List(fields.Nested(FlowSchema), metadata={"description": "subflows first"})

@@ -75,7 +75,20 @@ def fields_under(prefix: str, missing_is_invalid: bool = False) -> Iterator[None
         yield
     except ServiceError as exc:
         field = ".".join(part for part in (prefix, exc.field) if part) or None
+        details = exc.details
+        if isinstance(details, dict) and isinstance(details.get("errors"), list) and prefix:
+            # Every problem listed (a flow's, each with its path) is under the prefix too.
+            details = {
+                **details,
+                "errors": [
+                    {**problem, "path": f"{prefix}.{problem['path']}" if problem.get("path") else prefix}
+                    if isinstance(problem, dict)
+                    else problem
+                    for problem in details["errors"]
+                ],
+            }
         if missing_is_invalid and isinstance(exc, NotFound):
-            raise Invalid(exc.message, field, exc.details) from exc
+            raise Invalid(exc.message, field, details) from exc
         exc.field = field
+        exc.details = details
         raise

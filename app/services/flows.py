@@ -4,6 +4,7 @@ variables flows read as ${_project.NAME}."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Select, select
@@ -137,20 +138,77 @@ def reference_errors(project_id: int, document: dict[str, Any], flow_id: int | N
     return errors
 
 
+# Inputs that hold data of their own (an HTTP body, a playbook's extra vars): never references.
+FREE_INPUTS = frozenset({"body", "headers", "extra_vars", "content", "params", "message"})
+# Inputs that map variable names to values (a plan's, a subflow's): a value may be a host list.
+VALUE_MAPS = frozenset({"variables", "values"})
+HOST_LIST_KEYS = ("hosts", "groups", "dynamic_groups")
+# Runs a function on one reference: (model, id or name, path) -> what takes its place.
+OnReference = Callable[[type, Any, str], Any]
+
+
 def references_in(inputs: dict[str, Any], path: str = "") -> list[tuple[str, str, Any]]:
     """(path, key, id or ids) of every reference in nested inputs (objects, and lists of objects)."""
-    found = []
+    found: list[tuple[str, str, Any]] = []
+
+    def record(model: type, value: Any, where: str) -> Any:
+        found.append((where, where.rsplit(".", 1)[-1], value))
+        return value
+
+    map_references(inputs, record, path, whole=True)
+    return found
+
+
+def map_references(inputs: Any, on_reference: OnReference, path: str = "", whole: bool = False) -> Any:
+    """The inputs with each reference (a key of REFERENCE_MODELS, at any depth) replaced by what
+    `on_reference` answers for it, for each item of a list; `whole`: once for the whole value instead.
+    A value that is a `${...}` reference is left as it is (it is known at run time only)."""
+    if isinstance(inputs, list):
+        return [
+            map_references(item, on_reference, f"{path}{index}.", whole) if isinstance(item, dict) else item
+            for index, item in enumerate(inputs)
+        ]
+    if not isinstance(inputs, dict):
+        return inputs
+    mapped = {}
     for key, value in inputs.items():
         where = f"{path}{key}"
-        if key in REFERENCE_MODELS:
-            found.append((where, key, value))
-        elif isinstance(value, dict):
-            found.extend(references_in(value, f"{where}."))
-        elif isinstance(value, list):
-            for index, item in enumerate(value):
-                if isinstance(item, dict):
-                    found.extend(references_in(item, f"{where}.{index}."))
-    return found
+        if key in FREE_INPUTS:
+            mapped[key] = value
+        elif key in REFERENCE_MODELS and not is_reference(value):
+            model = REFERENCE_MODELS[key]
+            if whole:
+                mapped[key] = on_reference(model, value, where)
+            elif isinstance(value, list):
+                mapped[key] = [
+                    item if is_reference(item) else on_reference(model, item, f"{where}.{index}")
+                    for index, item in enumerate(value)
+                ]
+            else:
+                mapped[key] = value if value is None else on_reference(model, value, where)
+        elif key in VALUE_MAPS and isinstance(value, dict):
+            # A value that is an object may be a host list: only its hosts, groups and dynamic groups refer.
+            mapped[key] = {
+                name: {
+                    kind: map_references({kind: part}, on_reference, f"{where}.{name}.", whole)[kind]
+                    if kind in HOST_LIST_KEYS
+                    else part
+                    for kind, part in item.items()
+                }
+                if isinstance(item, dict)
+                else item
+                for name, item in value.items()
+            }
+        elif isinstance(value, dict | list):
+            mapped[key] = map_references(value, on_reference, f"{where}.", whole)
+        else:
+            mapped[key] = value
+    return mapped
+
+
+def is_reference(value: Any) -> bool:
+    """A value that holds a `${...}` reference, rendered when the node runs."""
+    return isinstance(value, str) and "${" in value
 
 
 def exists(model: type, item: Any, project_id: int) -> bool:
@@ -205,6 +263,11 @@ def require_for(actor: Actor, project_id: int, graph: FlowGraph) -> None:
 
 
 def create_flow(actor: Actor, project_id: int, data: dict[str, Any]) -> Flow:
+    return records.save(new_flow(actor, project_id, data))
+
+
+def new_flow(actor: Actor, project_id: int, data: dict[str, Any]) -> Flow:
+    """A checked flow at its first version, not saved yet."""
     require(actor, project_id, Action.OPERATE)
     document = {key: data[key] for key in VERSIONED if key in data}
     require_for(actor, project_id, checked_graph(project_id, document))
@@ -218,7 +281,7 @@ def create_flow(actor: Actor, project_id: int, data: dict[str, Any]) -> Flow:
         created_by=actor.username,
     )
     flow.versions.append(version_of(actor, 1, stored, secrets))
-    return records.save(flow)
+    return flow
 
 
 def version_of(actor: Actor, number: int, document: dict[str, Any], secrets: dict[str, str]) -> FlowVersion:

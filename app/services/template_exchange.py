@@ -10,38 +10,26 @@ find is a 422 naming the field, and nothing is written. Secret values never leav
 from __future__ import annotations
 
 import copy
-import json
-from collections.abc import Callable
 from typing import Any
 
-import yaml
-from marshmallow import Schema, ValidationError
-from sqlalchemy import or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
 
 from app.extensions import db
-from app.models import (
-    Account,
-    DynamicGroup,
-    Group,
-    Host,
-    JobPlan,
-    JobTemplate,
-    Script,
-    ScriptVersion,
-    StepType,
-    StoredFile,
-    VariableType,
-)
+from app.models import Account, JobPlan, JobTemplate, Script, ScriptVersion, StepType, StoredFile
 from app.schemas.template import PlanSchema, TemplateSchema
-from app.services import records, templates
+from app.services import exchange, records, templates
 from app.services.access import Action, Actor, require
-from app.services.errors import Conflict, Invalid, fields_under, first_error
+from app.services.errors import Invalid, fields_under
+from app.services.exchange import (
+    Translate,
+    load,
+    name_of,
+    translated_targets,
+    translated_values,
+    translated_variable,
+)
 
 FORMAT = "opsflow-job-templates/1"
-TARGET_MODELS = {"hosts": Host, "groups": Group, "dynamic_groups": DynamicGroup}
-# A reference: turns an id into a name (export) or a name into an id (import), in one project.
-Translate = Callable[[type, Any, str], Any]
 
 
 def export_document(actor: Actor, project_id: int, template_id: int) -> dict[str, Any]:
@@ -89,22 +77,6 @@ def export_document(actor: Actor, project_id: int, template_id: int) -> dict[str
     }
 
 
-def to_text(document: dict[str, Any], form: str) -> str:
-    if form == "yaml":
-        return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
-    return json.dumps(document, indent=2, ensure_ascii=False)
-
-
-def parse(text: str) -> Any:
-    """A document given as YAML or JSON text (JSON is YAML)."""
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise Invalid(f"the document is not valid YAML or JSON{where}", "document") from exc
-
-
 def import_document(actor: Actor, project_id: int, document: Any) -> tuple[list[JobTemplate], list[JobPlan]]:
     """Create the document's templates and plans in the project, all or none."""
     require(actor, project_id, Action.OPERATE)
@@ -116,21 +88,21 @@ def import_document(actor: Actor, project_id: int, document: Any) -> tuple[list[
     refuse_cycles(entries)
     refuse_missing_references(project_id, entries)
     created: dict[str, JobTemplate] = {}
-    to_id = id_of(project_id, created)
+    to_id = exchange.id_of(project_id, {JobTemplate: created})
     try:
         for index, entry in enumerate(entries):
             with fields_under(f"templates.{index}"):
                 data = load_template(entry, to_id)
                 template = templates.new_template(actor, project_id, data)
                 db.session.add(template)
-                flush(f"a job template named {template.name!r} exists already", "name")
+                exchange.flush(f"a job template named {template.name!r} exists already", "name")
                 created[template.name] = template
         plans = []
         for index, entry in enumerate(document.get("plans") or []):
             with fields_under(f"plans.{index}"):
                 plan = templates.new_plan(actor, project_id, load_plan(entry, to_id, created))
                 db.session.add(plan)
-                flush(f"a job plan named {plan.name!r} exists already", "name")
+                exchange.flush(f"a job plan named {plan.name!r} exists already", "name")
                 plans.append(plan)
     except Exception:
         db.session.rollback()
@@ -142,38 +114,13 @@ def import_document(actor: Actor, project_id: int, document: Any) -> tuple[list[
 def refuse_missing_references(project_id: int, entries: list[Any]) -> None:
     """Invalid listing every reference of the templates that names nothing in the project (nor in the
     document), so that one answer shows all a project lacks for the import."""
-    in_document = {entry.get("name") for entry in entries if isinstance(entry, dict)}
-    to_id = id_of(project_id, {})
-    problems: list[dict[str, str]] = []
-    for index, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            continue
-
-        def check(model: type, name: Any, where: str, prefix: str = f"templates.{index}") -> Any:
-            if model is JobTemplate and isinstance(name, str) and name in in_document:
-                return name
-            try:
-                return to_id(model, name, where)
-            except Invalid as exc:
-                problems.append({"path": f"{prefix}.{exc.field}", "message": exc.message})
-                return name
-
-        translated_refs(entry, check)
-    if problems:
-        count = "1 reference finds" if len(problems) == 1 else f"{len(problems)} references find"
-        first = problems[0]
-        raise Invalid(
-            f"{count} nothing in this project: {first['path']}: {first['message']}",
-            first["path"],
-            {"errors": problems},
-        )
-
-
-def flush(conflict: str, field: str) -> None:
-    try:
-        db.session.flush()
-    except IntegrityError as exc:
-        raise Conflict(conflict, field) from exc
+    in_document = {JobTemplate: {entry.get("name") for entry in entries if isinstance(entry, dict)}}
+    exchange.refuse_missing(
+        project_id,
+        ((f"templates.{index}", entry) for index, entry in enumerate(entries) if isinstance(entry, dict)),
+        translated_refs,
+        in_document,
+    )
 
 
 def refuse_cycles(entries: list[Any]) -> None:
@@ -240,14 +187,6 @@ def load_plan(entry: dict[str, Any], to_id: Translate, created: dict[str, JobTem
     return load(PlanSchema(), data)
 
 
-def load(schema: Schema, data: dict[str, Any]) -> dict[str, Any]:
-    try:
-        return schema.load(data)
-    except ValidationError as exc:
-        field, message = first_error(exc.messages)
-        raise Invalid(message, field) from exc
-
-
 def translated_step(step: dict[str, Any], translate: Translate, where: str) -> dict[str, Any]:
     """The step with each reference translated; `where` names it in errors."""
     step = copy.deepcopy(step)
@@ -283,87 +222,3 @@ def translated_step(step: dict[str, Any], translate: Translate, where: str) -> d
             JobTemplate, included.get("template_id"), f"{where}.template.template_id"
         )
     return step
-
-
-def translated_targets(targets: dict[str, Any], translate: Translate, where: str) -> dict[str, Any]:
-    translated = dict(targets)
-    for key, model in TARGET_MODELS.items():
-        if isinstance(targets.get(key), list):
-            translated[key] = [
-                translate(model, value, f"{where}.{key}.{index}") for index, value in enumerate(targets[key])
-            ]
-    return translated
-
-
-def translated_variable(definition: dict[str, Any], translate: Translate, where: str) -> dict[str, Any]:
-    definition = dict(definition)
-    if definition.get("type") == VariableType.HOST_LIST and isinstance(definition.get("default"), dict):
-        definition["default"] = translated_targets(definition["default"], translate, f"{where}.default")
-    if definition.get("type") == VariableType.SECRET:
-        definition["default"] = None
-    return definition
-
-
-def translated_values(
-    definitions: list[dict[str, Any]], values: dict[str, Any], translate: Translate, where: str
-) -> dict[str, Any]:
-    kinds = {definition["name"]: definition["type"] for definition in definitions}
-    return {
-        name: translated_targets(value, translate, f"{where}.{name}")
-        if kinds.get(name) == VariableType.HOST_LIST and isinstance(value, dict)
-        else value
-        for name, value in values.items()
-        if kinds.get(name) != VariableType.SECRET
-    }
-
-
-def name_of(model: type, id: Any, where: str) -> Any:
-    """Export: an id to the name of what it refers to."""
-    row = db.session.get(model, id) if isinstance(id, int) else None
-    if row is None:
-        return id
-    if model is ScriptVersion:
-        return {"script": row.script.name, "version": row.version}
-    return row.name
-
-
-def id_of(project_id: int, created: dict[str, JobTemplate]) -> Translate:
-    """Import: a name to the id of what it names in the project (public scripts too); a template the
-    import has just created is found among `created`."""
-
-    def to_id(model: type, name: Any, where: str) -> Any:
-        if model is JobTemplate and isinstance(name, str) and name in created:
-            return created[name].id
-        if model is ScriptVersion:
-            if not isinstance(name, dict):
-                raise Invalid("a pinned version is {script, version}", where)
-            script_id = to_id(Script, name.get("script"), where)
-            row = db.session.scalar(
-                select(ScriptVersion).where(
-                    ScriptVersion.script_id == script_id, ScriptVersion.version == str(name.get("version"))
-                )
-            )
-            if row is None:
-                raise Invalid(f"script {name.get('script')!r} has no version {name.get('version')!r}", where)
-            return row.id
-        if not isinstance(name, str):
-            raise Invalid(f"a reference holds a name, not {type(name).__name__}", where)
-        query = select(model.id).where(model.name == name)
-        if model is Script:
-            # The project's own script of that name, else a public one.
-            query = query.where(or_(Script.project_id == project_id, Script.project_id.is_(None))).order_by(
-                Script.project_id.is_(None)
-            )
-        else:
-            query = query.where(model.project_id == project_id).order_by(model.id.desc())
-        found = db.session.scalars(query.limit(1)).first()
-        if found is None:
-            noun = {
-                StoredFile: "stored file",
-                DynamicGroup: "dynamic group",
-                JobTemplate: "job template",
-            }.get(model, model.__name__.lower())
-            raise Invalid(f"there is no {noun} named {name!r} in this project", where)
-        return found
-
-    return to_id
