@@ -181,6 +181,36 @@ def test_a_git_repository_syncs_its_branch_and_keeps_the_last_revisions(service,
     assert len(list((directory / "requirements").iterdir())) == 1
 
 
+def test_a_git_remote_over_ssh_syncs_with_a_git_credential(service, project, lab, tmp_path):
+    remote = BareRepository(tmp_path / "git")
+    write_site(remote.work)
+    first = remote.commit("first")
+    credentials = f"/projects/{project['id']}/credentials"
+    key = service.post(
+        credentials, {"name": "lab-key", "kind": "git", "private_key": lab.private_key}, expect=201
+    )
+    other = service.post(credentials, {"name": "not-the-key", "kind": "git", "private_key": KEY}, expect=201)
+    url = f"ssh://{lab.user}@{lab.address(9)}:{lab.port}{remote.bare}"
+    source = {"type": "git", "url": url, "credential_id": key.get_json()["id"]}
+    repository = service.post(
+        repositories_of(project), {"name": "over-ssh", "source": source}, expect=201
+    ).get_json()
+    assert "private_key" not in str(repository)
+    assert sync(service, project, repository)["current_revision"]["revision"] == first
+
+    # A key the server does not take fails the sync, saying why; the revision in use stays.
+    service.api(
+        "PATCH",
+        f"{repositories_of(project)}/{repository['id']}",
+        200,
+        json={"source": {**source, "credential_id": other.get_json()["id"]}},
+    )
+    remote.commit("second")
+    failed = sync(service, project, repository, "failed")
+    assert "Permission denied" in failed["last_sync"]["error"], failed["last_sync"]
+    assert failed["current_revision"]["revision"] == first
+
+
 def test_an_archive_syncs_to_its_sha256(service, project, tmp_path):
     base = repositories_of(project)
     repository = service.post(base, {"name": "bundle", "source": {"type": "archive"}}, expect=201).get_json()
