@@ -270,9 +270,16 @@ def test_a_repository_playbook_runs_as_ansible_playbook_would_there(service, pro
     def written(tag: str) -> dict[str, str]:
         return {path.name: path.read_text() for path in sorted(out.glob(f"{tag}-*"))}
 
-    # Check mode changes nothing on the hosts.
-    run_playbook(service, project, {**base, "check": True, "extra_vars": run_vars("check")})
+    # Check mode changes nothing on the hosts; with diff, each host's tasks show what would change.
+    checked = run_playbook(
+        service, project, {**base, "check": True, "diff": True, "extra_vars": run_vars("check")}
+    )
     assert written("check") == {}
+    tasks = service.get(
+        f"/projects/{pid}/jobs/{checked['id']}/host-results/{hosts[0]['id']}/tasks",
+        query_string={"page_size": 100},
+    )
+    assert any("+greeting = HELLO FROM GROUP_VARS!" in (task["diff"] or "") for task in tasks), tasks
     # A whole run: the role's template with the filter plugin and group_vars, its handler, the vendored
     # role from the requirements, the vault-encrypted variable, and the extra var as text.
     job = run_playbook(service, project, {**base, "extra_vars": run_vars("all")})
