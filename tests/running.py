@@ -89,7 +89,12 @@ class RunningService:
         raise AssertionError(f"not healthy after {timeout}s: {answer and answer.body!r}\n{self.output()}")
 
     def output(self) -> str:
-        return self.log.read_text(errors="replace")[-6000:]
+        """The log's tail, for a failure message."""
+        return self.logged()[-6000:]
+
+    def logged(self) -> str:
+        """Everything the service has printed so far."""
+        return self.log.read_text(errors="replace")
 
     @property
     def token(self) -> str:

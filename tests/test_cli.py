@@ -68,4 +68,4 @@ def test_run_starts_again_at_once_after_serving_a_keep_alive_client(tmp_path):
         second.wait_healthy()
     finally:
         second.stop()
-    assert "Address already in use" not in second.output()
+    assert "Address already in use" not in second.logged()

@@ -176,7 +176,7 @@ def test_the_embedded_redis_killed_mid_run_is_restarted_and_the_run_ends(short_t
         again = launch(service, project, hosts, account, "echo again")
         assert again.status == 202, again.body
         assert wait_ended(service, project, again.json()["id"])["status"] == "success"
-        assert "the embedded Redis exited" in service.output()
+        assert "the embedded Redis exited" in service.logged()
     finally:
         service.stop()
 
