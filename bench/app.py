@@ -6,8 +6,12 @@ data dir, or, when DATABASE_URL is set, a new database on that server, dropped a
 
 from __future__ import annotations
 
+import math
 import os
 import platform
+import signal
+import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import redis as redis_lib
 from flask import Flask
 from sqlalchemy.engine import make_url
 
@@ -83,3 +88,48 @@ def drop_postgres(url: str) -> None:
 
 def _libpq(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def controller_host(call: Callable[..., Any], project_id: int) -> dict:
+    """A host of the project that is this machine, through the local connection."""
+    body = {"name": "controller", "address": "127.0.0.1", "connection": "local"}
+    return call("POST", f"/projects/{project_id}/hosts", body, 201)
+
+
+@contextmanager
+def emptied_redis(default: str) -> Iterator[str]:
+    """REDIS_URL, or `default` when it is unset: that database is emptied before and after."""
+    url = os.environ.get("REDIS_URL") or default
+    connection = redis_lib.Redis.from_url(url)
+    connection.flushdb()
+    try:
+        yield url
+    finally:
+        connection.flushdb()
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(math.ceil(share / 100 * len(ordered)) - 1, 0)]
+
+
+@contextmanager
+def processes(log_dir: Path, commands: dict[str, str]) -> Iterator[dict[str, subprocess.Popen]]:
+    """`python -m app.cli COMMAND` for each {name: COMMAND}, logging to log_dir/NAME.log, with this
+    process's environment; all are stopped on leaving."""
+    started: dict[str, subprocess.Popen] = {}
+    try:
+        for name, command in commands.items():
+            with open(log_dir / f"{name}.log", "ab") as log:
+                started[name] = subprocess.Popen(
+                    [sys.executable, "-m", "app.cli", command],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        yield started
+    finally:
+        for process in started.values():
+            os.killpg(process.pid, signal.SIGTERM)
+        for process in started.values():
+            process.wait()

@@ -23,7 +23,10 @@ and an account in a fresh project (not timed), then times, twice each and interl
 A warm-up (two 1-host jobs, so both RQ workers have run once) comes before any timing. The figures
 are printed; nothing passes or fails. Per service run it also prints a timeline taken from the
 API's timestamps (slice claimed, first host start, last host end, slice ended, job ended), which
-shows where the service's time goes. ``--trace`` adds, per slice, the RQ job's timestamps and the
+shows where the service's time goes, and the CPU seconds each side spent: plain's ansible-playbook with
+everything it started, the service's per kind of process (a worker counts the work horses and
+ansible-playbook trees it reaped; gunicorn, the ingester, Redis). On 2 cores a run is CPU-bound, so CPU
+the service spends beside Ansible is wall time. ``--trace`` adds, per slice, the RQ job's timestamps and the
 mtimes of ansible-runner's artifacts (``command`` just before ansible-playbook starts, ``rc`` just
 after it exits); it sets OPSFLOW_KEEP_RUN_DIRS=1 for that, so run dirs are kept, not removed.
 
@@ -38,6 +41,7 @@ import contextlib
 import json
 import os
 import platform
+import resource
 import secrets
 import signal
 import socket
@@ -141,6 +145,7 @@ class ServiceRun:
     counts: dict[str, int]
     slices: list[dict]
     timeline: dict[str, float | None] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)
 
 
 class Service:
@@ -280,8 +285,20 @@ class Service:
             traces.append(row)
         return traces
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds so far of each long-lived process of the service, with the children it reaped (a
+        worker's work horses and their ansible-playbook trees), keyed by what the process is."""
+        seconds: dict[str, float] = {}
+        for proc in [psutil.Process(self.process.pid), *psutil.Process(self.process.pid).children(True)]:
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                spent = times.user + times.system + times.children_user + times.children_system
+                seconds[f"{proc.pid} {role(proc.cmdline())}"] = spent
+        return seconds
+
     def run(self, pid: int, host_ids: list[int], account_id: int, forks: int) -> ServiceRun:
         before = self.rq_jobs() if self.trace else set()
+        cpu_before = self.cpu_seconds()
         t0 = time.time()
         start = time.monotonic()
         job = self.launch(pid, host_ids, account_id, forks)
@@ -308,7 +325,11 @@ class Service:
         for piece in slices:
             piece["rel"] = (rel(parse_ts(piece["started_at"])), rel(parse_ts(piece["ended_at"])))
         counts = {k: v for k, v in job["counts"].items() if v}
-        run = ServiceRun(seconds, job["status"], counts, slices, timeline)
+        cpu: dict[str, float] = {}
+        for key, spent in self.cpu_seconds().items():
+            name = key.split(" ", 1)[1]
+            cpu[name] = cpu.get(name, 0.0) + spent - cpu_before.get(key, 0.0)
+        run = ServiceRun(seconds, job["status"], counts, slices, timeline, cpu)
         if self.trace:
             # RQ writes a job's end after run_slice returns: give it a moment.
             time.sleep(1.0)
@@ -339,8 +360,9 @@ class Plain:
             path.write_text(json.dumps(self.lab.inventory(hosts)))
         return path
 
-    def run(self, hosts: int, forks: int) -> tuple[float, int, Path, float]:
-        """(wall seconds, rc, log, seconds spent closing the ControlPersist masters afterwards)."""
+    def run(self, hosts: int, forks: int) -> tuple[float, int, Path, float, float]:
+        """(wall seconds, rc, log, seconds spent closing the ControlPersist masters afterwards, CPU seconds
+        of ansible-playbook and everything it started)."""
         self.runs += 1
         rundir = self.workdir / f"run-{self.runs:03d}"
         control_dir = rundir / "cp"
@@ -355,12 +377,28 @@ class Plain:
         command = [self.ansible_playbook, "-i", str(self.inventory(hosts)), "-f", str(forks), "../play.yml"]
         log = rundir / "ansible.log"
         with log.open("wb") as out:
+            cpu_before = children_cpu_seconds()
             start = time.monotonic()
             proc = subprocess.run(command, cwd=rundir, env=env, stdout=out, stderr=subprocess.STDOUT)
             seconds = time.monotonic() - start
+            cpu = children_cpu_seconds() - cpu_before
         start = time.monotonic()
         close_masters(control_dir)
-        return seconds, proc.returncode, log, time.monotonic() - start
+        return seconds, proc.returncode, log, time.monotonic() - start, cpu
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def role(cmdline: list[str]) -> str:
+    """What a process of the service is, from its command line."""
+    text = " ".join(cmdline)
+    for word in ("gunicorn", "redis-server", "worker", "ingest", "engine", "scheduler", "app.cli run"):
+        if word in text:
+            return word
+    return cmdline[0] if cmdline else "?"
 
 
 def close_masters(control_dir: Path) -> None:
@@ -403,10 +441,12 @@ def describe(run: ServiceRun, hosts: int) -> str:
         f"#{s['index']} {s['host_count']}h {fmt(s['rel'][0])}->{fmt(s['rel'][1])} {s.get('worker', '')}"
         for s in run.slices
     )
+    cpu = ", ".join(f"{name} {spent:.2f}" for name, spent in sorted(run.cpu.items()) if spent >= 0.01)
     text = (
         f"{run.seconds:6.2f}s {check}\n"
         f"        timeline (s after POST): {', '.join(parts)}\n"
-        f"        slices: {slices}"
+        f"        slices: {slices}\n"
+        f"        cpu {sum(run.cpu.values()):.2f}s: {cpu}"
     )
     for piece in run.slices:
         row = piece.get("trace")
@@ -489,11 +529,11 @@ def main() -> None:
                 print(f"\n== {hosts} hosts ==", flush=True)
                 plains, services = [], []
                 for attempt in range(1, options.repeat + 1):
-                    seconds, rc, log, closing = plain.run(hosts, options.forks)
+                    seconds, rc, log, closing, cpu = plain.run(hosts, options.forks)
                     plains.append(seconds)
                     print(
-                        f"  plain   #{attempt}: {seconds:6.2f}s  rc={rc}  (then {closing:.2f}s, not timed, "
-                        f"to close its ControlPersist masters; log {log})",
+                        f"  plain   #{attempt}: {seconds:6.2f}s  rc={rc}  cpu {cpu:.2f}s  (then "
+                        f"{closing:.2f}s, not timed, to close its ControlPersist masters; log {log})",
                         flush=True,
                     )
                     run = service.run(pid, hids, aid, options.forks)

@@ -7,10 +7,10 @@ Run it from the repository root, with the project's virtualenv and a Redis::
 
 It saves flows through the application (the Flask test client), creates their tasks, and times the
 engine's `advance()` in this process (what one engine worker does with one "advance task N"): a chain of
-`sleep 0` atoms of each --chain length, and --flows flows of 17 nodes (a parallel gateway of 15 branches
-and its converge) advanced one after the other. Then it times GET /flow-tasks/{id} and
-/flow-tasks/{id}/nodes/{node} of the longest finished chain, --repeat times (median). Nothing passes or
-fails.
+`sleep 0` atoms of each --chain length, one parallel gateway of each --fan count of `sleep 0` branches, and
+--flows flows of 17 nodes (a parallel gateway of 15 branches and its converge) advanced one after the
+other. Then it times GET /flow-tasks/{id} and /flow-tasks/{id}/nodes/{node} of the longest finished chain,
+--repeat times (median). Nothing passes or fails.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ def fan(branches: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chain", type=int, nargs="+", default=[100, 300, 1000])
+    parser.add_argument("--fan", type=int, nargs="*", default=[], help="branches of one parallel gateway")
     parser.add_argument("--flows", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
@@ -91,6 +92,10 @@ def main() -> None:
         for length in args.chain:
             last = task_of(chain(length))
             print(f"chain of {length} sleep 0 atoms: {run([last]):.2f} s")
+        for branches in args.fan:
+            print(
+                f"one parallel gateway of {branches} sleep 0 branches: {run([task_of(fan(branches))]):.2f} s"
+            )
         many = [task_of(fan(15)) for _ in range(args.flows)]
         print(f"{args.flows} flows of 17 nodes (parallel gateway of 15 branches): {run(many):.2f} s")
         for path in (f"/flow-tasks/{last}", f"/flow-tasks/{last}/nodes/n{args.chain[-1] // 2}"):

@@ -22,25 +22,16 @@ instance created, and, for the second case, fire to the first host started. Noth
 from __future__ import annotations
 
 import argparse
-import math
 import os
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import redis as redis_lib
 from sqlalchemy import func, select
 
-from bench.app import api_caller, application, machine
+from bench.app import api_caller, application, controller_host, emptied_redis, machine, percentile, processes
 
 READY = b"scheduler started"
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(math.ceil(share / 100 * len(ordered)) - 1, 0)]
 
 
 def summary(name: str, values: list[float]) -> str:
@@ -48,16 +39,6 @@ def summary(name: str, values: list[float]) -> str:
         return f"{name:32} no samples"
     figures = ", ".join(f"p{share} {percentile(values, share):7.1f}" for share in (50, 95, 99))
     return f"{name:32} {figures}, max {max(values):7.1f} ms  ({len(values)} fires)"
-
-
-def start(command: str, log_dir: Path, name: str) -> subprocess.Popen:
-    log = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115 - kept open for the process
-    return subprocess.Popen(
-        [sys.executable, "-m", "app.cli", command],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
 
 
 def wait_ready(log: Path, timeout: float = 120) -> None:
@@ -127,11 +108,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
 
+    with emptied_redis("redis://127.0.0.1:6379/12") as redis_url:
+        measure(args, redis_url)
+
+
+def measure(args: argparse.Namespace, redis_url: str) -> None:
     from app.extensions import db
 
-    redis_url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/12"
-    queue = redis_lib.Redis.from_url(redis_url)
-    queue.flushdb()
     settings = {"REDIS_URL": redis_url, "OPSFLOW_PROJECT_RUNNING_LIMIT": "0"}
     with application("timers", **settings) as app:
         with app.app_context():
@@ -140,19 +123,16 @@ def main() -> None:
 
         call = api_caller(app)
 
-        processes = [start("ingest", log_dir, "ingester")]
-        processes += [start("worker", log_dir, f"worker-{n}") for n in range(args.workers)]
-        processes += [start("scheduler", log_dir, f"scheduler-{n}") for n in range(args.schedulers)]
-        try:
+        commands = {
+            "ingester": "ingest",
+            **{f"worker-{n}": "worker" for n in range(args.workers)},
+            **{f"scheduler-{n}": "scheduler" for n in range(args.schedulers)},
+        }
+        with processes(log_dir, commands):
             for n in range(args.schedulers):
                 wait_ready(log_dir / f"scheduler-{n}.log")
             pid = call("POST", "/projects", {"name": "timers"}, 201)["id"]
-            host = call(
-                "POST",
-                f"/projects/{pid}/hosts",
-                {"name": "controller", "address": "127.0.0.1", "connection": "local"},
-                201,
-            )
+            host = controller_host(call, pid)
             manual = {"key": "ok", "name": "ok", "type": "manual", "manual": {"message": "go?"}}
             template = call(
                 "POST", f"/projects/{pid}/job-templates", {"name": "wait", "steps": [manual]}, 201
@@ -196,11 +176,6 @@ def main() -> None:
             )["id"]
             with app.app_context():
                 second = measured([every], fires, True, timeout=args.seconds + 600)
-        finally:
-            for process in processes:
-                os.killpg(process.pid, 15)
-            for process in processes:
-                process.wait()
         print(f"database: {dialect}; {args.schedulers} scheduler(s), {args.workers} workers")
         print(machine())
         with open("/proc/loadavg") as load:
@@ -211,7 +186,6 @@ def main() -> None:
         print(f"one timed job every {args.interval} s for {args.seconds} s:")
         for name, values in second.items():
             print("  " + summary(name, values))
-    queue.flushdb()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -421,6 +422,41 @@ def test_overlap_queue_keeps_one_run_waiting_until_the_running_one_ends(service,
     service.api("PATCH", f"/projects/{pid}/timed-jobs/{timed_job['id']}", 200, json={"enabled": False})
     launched = runs(service, pid, timed_job, status="launched")
     assert [run["id"] for run in launched if run["target_status"] != "terminated"] == [released["id"]]
+
+
+def test_a_fire_waits_while_another_scheduler_fires_the_same_timed_job(service, project):
+    """Two schedulers firing two times of one timed job at once must not both find it idle (two runs
+    launched under `skip`, two waiting under `queue`): a fire holds the timed job's row until its run is
+    recorded, and a fire meanwhile decides after it, seeing that run."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("one SQLite file takes one writer at a time")
+    pid = project["id"]
+    timed_job = waiting_timed_job(service, pid, overlap="queue", schedule={"cron": "0 0 3 * * *"})
+    first, second = whole_second(0), whole_second(1)
+
+    def fire() -> str:
+        with service.app.app_context():
+            return timed_jobs.fire(timed_job["id"], second, datetime.now(UTC)).status
+
+    with db.engine.connect() as other, ThreadPoolExecutor(max_workers=1) as pool:
+        other.execute(db.select(TimedJob.id).where(TimedJob.id == timed_job["id"]).with_for_update())
+        other.execute(
+            db.insert(TimedJobRun).values(
+                timed_job_id=timed_job["id"],
+                origin="schedule",
+                scheduled_at=first,
+                fired_at=datetime.now(UTC),
+                status="firing",
+                triggered_by="scheduler",
+            )
+        )
+        firing = pool.submit(fire)
+        # Long enough for a fire that does not wait to read the timed job as idle.
+        time.sleep(2)
+        other.commit()
+        assert firing.result(timeout=60) == "queued"
+    # The first run stands for a scheduler's fire in progress: no scheduler is left to launch it.
+    service.api("DELETE", f"/projects/{pid}/timed-jobs/{timed_job['id']}", 204)
 
 
 def test_after_an_outage_one_catch_up_run_and_the_rest_missed(service, project, schedulers):

@@ -5,9 +5,10 @@ through every node that can move: nodes whose job ended or whose due time came a
 branches they lead to are marked ready, gateways, `sleep 0` and other nodes that end at once are passed
 in the same call, and every ready node is started, all ready branches together.
 
-Each pass is one transaction guarded by the task's version (SQLAlchemy's version_id_col): a pass that
-read a task another process changed meanwhile fails on commit, is rolled back, and looks again, so a
-re-delivered event, a second engine or a repeated callback changes nothing. Starting an atom (launching
+Each pass is one transaction guarded by the task's version (SQLAlchemy's version_id_col), and each
+writes the task row whatever else it changed: a pass that read a task another process changed meanwhile
+fails on commit, is rolled back, and looks again, so a re-delivered event, a second engine or a repeated
+callback changes nothing. Starting an atom (launching
 a job instance, calling an HTTP API) happens after that commit, with the node already marked running;
 a launch carries a key unique to the attempt, so a start repeated after a crash launches nothing twice.
 """
@@ -137,19 +138,21 @@ def one_pass(task_id: int) -> bool:
         return False
     graph = graph_of(task.flow_version)
     work = Pass(task, graph, {state.node_id: state for state in task.nodes}, task_values(task), utcnow())
-    for state in list(work.states.values()):
-        if NodeStatus(state.status) in NODE_LIVE:
-            look_at_live(work, state)
-    deadline = task_deadline(task)
-    if deadline is not None and work.now >= deadline:
-        time_out(work)
-    progress = True
-    while progress:
-        progress = False
+    # The pass's changes go out in one flush at its commit, not piecemeal before each read.
+    with db.session.no_autoflush:
         for state in list(work.states.values()):
-            if state.status == NodeStatus.READY and startable(work, state):
-                progress |= start_node(work, state)
-    settle_task(work)
+            if NodeStatus(state.status) in NODE_LIVE:
+                look_at_live(work, state)
+        deadline = task_deadline(task)
+        if deadline is not None and work.now >= deadline:
+            time_out(work)
+        progress = True
+        while progress:
+            progress = False
+            for state in list(work.states.values()):
+                if state.status == NodeStatus.READY and startable(work, state):
+                    progress |= start_node(work, state)
+        settle_task(work)
     if not work.changed:
         db.session.rollback()
         return False
@@ -291,7 +294,7 @@ def start_node(work: Pass, state: NodeState) -> bool:
         state.waiting = {}
         state.error = None
         state.outputs = None
-        _, shown = rendered_inputs(work, state, node)
+        inputs, shown = rendered_inputs(work, state, node)
         state.inputs = shown
         state.attempts.append(
             NodeAttempt(
@@ -300,7 +303,6 @@ def start_node(work: Pass, state: NodeState) -> bool:
         )
         atom = atoms()[node.atom]
         if atom.immediate:
-            inputs, _ = rendered_inputs(work, state, node)
             context = context_of(work, state, inputs)
             apply_outcome(work, state, node, started(atom, context, work.task.id, state.node_id))
             return True

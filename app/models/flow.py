@@ -1,9 +1,10 @@
 """Flows (versioned graphs), their tasks (one run of one version), node states, attempts, and the
 project variables every flow of a project reads.
 
-Task and node state rows carry a `version` that SQLAlchemy checks on every write (version_id_col):
-a write based on a stale read fails instead of overwriting, so a re-delivered event, a second engine
-process or a repeated callback changes nothing.
+A task row carries a `version` that SQLAlchemy checks on every write (version_id_col), and every
+transition of a task or of its nodes writes the task row: a transition based on a stale read fails
+instead of overwriting, so a re-delivered event, a second engine process or a repeated callback changes
+nothing. Node rows need no version of their own, so the changed nodes of a pass go out as one batch.
 """
 
 from __future__ import annotations
@@ -151,7 +152,6 @@ class NodeState(db.Model):
     task_id: Mapped[int] = mapped_column(ForeignKey("flow_task.id", ondelete="CASCADE"), index=True)
     node_id: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default=NodeStatus.WAITING)
-    version: Mapped[int] = mapped_column(Integer, default=1)
     # How many times the node has started (a loop runs it again).
     runs: Mapped[int] = mapped_column(Integer, default=0)
     # Automatic retries used in this run.
@@ -178,8 +178,6 @@ class NodeState(db.Model):
     attempts: Mapped[list[NodeAttempt]] = relationship(
         back_populates="node", cascade="all, delete-orphan", order_by="NodeAttempt.number"
     )
-
-    __mapper_args__ = {"version_id_col": version}
 
 
 class NodeAttempt(db.Model):

@@ -441,7 +441,9 @@ def insert_ignoring_duplicates(rows: list[dict[str, Any]]) -> list[int]:
 def fire(timed_job_id: int, scheduled_at: datetime, fired_at: datetime) -> TimedJobRun | None:
     """Fire one scheduled time: claim it, then launch (or skip, or queue, by the overlap rule). None when
     another scheduler claimed it, or the timed job is gone or paused."""
-    timed_job = db.session.get(TimedJob, timed_job_id)
+    # Fires of one timed job by several schedulers apply its overlap rule one after the other: the row
+    # stays locked until this fire's run is recorded.
+    timed_job = db.session.get(TimedJob, timed_job_id, with_for_update=True)
     if timed_job is None or not timed_job.enabled:
         db.session.rollback()
         return None
