@@ -17,7 +17,7 @@ from app.execution.compiler import Account, ScriptStep, Target, compile_script
 from app.execution.ingest import host_status
 from app.execution.known_hosts import ProjectKnownHosts, fingerprint, keys_in, known_as, stamped, without
 from app.execution.runner import Runner, RunOutcome, RunRequest
-from app.models.status import HostStatus, RunStatus
+from app.status import HostStatus, RunStatus
 from tests.conftest import add_hosts, run_script, runner_for
 
 CHANGED_BANNER = """\

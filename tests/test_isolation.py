@@ -27,8 +27,8 @@ from app.execution.isolation import Isolation, probe, warning
 from app.execution.runner import Runner, RunRequest
 from app.extensions import db
 from app.models import Slice, StepInstance
-from app.models.status import RunStatus
 from app.services.errors import Conflict
+from app.status import RunStatus
 from tests.conftest import add_hosts, add_local_host, make_member, run_script, runner_for
 
 MISSING_BWRAP = "/nonexistent/bwrap"

@@ -16,7 +16,7 @@ import pytest
 from app.execution.compiler import Target
 from app.execution.playbook import PlaybookStep, compile_playbook
 from app.execution.runner import EXTRA_VARS_FILE, PLAYBOOK, Runner, RunOutcome, RunRequest
-from app.models.status import RunStatus
+from app.status import RunStatus
 from tests.conftest import runner_for
 from tests.test_compiler import INJECTION
 

@@ -17,13 +17,14 @@ import hmac
 import json
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from app.models.status import RunStatus
+if TYPE_CHECKING:
+    from app.status import RunStatus
 
 log = logging.getLogger(__name__)
 PUBLISH_RETRY_SECONDS = 1.0

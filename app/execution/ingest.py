@@ -37,10 +37,10 @@ from app.models import (
 )
 from app.models.base import UTCDateTime
 from app.models.job import AD_HOC, PLAYBOOK_TASKS, digest_of
-from app.models.status import HOST_PENDING
 from app.secrets import Cipher
 from app.services.dispatch import after_commit
 from app.services.progress import finish_slice
+from app.status import HOST_PENDING
 
 log = logging.getLogger(__name__)
 

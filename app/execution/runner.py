@@ -36,9 +36,9 @@ from app.execution.process import MARKER_VAR, kill_marked
 from app.execution.watchdog import DONE
 from app.models.base import utcnow
 from app.models.inventory import Connection
-from app.models.status import RunStatus
 from app.secrets import mask
 from app.services.errors import Conflict
+from app.status import RunStatus
 
 PLAYBOOK = "main.yml"
 KEY_FILE = "ssh_key"

@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 
 from app.execution import events
 from app.execution.process import kill_marked
-from app.models.status import RunStatus
+from app.status import RunStatus
 
 DONE = b"done"
 WORKER_DIED = "the worker process running this slice died"

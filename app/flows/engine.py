@@ -35,9 +35,9 @@ from app.flows.expressions import ConditionError, render
 from app.flows.graph import FlowGraph, Node, NodeType, TimeoutAction, VariableKind, parse
 from app.models import Flow, FlowTask, FlowVersion, NodeAttempt, NodeState, ProjectVariable
 from app.models.base import utcnow
-from app.models.status import FLOW_TASK_ENDED, NODE_LIVE, FlowTaskStatus, NodeStatus
 from app.services.access import Actor
 from app.services.errors import ServiceError
+from app.status import FLOW_TASK_ENDED, NODE_LIVE, FlowTaskStatus, NodeStatus
 
 log = logging.getLogger(__name__)
 

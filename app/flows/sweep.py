@@ -14,7 +14,7 @@ from app.extensions import db
 from app.flows import engine, wakeups
 from app.models import FlowTask, JobInstance, NodeState
 from app.models.base import utcnow
-from app.models.status import RUN_FINAL, FlowTaskStatus, NodeStatus
+from app.status import RUN_FINAL, FlowTaskStatus, NodeStatus
 
 # A task moved more recently than this is someone's work in progress.
 IDLE_SECONDS = 10

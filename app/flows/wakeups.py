@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.models import FlowTask, NodeState
 from app.models.base import utcnow
-from app.models.status import FlowTaskStatus
+from app.status import FlowTaskStatus
 
 if TYPE_CHECKING:
     from flask import Flask

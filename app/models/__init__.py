@@ -24,7 +24,9 @@ from app.models.job import (
 from app.models.project import Project
 from app.models.repository import Repository, RepositoryRevision, SourceType
 from app.models.script import Script, ScriptVersion
-from app.models.status import (
+from app.models.template import JobPlan, JobTemplate, StepType, VariableType
+from app.models.timer import Overlap, RunOrigin, TimedJob, TimedJobRun
+from app.status import (
     FileStatus,
     FlowTaskStatus,
     HostStatus,
@@ -34,8 +36,6 @@ from app.models.status import (
     TimedRunStatus,
     VersionState,
 )
-from app.models.template import JobPlan, JobTemplate, StepType, VariableType
-from app.models.timer import Overlap, RunOrigin, TimedJob, TimedJobRun
 
 __all__ = [
     "Account",

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
 from app.models.base import UTCDateTime, utcnow
-from app.models.status import FileStatus
+from app.status import FileStatus
 
 
 class StoredFile(db.Model):

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
 from app.models.base import EncryptedText, UTCDateTime, utcnow
-from app.models.status import FlowTaskStatus, NodeStatus
+from app.status import FlowTaskStatus, NodeStatus
 
 
 class FlowCategory(StrEnum):

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
 from app.models.base import EncryptedText, UTCDateTime, utcnow
-from app.models.status import HostStatus, RunStatus
+from app.status import HostStatus, RunStatus
 
 
 class LaunchType(StrEnum):

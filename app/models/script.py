@@ -9,7 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
 from app.models.base import UTCDateTime, unique_where, utcnow
-from app.models.status import VersionState
+from app.status import VersionState
 
 
 class Script(db.Model):

@@ -13,7 +13,7 @@ from app.extensions import db
 from app.models.base import EncryptedText, UTCDateTime, utcnow
 from app.models.flow import FlowTask
 from app.models.job import JobInstance
-from app.models.status import TimedRunStatus
+from app.status import TimedRunStatus
 
 
 class Overlap(StrEnum):

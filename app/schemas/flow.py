@@ -10,10 +10,10 @@ from marshmallow import Schema, ValidationError, fields, post_dump, validate, va
 from app.config import INTEGER_MAX
 from app.flows.graph import VariableKind
 from app.models import FlowCategory
-from app.models.status import FlowTaskStatus, NodeStatus
 from app.schemas.fields import IDENTIFIER, Id, Rendered
 from app.schemas.query import FilterArgs
 from app.secrets import MASK
+from app.status import FlowTaskStatus, NodeStatus
 
 CATEGORIES = [str(category) for category in FlowCategory]
 TASK_STATUSES = [str(status) for status in FlowTaskStatus]

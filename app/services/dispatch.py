@@ -23,7 +23,7 @@ from app.config import current as settings
 from app.extensions import db, redis
 from app.models import JobInstance, LaunchType, OnFailure, RunStatus, Slice, StepInstance, StepType
 from app.models.base import utcnow
-from app.models.status import RUN_FINAL
+from app.status import RUN_FINAL
 
 log = logging.getLogger(__name__)
 

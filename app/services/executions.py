@@ -39,7 +39,6 @@ from app.models import (
     StepType,
 )
 from app.models.base import utcnow
-from app.models.status import RUN_FINAL
 from app.secrets import Cipher
 from app.services import danger, dispatch, idempotency, records, scripts
 from app.services.access import Action, Actor, require
@@ -47,6 +46,7 @@ from app.services.errors import Conflict, Invalid, TooManyRequests
 from app.services.inventory import effective_variables, resolve_targets
 from app.services.progress import finish_slice, mark_started, settle_job
 from app.services.step_values import step_values
+from app.status import RUN_FINAL
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -21,10 +21,10 @@ from app.config import current as settings
 from app.extensions import db
 from app.models import JobInstance, Project, StoredFile
 from app.models.base import utcnow
-from app.models.status import RUN_FAILING, RUN_FINAL
 from app.services import records
 from app.services.access import Action, Actor, require
 from app.services.errors import Invalid, TooLarge
+from app.status import RUN_FAILING, RUN_FINAL
 
 CHUNK_BYTES = 1024 * 1024
 NAME_MAX_BYTES = 255

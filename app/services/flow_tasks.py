@@ -22,12 +22,12 @@ from app.flows.atoms import Failed
 from app.flows.graph import FlowGraph, NodeType, VariableKind, value_problem
 from app.models import Flow, FlowTask, NodeAttempt, NodeState
 from app.models.base import utcnow
-from app.models.status import NODE_LIVE, FlowTaskStatus, NodeStatus
 from app.secrets import MASK
 from app.services import callbacks, dispatch, records
 from app.services.access import Action, Actor, require
 from app.services.errors import Conflict, Invalid, NotFound
 from app.services.jobs import history_filters
+from app.status import NODE_LIVE, FlowTaskStatus, NodeStatus
 
 
 def tasks_query(project_id: int, filters: dict[str, Any]) -> Select:

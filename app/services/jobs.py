@@ -16,10 +16,10 @@ from sqlalchemy.orm import contains_eager
 
 from app.extensions import db
 from app.models import HostResult, HostStatus, JobInstance, RunStatus, Slice, StepInstance, TaskResult
-from app.models.status import HOST_PENDING
 from app.services import records
 from app.services.errors import NotFound
 from app.services.progress import counts_by_step
+from app.status import HOST_PENDING
 
 # Host names shown with each group of identical output; the rest are paged through host-results.
 HOSTS_PER_OUTPUT_GROUP = 100

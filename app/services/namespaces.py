@@ -15,7 +15,7 @@ from sqlalchemy import delete, select, tuple_
 
 from app.extensions import db
 from app.models import HostResult, NamespaceValue, StepInstance
-from app.models.status import HOST_PENDING
+from app.status import HOST_PENDING
 
 SET_LINE = re.compile(r"^OPSFLOW_SET ([A-Za-z_][A-Za-z0-9_]*)=(.*?)\r?$", re.MULTILINE)
 

@@ -25,7 +25,6 @@ from app.models import (
 )
 from app.models.base import utcnow
 from app.models.job import PLAYBOOK_TASKS
-from app.models.status import HOST_PENDING, HOST_STATUS_FOR_UNFINISHED
 from app.services.dispatch import (
     callback_after_commit,
     flow_job_ended_after_commit,
@@ -36,6 +35,7 @@ from app.services.dispatch import (
 )
 from app.services.namespaces import record_namespace_values
 from app.services.reachability import CHECK_STEP, record_results
+from app.status import HOST_PENDING, HOST_STATUS_FOR_UNFINISHED
 
 # What a step kind records once one of its slices has ended and its hosts are final (transfers add theirs).
 AFTER_SLICE: dict[str, Callable[[Slice], None]] = {}

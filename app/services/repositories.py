@@ -22,10 +22,10 @@ from app.execution.sync import remove_tree
 from app.extensions import db
 from app.models import CredentialKind, JobInstance, Repository, RepositoryRevision, SourceType
 from app.models.base import utcnow
-from app.models.status import RUN_FINAL
 from app.services import credentials, files, records
 from app.services.access import Action, Actor, require
 from app.services.errors import Conflict, Invalid, TooLarge
+from app.status import RUN_FINAL
 
 DEFAULT_BRANCH = "main"
 # user@host:path, as git reads an ssh remote without a scheme.

@@ -31,7 +31,6 @@ from app.models import (
     StepInstance,
 )
 from app.models.base import utcnow
-from app.models.status import RUN_FINAL
 from app.services import executions, records
 from app.services.access import Action, Actor, require
 from app.services.errors import Conflict
@@ -43,6 +42,7 @@ from app.services.repositories import (
     directory_of,
     revision_dir,
 )
+from app.status import RUN_FINAL
 
 
 def sync_step(

@@ -38,14 +38,6 @@ from app.models import (
     User,
 )
 from app.models.base import utcnow
-from app.models.status import (
-    FLOW_TASK_ENDED,
-    FLOW_TASK_FAILING,
-    RUN_FAILING,
-    RUN_FINAL,
-    FlowTaskStatus,
-    RunStatus,
-)
 from app.scheduler.fire_times import Schedule, fire_times, next_fire, parse_schedule
 from app.secrets import MASK
 from app.services import (
@@ -62,6 +54,14 @@ from app.services.access import Action, Actor, require
 from app.services.errors import Conflict, Invalid, ServiceError, Unauthorized, fields_under
 from app.services.identity import hash_token
 from app.services.inventory import resolve_targets
+from app.status import (
+    FLOW_TASK_ENDED,
+    FLOW_TASK_FAILING,
+    RUN_FAILING,
+    RUN_FINAL,
+    FlowTaskStatus,
+    RunStatus,
+)
 
 SECRET_PREFIX = "opt_"
 # Fields whose change sets the schedule anew: fire times before the change never count as missed.

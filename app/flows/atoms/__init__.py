@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 from marshmallow import Schema, ValidationError
 
 from app.models import FlowTask, NodeState
-from app.models.status import NodeStatus
 from app.services.access import Actor
+from app.status import NodeStatus
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ from marshmallow import Schema, fields, validate
 
 from app.flows.atoms import Atom, Context, Failed, Finished, Outcome, Waiting
 from app.models.base import utcnow
-from app.models.status import NodeStatus
 from app.schemas.template import ConfirmersSchema
 from app.services.errors import Forbidden
 from app.services.step_operations import describe, may_confirm
+from app.status import NodeStatus
 
 APPROVAL_TIMEOUT_MAX = 30 * 86400
 

@@ -15,8 +15,8 @@ from marshmallow import Schema, fields, validate
 
 from app.flows.atoms import Atom, Context, Failed, Finished, Outcome, Waiting
 from app.models.base import utcnow
-from app.models.status import NodeStatus
 from app.services.errors import Forbidden
+from app.status import NodeStatus
 
 CALLBACK_TIMEOUT_MAX = 30 * 86400
 

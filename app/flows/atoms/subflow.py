@@ -10,8 +10,8 @@ from marshmallow import Schema, fields, validate
 from app.extensions import db
 from app.flows.atoms import Atom, Context, Failed, Finished, Outcome, Waiting
 from app.models import FlowTask
-from app.models.status import FlowTaskStatus
 from app.services.errors import Conflict
+from app.status import FlowTaskStatus
 
 
 class SubflowInputs(Schema):
