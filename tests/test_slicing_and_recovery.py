@@ -235,6 +235,15 @@ def test_a_watchdog_whose_run_ended_well_reports_nothing(service, project, tmp_p
     redis.client.delete(stream)
 
 
+def test_a_watchdog_loads_neither_the_models_nor_flask():
+    # Every slice starts a watchdog beside ansible-playbook's own start-up, on the same cores: loading
+    # the models, SQLAlchemy and Flask there cost a second of CPU per slice.
+    heavy = "{'sqlalchemy', 'flask', 'app.models'}"
+    probe = f"import sys, app.execution.watchdog; print(sorted({heavy} & set(sys.modules)))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"
+
+
 def test_a_slice_beats_several_times_per_heartbeat_ttl(service):
     # With one beat per TTL, a beat a moment late would read as a lost worker.
     ttl = service.app.config["OPSFLOW"].heartbeat_ttl
