@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from app.flows.calls import NO_ANSWER
 from tests.conftest import add_hosts, add_local_host, make_member
 
 TASK_ENDED = frozenset({"success", "failed", "revoked"})
@@ -87,11 +88,15 @@ class Recorder(BaseHTTPRequestHandler):
     """A local HTTP server that records what it is sent and answers JSON."""
 
     received: list[dict] = []
+    # What /hold waits for before it answers.
+    released = threading.Event()
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode()
         Recorder.received.append({"path": self.path, "headers": dict(self.headers), "body": body})
+        if self.path.startswith("/hold"):
+            Recorder.released.wait(120)
         status = 500 if self.path.startswith("/fail") else 200
         answer = json.dumps({"ticket": "T-42", "echo": body}).encode()
         self.send_response(status)
@@ -146,6 +151,54 @@ def test_a_chain_of_sleeps_and_a_script_runs_to_its_end(service, project) -> Non
 def http_node(node_id: str, url: str, **extra: Any) -> dict:
     inputs = {"method": "POST", "url": url, **extra.pop("inputs", {})}
     return {"id": node_id, "type": "activity", "atom": "http", "inputs": inputs, **extra}
+
+
+def held_call(service, project: dict, http_server: str, timeout: int) -> tuple[dict, str]:
+    """A task whose http node calls a path the server answers once `Recorder.released` is set; returned
+    once the call has reached the server."""
+    path = f"/hold-{uuid.uuid4().hex}"
+    flow = create_flow(
+        service, project, chain(http_node("call", f"{http_server}{path}", inputs={"timeout": timeout}))
+    )
+    task = create_task(service, project, flow)
+    deadline = time.monotonic() + 60
+    while not any(sent["path"] == path for sent in Recorder.received):
+        assert time.monotonic() < deadline, "the http node never called"
+        time.sleep(0.2)
+    return task, path
+
+
+def test_an_api_slow_to_answer_keeps_its_node_waiting_not_the_engine(service, project, http_server) -> None:
+    """The service runs one engine here: while an http node waits for its answer, another task runs to its
+    end."""
+    Recorder.released.clear()
+    try:
+        slow, _ = held_call(service, project, http_server, timeout=120)
+        quick = create_task(service, project, create_flow(service, project, chain(sleep_node("nap", 0))))
+        assert wait_task(service, project, quick["id"], ended, timeout=60)["status"] == "success"
+        waiting = service.get(f"/projects/{project['id']}/flow-tasks/{slow['id']}")
+        assert nodes_of(waiting)["call"]["status"] == "running"
+    finally:
+        Recorder.released.set()
+    slow = wait_task(service, project, slow["id"], ended)
+    assert slow["status"] == "success", slow
+    assert nodes_of(slow)["call"]["outputs"]["json"]["ticket"] == "T-42"
+
+
+def test_a_call_lost_with_the_engine_making_it_fails_its_node_once_its_time_is_up(
+    service, project, http_server
+) -> None:
+    Recorder.released.clear()
+    try:
+        task, _ = held_call(service, project, http_server, timeout=5)
+        service.stop("engine")
+        service.start("engine", "engine")
+        task = wait_task(service, project, task["id"], ended, timeout=90)
+    finally:
+        Recorder.released.set()
+    assert task["status"] == "failed", task
+    call = nodes_of(task)["call"]
+    assert call["error"] == NO_ANSWER and len(call["attempts"]) == 1
 
 
 def test_a_release_flow_runs_branches_a_gateway_an_approval_an_http_call_and_a_subflow(

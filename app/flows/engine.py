@@ -16,7 +16,7 @@ a launch carries a key unique to the attempt, so a start repeated after a crash 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -580,6 +580,23 @@ def started(atom: Atom, context: Context, task_id: int, node_id: str, rollback: 
 
 def record_start(task_id: int, node_id: str, attempt: int, outcome: Outcome) -> None:
     """Write what an atom's start answered, unless the node moved meanwhile (force-failed, revoked)."""
+    recorded = record(task_id, node_id, attempt, outcome, lambda waiting: not waiting)
+    if recorded and isinstance(outcome, Waiting) and outcome.after is not None:
+        outcome.after()
+
+
+def record_answer(task_id: int, node_id: str, attempt: int, outcome: Outcome) -> None:
+    """Write the answer of a call the node waits for (app.flows.calls), unless the node moved meanwhile,
+    and advance the task."""
+    if record(task_id, node_id, attempt, outcome, lambda waiting: bool(waiting.get("call"))):
+        enqueue([task_id])
+
+
+def record(
+    task_id: int, node_id: str, attempt: int, outcome: Outcome, expected: Callable[[dict], bool]
+) -> bool:
+    """Apply an outcome to the node if it still runs that attempt and what it waits for is `expected`;
+    whether it was applied."""
     for _ in range(10):
         try:
             task = load_task(task_id)
@@ -591,16 +608,21 @@ def record_start(task_id: int, node_id: str, attempt: int, outcome: Outcome) -> 
                 utcnow(),
             )
             state = work.states[node_id]
-            if state.status != NodeStatus.RUNNING or len(state.attempts) != attempt or state.waiting:
+            if (
+                state.status != NodeStatus.RUNNING
+                or len(state.attempts) != attempt
+                or not expected(state.waiting or {})
+            ):
                 db.session.rollback()
-                return
+                return False
             apply_outcome(work, state, work.graph.nodes[node_id], outcome)
             task.advanced_at = work.now
             db.session.commit()
             schedule(task)
-            return
+            return True
         except StaleDataError:
             db.session.rollback()
+    return False
 
 
 def schedule(task: FlowTask) -> None:

@@ -8,7 +8,7 @@ advances (its job ended, its due time came), and `cancel(context)` ends what it 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
@@ -34,13 +34,15 @@ class Failed:
 @dataclass(frozen=True)
 class Waiting:
     """The node waits: `status` running (a job, a time), waiting_user or waiting_callback; `kept` is what
-    check() needs later; `due_at` when the engine should look again without being told."""
+    check() needs later; `due_at` when the engine should look again without being told; `after` what to
+    do once the node is recorded as waiting (start a call whose answer the node waits for)."""
 
     status: NodeStatus = NodeStatus.RUNNING
     kept: dict[str, Any] = field(default_factory=dict)
     due_at: datetime | None = None
     job_instance_id: int | None = None
     child_task_id: int | None = None
+    after: Callable[[], Any] | None = None
 
 
 Outcome = Finished | Failed | Waiting

@@ -11,11 +11,14 @@ import re
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime
 from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from app.flows.atoms import Atom, Context, Failed, Finished, Outcome
+from app.flows import calls
+from app.flows.atoms import Atom, Context, Failed, Finished, Outcome, Waiting
+from app.models.base import utcnow
 from app.secrets import MASK
 
 HTTP_TIMEOUT_MAX = 300
@@ -70,33 +73,58 @@ class Http(Atom):
         }
 
     def start(self, context: Context) -> Outcome:
+        """The call runs beside the engine (app.flows.calls); the node waits for its answer."""
         inputs = self.load(context.inputs)
-        body = inputs["body"]
-        headers = dict(inputs["headers"])
-        data = None
-        if body is not None:
-            data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-            if not isinstance(body, str):
-                headers.setdefault("Content-Type", "application/json")
-        headers.setdefault("User-Agent", "Opsflow")
-        request = urllib.request.Request(inputs["url"], data=data, headers=headers, method=inputs["method"])
-        for attempt in range(inputs["retries"] + 1):
-            try:
-                status, response_headers, content = call(request, inputs["timeout"])
-                break
-            except (urllib.error.URLError, OSError) as exc:
-                if attempt == inputs["retries"]:
-                    return Failed(f"{inputs['method']} {inputs['url']}: {getattr(exc, 'reason', exc)}")
-                time.sleep(HTTP_RETRY_PAUSE_SECONDS)
-        outputs: dict[str, Any] = {"status_code": status, "headers": response_headers}
+        request = request_of(inputs)
+        longest = inputs["timeout"] * (inputs["retries"] + 1) + HTTP_RETRY_PAUSE_SECONDS * inputs["retries"]
+        until = calls.give_up_at(longest)
+        attempt = len(context.state.attempts)
+        return Waiting(
+            kept={"call": True, "give_up_at": until.isoformat()},
+            due_at=until,
+            after=calls.after_recorded(
+                context.task.id, context.state.node_id, attempt, lambda: answer(request, inputs)
+            ),
+        )
+
+    def check(self, context: Context) -> Outcome | None:
+        give_up_at = context.kept.get("give_up_at")
+        if give_up_at and utcnow() >= datetime.fromisoformat(give_up_at):
+            return Failed(calls.NO_ANSWER)
+        return None
+
+
+def request_of(inputs: dict[str, Any]) -> urllib.request.Request:
+    body = inputs["body"]
+    headers = dict(inputs["headers"])
+    data = None
+    if body is not None:
+        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        if not isinstance(body, str):
+            headers.setdefault("Content-Type", "application/json")
+    headers.setdefault("User-Agent", "Opsflow")
+    return urllib.request.Request(inputs["url"], data=data, headers=headers, method=inputs["method"])
+
+
+def answer(request: urllib.request.Request, inputs: dict[str, Any]) -> Outcome:
+    """Make the call (again after a connection error, as often as `retries` says): the node's outcome."""
+    for attempt in range(inputs["retries"] + 1):
         try:
-            outputs["json"] = json.loads(content)
-        except ValueError:
-            outputs["text"] = content.decode(errors="replace")
-        expected = inputs["expected_status"]
-        if (status not in expected) if expected else not 200 <= status < 300:
-            return Failed(f"{inputs['method']} {inputs['url']} answered {status}", outputs)
-        return Finished(outputs)
+            status, response_headers, content = call(request, inputs["timeout"])
+            break
+        except (urllib.error.URLError, OSError) as exc:
+            if attempt == inputs["retries"]:
+                return Failed(f"{inputs['method']} {inputs['url']}: {getattr(exc, 'reason', exc)}")
+            time.sleep(HTTP_RETRY_PAUSE_SECONDS)
+    outputs: dict[str, Any] = {"status_code": status, "headers": response_headers}
+    try:
+        outputs["json"] = json.loads(content)
+    except ValueError:
+        outputs["text"] = content.decode(errors="replace")
+    expected = inputs["expected_status"]
+    if (status not in expected) if expected else not 200 <= status < 300:
+        return Failed(f"{inputs['method']} {inputs['url']} answered {status}", outputs)
+    return Finished(outputs)
 
 
 def call(request: urllib.request.Request, timeout: int) -> tuple[int, dict[str, str], bytes]:
