@@ -597,6 +597,14 @@ def test_task_values_are_checked_like_a_launch(service, project) -> None:
     again = service.post(f"/projects/{pid}/flows/{flow['id']}/tasks", body, expect=201, headers=headers)
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.get_json()["id"] == first.get_json()["id"]
+    other_flow = create_flow(service, project, chain(sleep_node("nap", 0)))
+    changed = {"variables": {"version": "8"}, "skip_nodes": ["optional_nap"]}
+    for path, reused in ((f"flows/{flow['id']}", changed), (f"flows/{other_flow['id']}", {})):
+        refused = service.post(
+            f"/projects/{pid}/{path}/tasks", reused, expect=409, headers=headers
+        ).get_json()
+        assert refused["error"]["field"] == "idempotency_key", refused
+        assert f"flow task {first.get_json()['id']}" in refused["error"]["message"], refused
     task = wait_task(service, project, first.get_json()["id"], ended)
     assert nodes_of(task)["optional_nap"]["status"] == "skipped"
     assert task["variables"] == {"version": "7", "fixed": "x", "count": 1}

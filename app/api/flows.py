@@ -129,7 +129,7 @@ class FlowTasks(MethodView):
         actor = current_actor()
         require(actor, pid, Action.OPERATE)
         records.get(Flow, item_id, pid)
-        first = flow_tasks.replayed(pid, data.get("idempotency_key"))
+        first = flow_tasks.replayed(pid, item_id, data)
         if first is not None:
             return flow_tasks.task_view(first), 201, {"Idempotent-Replayed": "true"}
         return flow_tasks.task_view(flow_tasks.create_task(actor, pid, item_id, data))

@@ -109,6 +109,8 @@ class FlowTask(db.Model):
     )
     callback_url: Mapped[str | None] = mapped_column(String(2048))
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    # What the request under that key asked for: the same key with another request is refused.
+    request_digest: Mapped[str | None] = mapped_column(String(64))
     # The subflow node this task runs for, when it is a subflow.
     # (No foreign key: node states point at their task already, and the two would delete each other.)
     parent_node_id: Mapped[int | None] = mapped_column(Integer, index=True)

@@ -23,9 +23,10 @@ from app.flows.graph import FlowGraph, NodeType, VariableKind, value_problem
 from app.models import Flow, FlowTask, NodeAttempt, NodeState
 from app.models.base import utcnow
 from app.secrets import MASK
-from app.services import callbacks, dispatch, records
+from app.services import callbacks, dispatch, idempotency, records
 from app.services.access import Action, Actor, require
 from app.services.errors import Conflict, Invalid, NotFound
+from app.services.idempotency import request_digest
 from app.services.jobs import history_filters
 from app.status import NODE_LIVE, FlowTaskStatus, NodeStatus
 
@@ -37,12 +38,26 @@ def tasks_query(project_id: int, filters: dict[str, Any]) -> Select:
     return query.order_by(FlowTask.created_at.desc(), FlowTask.id.desc())
 
 
-def replayed(project_id: int, idempotency_key: str | None) -> FlowTask | None:
-    if not idempotency_key:
+def digest_of(flow_id: int, data: dict[str, Any]) -> str:
+    """What a task creation asks for, whatever key it carries."""
+    return request_digest({"flow_id": flow_id, **{k: v for k, v in data.items() if k != idempotency.FIELD}})
+
+
+def replayed(project_id: int, flow_id: int, data: dict[str, Any]) -> FlowTask | None:
+    """The task the request's idempotency key created, if it has one; Conflict when the key created a
+    task for another request."""
+    key = data.get(idempotency.FIELD)
+    if not key:
         return None
-    return db.session.scalar(
-        select(FlowTask).where(FlowTask.project_id == project_id, FlowTask.idempotency_key == idempotency_key)
+    first = db.session.scalar(
+        select(FlowTask).where(FlowTask.project_id == project_id, FlowTask.idempotency_key == key)
     )
+    if first is not None and first.request_digest not in (None, digest_of(flow_id, data)):
+        raise Conflict(
+            f"key {key!r} created flow task {first.id} (flow {first.flow_id}) for another request",
+            idempotency.FIELD,
+        )
+    return first
 
 
 def task_values(
@@ -118,7 +133,8 @@ def create_task(
         launched_by=actor.username,
         timed_job_id=timed_job_id,
         callback_url=data.get("callback_url"),
-        idempotency_key=data.get("idempotency_key"),
+        idempotency_key=data.get(idempotency.FIELD),
+        request_digest=digest_of(flow_id, data) if data.get(idempotency.FIELD) else None,
         parent_node_id=parent.id if parent else None,
         started_at=now if start else None,
         advanced_at=now,
@@ -131,7 +147,7 @@ def create_task(
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
-        first = replayed(project_id, data.get("idempotency_key"))
+        first = replayed(project_id, flow_id, data)
         if first is None:
             raise
         return first

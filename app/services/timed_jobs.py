@@ -167,13 +167,11 @@ def launch_script(
 
 def launch_flow(actor: Actor, timed_job: TimedJob, overrides: dict[str, Any], run_id: int) -> dict[str, int]:
     """A started task of the flow's newest version, under the flow tasks' own idempotency key."""
+    flow_id = timed_job.target["flow_id"]
     key = run_key(run_id)
-    task = flow_tasks.replayed(timed_job.project_id, key) or flow_tasks.create_task(
-        actor,
-        timed_job.project_id,
-        timed_job.target["flow_id"],
-        {"name": timed_job.name, "variables": overrides, "idempotency_key": key},
-        timed_job_id=timed_job.id,
+    data = {"name": timed_job.name, "variables": overrides, "idempotency_key": key}
+    task = flow_tasks.replayed(timed_job.project_id, flow_id, data) or flow_tasks.create_task(
+        actor, timed_job.project_id, flow_id, data, timed_job_id=timed_job.id
     )
     # Users choose flow tasks' keys too: a task someone else started under this one is not this run's.
     if task.timed_job_id != timed_job.id:
