@@ -118,6 +118,19 @@ def test_an_archive_is_kept_only_when_every_entry_is_sound(service, project, tmp
     upload(service, project, git.get_json(), sound, expect=409)
 
 
+def test_deleting_a_project_removes_its_repositories_files(service, tmp_path):
+    project = service.post("/projects", {"name": f"gone-{time.monotonic_ns()}"}, expect=201).get_json()
+    base = repositories_of(project)
+    repository = service.post(base, {"name": "bundle", "source": {"type": "archive"}}, expect=201).get_json()
+    write_site(tmp_path / "site")
+    upload(service, project, repository, tar_gz(tmp_path / "site"))
+    sync(service, project, repository)
+    directory = Path(service.data_dir) / "repositories" / str(repository["id"])
+    assert (directory / ARCHIVE_FILE).exists()
+    service.api("DELETE", f"/projects/{project['id']}", 204)
+    assert not directory.exists()
+
+
 def sync(service, project: dict, repository: dict, expect_status: str = "success") -> dict:
     job = service.post(f"{repositories_of(project)}/{repository['id']}/sync", {}, expect=202).get_json()
     ended = service.wait_job(project["id"], job["id"])

@@ -12,7 +12,7 @@ from app.api.auth import current_actor
 from app.api.paging import SelectPage
 from app.models import Project
 from app.schemas.project import ProjectSchema
-from app.services import records
+from app.services import projects, records
 from app.services.access import Action, require, require_system_admin, visible_projects
 
 blp = Blueprint("projects", __name__, url_prefix="/api/v1/projects", description="Projects")
@@ -50,4 +50,4 @@ class ProjectItem(MethodView):
     @blp.response(204)
     def delete(self, pid: int):
         """Delete a project and everything in it."""
-        records.delete(require(current_actor(), pid, Action.ADMIN))
+        projects.delete_project(current_actor(), pid)
