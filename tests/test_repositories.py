@@ -3,8 +3,11 @@ their playbooks."""
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
+
+import psutil
 
 from app.config import REPOSITORY_REVISIONS_KEPT
 from app.services.repositories import ARCHIVE_FILE
@@ -222,6 +225,29 @@ def test_a_git_remote_over_ssh_syncs_with_a_git_credential(service, project, lab
     failed = sync(service, project, repository, "failed")
     assert "Permission denied" in failed["last_sync"]["error"], failed["last_sync"]
     assert failed["current_revision"]["revision"] == first
+
+
+def test_a_sync_cancelled_while_its_remote_keeps_silent_ends_terminated(service, project):
+    """A remote that accepts the connection and never answers: the sync waits on it until cancelled, then
+    ends terminated, leaves no git or ssh process, and the repository keeps no revision."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        silent.settimeout(60)
+        port = silent.getsockname()[1]
+        source = {"type": "git", "url": f"ssh://git@127.0.0.1:{port}/site.git"}
+        base = repositories_of(project)
+        repository = service.post(base, {"name": f"silent-{port}", "source": source}, expect=201).get_json()
+        job = service.post(f"{base}/{repository['id']}/sync", {}, expect=202).get_json()
+        connection, _ = silent.accept()
+        with connection:
+            service.post(f"/projects/{project['id']}/jobs/{job['id']}/cancel", {"reason": "stop"}, expect=202)
+            ended = service.wait_job(project["id"], job["id"])
+    assert ended["status"] == "terminated", ended
+    assert service.get(f"{base}/{repository['id']}")["current_revision"] is None
+    # git names the remote to ssh as `-p PORT git@127.0.0.1`.
+    commands = [" ".join(process.info["cmdline"] or []) for process in psutil.process_iter(["cmdline"])]
+    assert [command for command in commands if f"-p {port} " in command] == []
 
 
 def test_an_archive_syncs_to_its_sha256(service, project, tmp_path):
