@@ -118,16 +118,28 @@ class Pass:
     project_values: dict[str, Any] | None = None
     # The task's flow timeout has passed: nothing starts, and the task stays failed.
     timed_out: bool = False
-    actor: Actor | None = None
+    # Read before the commit, so that nothing after it loads the task again.
+    task_id: int = 0
+    status_after: str = ""
+    due: datetime | None = None
+    _actor: Actor | None = None
 
     def __post_init__(self) -> None:
         self.status_before = self.status_before or self.task.status
-        self.actor = self.actor or engine_actor(self.task)
+        self.task_id = self.task.id
+
+    @property
+    def actor(self) -> Actor:
+        """Whom the engine acts for, looked up once the pass starts an atom."""
+        if self._actor is None:
+            self._actor = engine_actor(self.task)
+        return self._actor
 
 
 def one_pass(task_id: int) -> bool:
     """One transaction: settle what ended, move tokens, mark ready nodes running; after the commit start
-    their atoms. True when something moved (another pass may move more)."""
+    their atoms. True when another pass may move more: an atom's start or a cancel was recorded after the
+    commit (everything else that could move has moved in this pass)."""
     task = load_task(task_id)
     if task is None or task.status in (
         FlowTaskStatus.CREATED,
@@ -156,10 +168,18 @@ def one_pass(task_id: int) -> bool:
     if not work.changed:
         db.session.rollback()
         return False
-    task.advanced_at = work.now
-    db.session.commit()
+    commit(work)
     after_pass(work)
-    return True
+    return bool(work.to_start or work.to_cancel)
+
+
+def commit(work: Pass) -> None:
+    """Write the pass. The task row is written whatever else changed: its version guards the whole pass."""
+    task = work.task
+    task.advanced_at = work.now
+    work.status_after = task.status
+    work.due = next_due(work)
+    db.session.commit()
 
 
 def load_task(task_id: int) -> FlowTask | None:
@@ -534,8 +554,8 @@ def after_pass(work: Pass) -> None:
         cancel_node(work, state, kept)
     for state in work.to_start:
         start_atom(work, state)
-    schedule(work.task)
-    if work.task.status in FLOW_TASK_ENDED and work.task.status != work.status_before:
+    schedule(work)
+    if work.status_after in FLOW_TASK_ENDED and work.status_after != work.status_before:
         ended(work.task)
 
 
@@ -616,23 +636,28 @@ def record(
                 db.session.rollback()
                 return False
             apply_outcome(work, state, work.graph.nodes[node_id], outcome)
-            task.advanced_at = work.now
-            db.session.commit()
-            schedule(task)
+            commit(work)
+            schedule(work)
             return True
         except StaleDataError:
             db.session.rollback()
     return False
 
 
-def schedule(task: FlowTask) -> None:
-    """Put the task's earliest due time among the wake-ups."""
-    dues = [state.due_at for state in task.nodes if state.due_at is not None]
+def next_due(work: Pass) -> datetime | None:
+    """The task's earliest due time: a node's, or the end of the flow's timeout."""
+    task = work.task
+    dues = [state.due_at for state in work.states.values() if state.due_at is not None]
     deadline = task_deadline(task) if task.status in (FlowTaskStatus.RUNNING, FlowTaskStatus.PAUSED) else None
     if deadline is not None:
         dues.append(deadline)
-    if dues:
-        wakeups.add(redis.client, task.id, min(dues))
+    return min(dues) if dues else None
+
+
+def schedule(work: Pass) -> None:
+    """Put the task's earliest due time, as its pass left it, among the wake-ups."""
+    if work.due is not None:
+        wakeups.add(redis.client, work.task_id, work.due)
 
 
 def ended(task: FlowTask) -> None:

@@ -238,16 +238,15 @@ def transition(
     if task.status != FlowTaskStatus.REVOKED:
         engine.settle_task(work)
     task.record(actor.username, operation, node_id, reason)
-    task.advanced_at = work.now
     try:
-        db.session.commit()
+        engine.commit(work)
     except StaleDataError as exc:
         db.session.rollback()
         raise Conflict(
             f"task {task.id} changed while this was asked; look at it again and retry", "status"
         ) from exc
     engine.after_pass(work)
-    engine.enqueue([task.id])
+    engine.enqueue([work.task_id])
     return task
 
 
