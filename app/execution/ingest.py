@@ -20,9 +20,9 @@ from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy import bindparam, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Boolean, Integer, String, Text, func, or_, select
 
+from app.execution.bulk import BulkUpdate, insert_rows
 from app.execution.events import genuine
 from app.extensions import db
 from app.models import (
@@ -105,45 +105,53 @@ def recap_status(summary: dict[str, int]) -> HostStatus:
     return HostStatus.SUCCESS
 
 
-def insert_ignoring_duplicates(model):
-    dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
-    return dialect.insert(model.__table__).on_conflict_do_nothing()
-
-
-# Core statements on the table: executemany in bulk, with no ORM session bookkeeping.
-_hosts = HostResult.__table__.c
+# Core statements on the table, with no ORM session bookkeeping.
+_table = HostResult.__table__
+_hosts = _table.c
 # Spelled out rather than IN (...): an expanding IN cannot go through executemany.
 _pending = or_(*(_hosts.status == status for status in HOST_PENDING))
-_by_id = _hosts.id == bindparam("hid")
 
-START = (
-    update(HostResult.__table__)
-    .where(_by_id, _hosts.status == HostStatus.WAITING)
-    .values(
-        status=HostStatus.RUNNING,
-        started_at=func.coalesce(_hosts.started_at, bindparam("ts", type_=UTCDateTime)),
-    )
+START = BulkUpdate(
+    _table,
+    _hosts.status == HostStatus.WAITING,
+    lambda given: {
+        "status": HostStatus.RUNNING,
+        "started_at": func.coalesce(_hosts.started_at, given("ts")),
+    },
+    ts=UTCDateTime(),
 )
-RESULT = (
-    update(HostResult.__table__)
-    .where(_by_id, _pending)
-    .values(
-        status=bindparam("status"),
-        exit_code=bindparam("rc"),
-        stdout=bindparam("stdout"),
-        output_digest=bindparam("digest"),
-        stderr=bindparam("stderr"),
-        stdout_truncated=bindparam("stdout_truncated"),
-        stderr_truncated=bindparam("stderr_truncated"),
-        error=bindparam("msg"),
-        started_at=func.coalesce(_hosts.started_at, bindparam("start", type_=UTCDateTime)),
-        ended_at=bindparam("ended", type_=UTCDateTime),
-    )
+RESULT = BulkUpdate(
+    _table,
+    _pending,
+    lambda given: {
+        "status": given("status"),
+        "exit_code": given("rc"),
+        "stdout": given("stdout"),
+        "output_digest": given("digest"),
+        "stderr": given("stderr"),
+        "stdout_truncated": given("stdout_truncated"),
+        "stderr_truncated": given("stderr_truncated"),
+        "error": given("msg"),
+        "started_at": func.coalesce(_hosts.started_at, given("start")),
+        "ended_at": given("ended"),
+    },
+    status=String(),
+    rc=Integer(),
+    stdout=Text(),
+    digest=String(),
+    stderr=Text(),
+    stdout_truncated=Boolean(),
+    stderr_truncated=Boolean(),
+    msg=Text(),
+    start=UTCDateTime(),
+    ended=UTCDateTime(),
 )
-RECAP = (
-    update(HostResult.__table__)
-    .where(_by_id, _pending)
-    .values(status=bindparam("status"), ended_at=bindparam("ended", type_=UTCDateTime))
+RECAP = BulkUpdate(
+    _table,
+    _pending,
+    lambda given: {"status": given("status"), "ended_at": given("ended")},
+    status=String(),
+    ended=UTCDateTime(),
 )
 
 
@@ -188,7 +196,11 @@ def apply_events(events: list[dict[str, Any]]) -> None:
         )
     }
     starts: dict[int, dict] = {}
-    results, tasks, recaps, done, files = [], [], [], [], []
+    # Each host's results of the batch come down to one row, the first final one or else the last: a host
+    # whose row is final takes no other result.
+    results: dict[int, tuple[dict[str, Any], HostStatus, float]] = {}
+    recaps: dict[int, dict[str, Any]] = {}
+    tasks, done, files = [], [], []
     for event in events:
         kind, slice_id = event["type"], event["slice"]
         if slice_id not in slices:
@@ -199,10 +211,10 @@ def apply_events(events: list[dict[str, Any]]) -> None:
         elif kind == "stats":
             ended = timestamp(event["ts"])
             for name, summary in event["hosts"].items():
-                if (slice_id, name) in hosts:
-                    recaps.append(
-                        {"hid": hosts[slice_id, name], "status": recap_status(summary), "ended": ended}
-                    )
+                hid = hosts.get((slice_id, name))
+                # A host's first recap ends it; any other would change nothing.
+                if hid is not None and hid not in recaps:
+                    recaps[hid] = {"target": hid, "status": recap_status(summary), "ended": ended}
         elif (slice_id, event["host"]) not in hosts:
             log.warning("event for unknown host %r of slice %s dropped", event["host"], slice_id)
         elif kind == "file_result":
@@ -214,36 +226,39 @@ def apply_events(events: list[dict[str, Any]]) -> None:
             # A one-task step's result is its host's result; an ad-hoc command's is shown as a task too.
             keep_task = piece.task_count != 1 or piece.kind == AD_HOC
             hid = hosts[slice_id, event["host"]]
-            status = host_status(event["outcome"], event["msg"], piece.task_count)
-            results.append(
-                {
-                    "hid": hid,
-                    "status": status,
-                    "rc": event["rc"],
-                    "stdout": event["stdout"],
-                    "digest": digest_of(event["stdout"]),
-                    "stderr": event["stderr"],
-                    "stdout_truncated": event["stdout_truncated"],
-                    "stderr_truncated": event["stderr_truncated"],
-                    "msg": error_of(event["outcome"], event["msg"]),
-                    "start": timestamp(event["start"]),
-                    "ended": timestamp(event["end"]) if status.final else None,
-                }
-            )
+            earlier = results.get(hid)
+            if earlier is None or not earlier[1].final:
+                status = host_status(event["outcome"], event["msg"], piece.task_count)
+                # The host's start is its first result's, as when each result was written in turn.
+                results[hid] = (event, status, event["start"] if earlier is None else earlier[2])
             if keep_task:
                 tasks.append(task_row(hid, event))
-    if starts:
-        db.session.execute(START, [{"hid": hid, **values} for hid, values in starts.items()])
-    if tasks:
-        db.session.execute(insert_ignoring_duplicates(TaskResult), tasks)
-    if results:
-        db.session.execute(RESULT, results)
-    if recaps:
-        db.session.execute(RECAP, recaps)
-    if files:
-        db.session.execute(insert_ignoring_duplicates(FileResult), files)
+    START.execute([{"target": hid, **values} for hid, values in starts.items()])
+    insert_rows(TaskResult, tasks)
+    RESULT.execute([result_row(hid, *result) for hid, result in results.items()])
+    RECAP.execute(list(recaps.values()))
+    insert_rows(FileResult, files)
     for event in done:
         finish_slice(event["slice"], RunStatus(event["status"]), event.get("error"))
+
+
+def result_row(
+    host_result_id: int, event: dict[str, Any], status: HostStatus, start: float
+) -> dict[str, Any]:
+    """A host's row after its task result `event`."""
+    return {
+        "target": host_result_id,
+        "status": status,
+        "rc": event["rc"],
+        "stdout": event["stdout"],
+        "digest": digest_of(event["stdout"]),
+        "stderr": event["stderr"],
+        "stdout_truncated": event["stdout_truncated"],
+        "stderr_truncated": event["stderr_truncated"],
+        "msg": error_of(event["outcome"], event["msg"]),
+        "start": timestamp(start),
+        "ended": timestamp(event["end"]) if status.final else None,
+    }
 
 
 def file_row(piece: Any, host_result_id: int, event: dict[str, Any]) -> dict[str, Any]:
