@@ -18,9 +18,11 @@ publishes it. All of it is in the stream before the ingester starts.
 
 Then it starts the real ingester (`python -m app.cli ingest`) and times it from its first read until the
 stream is drained (every entry delivered and acknowledged): events, seconds, events per second. With
---kill, the ingester is killed with SIGKILL once about half of the stream is gone, started again, and
-timed to the end. Either way it then counts what the database holds: task results (each host's tasks
-once each), host results final, the slices and the job instance. Nothing passes or fails.
+--kill, the ingester is killed with SIGKILL once half of the stream has been read and a read is being
+applied, started again (the same consumer name, as `make run` restarts it), and timed to the end. Either
+way it then counts what the database holds: task results (each host's tasks once each), host results
+final, the slices and the job instance. --profile FILE runs the ingester under cProfile (its stats are
+written when it stops). Nothing passes or fails.
 """
 
 from __future__ import annotations
