@@ -41,7 +41,7 @@ from typing import Any
 import redis as redis_lib
 from sqlalchemy import func, select
 
-from bench.app import api_caller, application, machine
+from bench.app import api_caller, application, emptied_redis, machine
 
 PLUGIN = Path(__file__).resolve().parent.parent / "plugins" / "callback" / "opsflow.py"
 POLL_SECONDS = 0.05
@@ -231,6 +231,10 @@ def counted(job_id: int) -> dict[str, Any]:
     }
 
 
+def load(averages: tuple[float, float, float]) -> str:
+    return " / ".join(f"{value:.2f}" for value in averages)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--hosts", type=int, default=2000)
@@ -248,11 +252,12 @@ def main() -> None:
     from app.models import Slice, StepInstance
     from app.services.executions import claim
 
-    redis_url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/3"
-    client = redis_lib.Redis.from_url(redis_url)
-    client.flushdb()
     unlimited = {"OPSFLOW_IMPORT_HOSTS_MAX": str(args.hosts), "OPSFLOW_PROJECT_RUNNING_LIMIT": "0"}
-    with application("ingest", REDIS_URL=redis_url, **unlimited) as app:
+    with (
+        emptied_redis("redis://127.0.0.1:6379/3") as redis_url,
+        application("ingest", REDIS_URL=redis_url, **unlimited) as app,
+    ):
+        client = redis_lib.Redis.from_url(redis_url)
         from app.execution.ingest import GROUP
 
         config = app.config["OPSFLOW"]
@@ -295,7 +300,7 @@ def main() -> None:
             db.session.remove()
         print(f"database: {dialect}; {args.hosts} hosts in {len(slice_ids)} slices, {args.tasks} tasks each")
         print(machine())
-        print(f"load average before: {load_before}, after: {load_after}")
+        print(f"load average before: {load(load_before)}, after: {load(load_after)}")
         print(f"stream: {entries} entries of up to {batch} events, written in {fed:.1f} s")
         if killed_at is not None:
             print(
@@ -311,7 +316,6 @@ def main() -> None:
             f"per host {found['least']}..{found['most']}"
         )
         print(f"host results: {found['hosts']}; slices: {found['slices']}; job instance: {found['job']}")
-    client.flushdb()
 
 
 if __name__ == "__main__":
