@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import select
 
 from app.execution.events import vouched
-from app.execution.ingest import apply_events
-from app.extensions import db
+from app.execution.ingest import Ingester, apply_events
+from app.extensions import db, redis
 from app.models import HostResult, HostStatus, Slice, TaskResult
 from app.models.job import PLAYBOOK_TASKS
 from app.secrets import Cipher
@@ -115,3 +117,20 @@ def test_a_read_of_many_events_per_host_ends_as_the_events_read_one_by_one(servi
         ]
     # A host's start is its first event's: its task start, else its first result's.
     assert [row.started_at.timestamp() for row in written] == [BEGAN, BEGAN + 2, BEGAN + 1.5]
+
+
+def test_a_read_takes_about_its_events_whatever_the_size_of_the_entries(service, project):
+    piece = make_job(project["id"], HOSTS, task_count=PLAYBOOK_TASKS)
+    stream = f"test:events:{piece.id}"
+    small = [[event] for event in run_events(piece)[:8]] * 3
+    large = [run_events(piece)[:8]] * 3
+    for entry in [*small, *large]:
+        redis.client.xadd(stream, {"events": json.dumps(entry)})
+    ingester = Ingester(redis.client, stream, "sizing", batch=2, read_events=4)
+    ingester.ensure_group()
+    # After a look for entries it left unacknowledged (none), a read takes `batch` entries, then as many
+    # as held about four events in the read before.
+    taken = [ingester.consume() for _ in range(9)]
+    assert taken == [0, 2, 4, 4, 4, 4, 4, 4, 1]
+    assert redis.client.xlen(stream) == 0
+    redis.client.delete(stream)

@@ -51,6 +51,11 @@ AUTH_FAILURE = re.compile(
 # Ansible reports a file it could not send to a host it had just run a command on as a connection
 # failure; the host was reached, and what failed is the transfer.
 TRANSFER_FAILURE = re.compile(r"Failed to connect to the host via (scp|sftp): ")
+# A read takes about this many events (one transaction), whatever the size of the entries: runs push many
+# small ones when their hosts report slowly, entries of the plugin's full batch when they report fast.
+# The more of a host's results one read holds, the fewer times its row is written.
+READ_EVENTS = 50_000
+READ_ENTRIES_MAX = 5_000
 # A rescued failure is no host's failure: the block's rescue took it.
 OK_OUTCOMES = frozenset({"ok", "changed", "skipped", "rescued"})
 
@@ -314,12 +319,20 @@ class Ingester:
     """Consumes the event stream as one member of the `ingest` consumer group."""
 
     def __init__(
-        self, redis: Redis, stream: str, consumer: str, batch: int = 200, block_ms: int = 500
+        self,
+        redis: Redis,
+        stream: str,
+        consumer: str,
+        batch: int = 200,
+        block_ms: int = 500,
+        read_events: int = READ_EVENTS,
     ) -> None:
         self.redis = redis
         self.stream = stream
         self.consumer = consumer
+        # Entries per read: `batch` at first, then as many as hold about `read_events` events.
         self.batch = batch
+        self.read_events = read_events
         self.block_ms = block_ms
         # Entries read before a crash and never acknowledged come first.
         self.cursor = "0"
@@ -349,11 +362,12 @@ class Ingester:
             self.cursor = ">"
         if entries:
             try:
-                self.apply(entries)
+                events = self.apply(entries)
             except Exception:
                 # Unacknowledged entries are re-read before anything newer, so order is kept.
                 self.cursor = "0"
                 raise
+            self.batch = max(1, min(READ_ENTRIES_MAX, self.read_events * len(entries) // max(events, 1)))
         return len(entries)
 
     def claim_abandoned(self, min_idle_ms: int = 60_000) -> int:
@@ -365,7 +379,9 @@ class Ingester:
             self.apply(entries)
         return len(entries)
 
-    def apply(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+    def apply(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> int:
+        """Write the entries' events in one transaction, then acknowledge them; returns how many events
+        they held."""
         ids = [entry_id for entry_id, _ in entries]
         events = []
         for entry_id, fields in entries:
@@ -382,6 +398,7 @@ class Ingester:
         self.redis.xack(self.stream, GROUP, *ids)
         self.redis.xdel(self.stream, *ids)
         after_commit()
+        return len(events)
 
     def run(self, should_stop: Callable[[], bool], every: Callable[[], None], interval: float) -> None:
         """Consume until told to stop, calling `every` (the reaper) each `interval` seconds."""
