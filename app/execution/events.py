@@ -12,6 +12,7 @@ adds for any other slice.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -44,6 +45,8 @@ def publish(redis: Redis, stream: str, events: list[dict[str, Any]], patience: f
             time.sleep(PUBLISH_RETRY_SECONDS)
 
 
+# The ingester checks every event's token: one HMAC per slice, not one per event.
+@functools.lru_cache(maxsize=4096)
 def slice_token(key: bytes, slice_id: int) -> str:
     """What vouches for an event of `slice_id`: known to the service, which holds the key, and to that
     slice's run."""

@@ -20,9 +20,9 @@ from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy import bindparam, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Boolean, Integer, String, Text, func, or_, select
 
+from app.execution.bulk import BulkUpdate, insert_rows
 from app.execution.events import genuine
 from app.extensions import db
 from app.models import (
@@ -51,6 +51,11 @@ AUTH_FAILURE = re.compile(
 # Ansible reports a file it could not send to a host it had just run a command on as a connection
 # failure; the host was reached, and what failed is the transfer.
 TRANSFER_FAILURE = re.compile(r"Failed to connect to the host via (scp|sftp): ")
+# A read takes about this many events (one transaction), whatever the size of the entries: runs push many
+# small ones when their hosts report slowly, entries of the plugin's full batch when they report fast.
+# The more of a host's results one read holds, the fewer times its row is written.
+READ_EVENTS = 50_000
+READ_ENTRIES_MAX = 5_000
 # A rescued failure is no host's failure: the block's rescue took it.
 OK_OUTCOMES = frozenset({"ok", "changed", "skipped", "rescued"})
 
@@ -105,45 +110,53 @@ def recap_status(summary: dict[str, int]) -> HostStatus:
     return HostStatus.SUCCESS
 
 
-def insert_ignoring_duplicates(model):
-    dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
-    return dialect.insert(model.__table__).on_conflict_do_nothing()
-
-
-# Core statements on the table: executemany in bulk, with no ORM session bookkeeping.
-_hosts = HostResult.__table__.c
+# Core statements on the table, with no ORM session bookkeeping.
+_table = HostResult.__table__
+_hosts = _table.c
 # Spelled out rather than IN (...): an expanding IN cannot go through executemany.
 _pending = or_(*(_hosts.status == status for status in HOST_PENDING))
-_by_id = _hosts.id == bindparam("hid")
 
-START = (
-    update(HostResult.__table__)
-    .where(_by_id, _hosts.status == HostStatus.WAITING)
-    .values(
-        status=HostStatus.RUNNING,
-        started_at=func.coalesce(_hosts.started_at, bindparam("ts", type_=UTCDateTime)),
-    )
+START = BulkUpdate(
+    _table,
+    _hosts.status == HostStatus.WAITING,
+    lambda given: {
+        "status": HostStatus.RUNNING,
+        "started_at": func.coalesce(_hosts.started_at, given("ts")),
+    },
+    ts=UTCDateTime(),
 )
-RESULT = (
-    update(HostResult.__table__)
-    .where(_by_id, _pending)
-    .values(
-        status=bindparam("status"),
-        exit_code=bindparam("rc"),
-        stdout=bindparam("stdout"),
-        output_digest=bindparam("digest"),
-        stderr=bindparam("stderr"),
-        stdout_truncated=bindparam("stdout_truncated"),
-        stderr_truncated=bindparam("stderr_truncated"),
-        error=bindparam("msg"),
-        started_at=func.coalesce(_hosts.started_at, bindparam("start", type_=UTCDateTime)),
-        ended_at=bindparam("ended", type_=UTCDateTime),
-    )
+RESULT = BulkUpdate(
+    _table,
+    _pending,
+    lambda given: {
+        "status": given("status"),
+        "exit_code": given("rc"),
+        "stdout": given("stdout"),
+        "output_digest": given("digest"),
+        "stderr": given("stderr"),
+        "stdout_truncated": given("stdout_truncated"),
+        "stderr_truncated": given("stderr_truncated"),
+        "error": given("msg"),
+        "started_at": func.coalesce(_hosts.started_at, given("start")),
+        "ended_at": given("ended"),
+    },
+    status=String(),
+    rc=Integer(),
+    stdout=Text(),
+    digest=String(),
+    stderr=Text(),
+    stdout_truncated=Boolean(),
+    stderr_truncated=Boolean(),
+    msg=Text(),
+    start=UTCDateTime(),
+    ended=UTCDateTime(),
 )
-RECAP = (
-    update(HostResult.__table__)
-    .where(_by_id, _pending)
-    .values(status=bindparam("status"), ended_at=bindparam("ended", type_=UTCDateTime))
+RECAP = BulkUpdate(
+    _table,
+    _pending,
+    lambda given: {"status": given("status"), "ended_at": given("ended")},
+    status=String(),
+    ended=UTCDateTime(),
 )
 
 
@@ -188,7 +201,11 @@ def apply_events(events: list[dict[str, Any]]) -> None:
         )
     }
     starts: dict[int, dict] = {}
-    results, tasks, recaps, done, files = [], [], [], [], []
+    # Each host's results of the batch come down to one row, the first final one or else the last: a host
+    # whose row is final takes no other result.
+    results: dict[int, tuple[dict[str, Any], HostStatus, float]] = {}
+    recaps: dict[int, dict[str, Any]] = {}
+    tasks, done, files = [], [], []
     for event in events:
         kind, slice_id = event["type"], event["slice"]
         if slice_id not in slices:
@@ -199,10 +216,10 @@ def apply_events(events: list[dict[str, Any]]) -> None:
         elif kind == "stats":
             ended = timestamp(event["ts"])
             for name, summary in event["hosts"].items():
-                if (slice_id, name) in hosts:
-                    recaps.append(
-                        {"hid": hosts[slice_id, name], "status": recap_status(summary), "ended": ended}
-                    )
+                hid = hosts.get((slice_id, name))
+                # A host's first recap ends it; any other would change nothing.
+                if hid is not None and hid not in recaps:
+                    recaps[hid] = {"target": hid, "status": recap_status(summary), "ended": ended}
         elif (slice_id, event["host"]) not in hosts:
             log.warning("event for unknown host %r of slice %s dropped", event["host"], slice_id)
         elif kind == "file_result":
@@ -214,36 +231,39 @@ def apply_events(events: list[dict[str, Any]]) -> None:
             # A one-task step's result is its host's result; an ad-hoc command's is shown as a task too.
             keep_task = piece.task_count != 1 or piece.kind == AD_HOC
             hid = hosts[slice_id, event["host"]]
-            status = host_status(event["outcome"], event["msg"], piece.task_count)
-            results.append(
-                {
-                    "hid": hid,
-                    "status": status,
-                    "rc": event["rc"],
-                    "stdout": event["stdout"],
-                    "digest": digest_of(event["stdout"]),
-                    "stderr": event["stderr"],
-                    "stdout_truncated": event["stdout_truncated"],
-                    "stderr_truncated": event["stderr_truncated"],
-                    "msg": error_of(event["outcome"], event["msg"]),
-                    "start": timestamp(event["start"]),
-                    "ended": timestamp(event["end"]) if status.final else None,
-                }
-            )
+            earlier = results.get(hid)
+            if earlier is None or not earlier[1].final:
+                status = host_status(event["outcome"], event["msg"], piece.task_count)
+                # The host's start is its first result's, as when each result was written in turn.
+                results[hid] = (event, status, event["start"] if earlier is None else earlier[2])
             if keep_task:
                 tasks.append(task_row(hid, event))
-    if starts:
-        db.session.execute(START, [{"hid": hid, **values} for hid, values in starts.items()])
-    if tasks:
-        db.session.execute(insert_ignoring_duplicates(TaskResult), tasks)
-    if results:
-        db.session.execute(RESULT, results)
-    if recaps:
-        db.session.execute(RECAP, recaps)
-    if files:
-        db.session.execute(insert_ignoring_duplicates(FileResult), files)
+    START.execute([{"target": hid, **values} for hid, values in starts.items()])
+    insert_rows(TaskResult, tasks)
+    RESULT.execute([result_row(hid, *result) for hid, result in results.items()])
+    RECAP.execute(list(recaps.values()))
+    insert_rows(FileResult, files)
     for event in done:
         finish_slice(event["slice"], RunStatus(event["status"]), event.get("error"))
+
+
+def result_row(
+    host_result_id: int, event: dict[str, Any], status: HostStatus, start: float
+) -> dict[str, Any]:
+    """A host's row after its task result `event`."""
+    return {
+        "target": host_result_id,
+        "status": status,
+        "rc": event["rc"],
+        "stdout": event["stdout"],
+        "digest": digest_of(event["stdout"]),
+        "stderr": event["stderr"],
+        "stdout_truncated": event["stdout_truncated"],
+        "stderr_truncated": event["stderr_truncated"],
+        "msg": error_of(event["outcome"], event["msg"]),
+        "start": timestamp(start),
+        "ended": timestamp(event["end"]) if status.final else None,
+    }
 
 
 def file_row(piece: Any, host_result_id: int, event: dict[str, Any]) -> dict[str, Any]:
@@ -299,12 +319,20 @@ class Ingester:
     """Consumes the event stream as one member of the `ingest` consumer group."""
 
     def __init__(
-        self, redis: Redis, stream: str, consumer: str, batch: int = 200, block_ms: int = 500
+        self,
+        redis: Redis,
+        stream: str,
+        consumer: str,
+        batch: int = 200,
+        block_ms: int = 500,
+        read_events: int = READ_EVENTS,
     ) -> None:
         self.redis = redis
         self.stream = stream
         self.consumer = consumer
+        # Entries per read: `batch` at first, then as many as hold about `read_events` events.
         self.batch = batch
+        self.read_events = read_events
         self.block_ms = block_ms
         # Entries read before a crash and never acknowledged come first.
         self.cursor = "0"
@@ -334,11 +362,12 @@ class Ingester:
             self.cursor = ">"
         if entries:
             try:
-                self.apply(entries)
+                events = self.apply(entries)
             except Exception:
                 # Unacknowledged entries are re-read before anything newer, so order is kept.
                 self.cursor = "0"
                 raise
+            self.batch = max(1, min(READ_ENTRIES_MAX, self.read_events * len(entries) // max(events, 1)))
         return len(entries)
 
     def claim_abandoned(self, min_idle_ms: int = 60_000) -> int:
@@ -350,7 +379,9 @@ class Ingester:
             self.apply(entries)
         return len(entries)
 
-    def apply(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+    def apply(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> int:
+        """Write the entries' events in one transaction, then acknowledge them; returns how many events
+        they held."""
         ids = [entry_id for entry_id, _ in entries]
         events = []
         for entry_id, fields in entries:
@@ -367,6 +398,7 @@ class Ingester:
         self.redis.xack(self.stream, GROUP, *ids)
         self.redis.xdel(self.stream, *ids)
         after_commit()
+        return len(events)
 
     def run(self, should_stop: Callable[[], bool], every: Callable[[], None], interval: float) -> None:
         """Consume until told to stop, calling `every` (the reaper) each `interval` seconds."""

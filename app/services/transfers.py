@@ -18,8 +18,8 @@ from sqlalchemy import Select, select
 
 from app.config import INLINE_FILE_MAX_BYTES
 from app.config import current as settings
+from app.execution.bulk import insert_ignoring_duplicates
 from app.execution.compiler import Target
-from app.execution.ingest import insert_ignoring_duplicates
 from app.execution.runner import RunRequest
 from app.execution.transfer import (
     Origin,
