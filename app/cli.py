@@ -72,7 +72,10 @@ def worker(name: str | None) -> None:
         while True:
             # RQ gives up when Redis goes away in the middle of its bookkeeping: start again once it is back.
             with contextlib.suppress(RedisError):
-                OpsflowWorker([queue], connection=redis.client, name=name).work(with_scheduler=True)
+                rq_worker = OpsflowWorker(
+                    [queue], connection=redis.client, name=name, nice=settings.worker_nice
+                )
+                rq_worker.work(with_scheduler=True)
             if redis_answers(redis.client):
                 return
             click.echo("worker: Redis cannot be reached; starting again once it answers", err=True)

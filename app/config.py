@@ -139,6 +139,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 2
+    # The niceness a worker's work horse adds to its own, for it and the ansible-playbook it starts.
+    worker_nice: int = 10
     # Flow engine processes: they advance flow tasks and never run Ansible.
     engines: int = 2
     # Ansible forks per run: the host count of a slice, capped by this ceiling.
@@ -233,6 +235,7 @@ class Settings:
             host=os.environ.get("HOST") or "127.0.0.1",
             port=_int("PORT", 8000),
             workers=_int("OPSFLOW_WORKERS", 2),
+            worker_nice=_int("OPSFLOW_WORKER_NICE", 10),
             engines=_int("OPSFLOW_ENGINES", 2),
             forks_max=_int("OPSFLOW_FORKS_MAX", 50),
             slice_size=_int("OPSFLOW_SLICE_SIZE", 500),

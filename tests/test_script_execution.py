@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import random
 import time
 
 import psutil
 
+from app.config import Settings
 from tests.conftest import add_hosts, add_local_host, add_unreachable_host, run_script
 
 INJECTION = "{{ lookup('pipe', 'id') }}"
@@ -162,6 +164,18 @@ def test_local_connection_without_account(service, project):
     assert done["status"] == "success", done
     [result] = service.host_results(project["id"], job["id"])
     assert result["stdout"] == "py ok\n"
+
+
+def test_runs_are_nicer_than_the_service(service, project):
+    """A run and what it starts take the CPU only when the API and the ingester leave it free."""
+    host = add_local_host(service, project)
+    job = run_script(service, project, [host], "nice")
+    done = service.wait_job(project["id"], job["id"])
+    [result] = service.host_results(project["id"], job["id"])
+    assert done["status"] == "success", result
+    # The workers are this process's children; a work horse adds the setting's niceness to theirs.
+    expected = min(os.nice(0) + Settings.__dataclass_fields__["worker_nice"].default, 19)
+    assert result["stdout"] == f"{expected}\n"
 
 
 def ansible_processes(service) -> list[psutil.Process]:
