@@ -256,14 +256,15 @@ class Supervisor:
 
 
 def gunicorn_options(settings: Settings) -> list[str]:
-    """gunicorn's options: its control socket in the data dir, so that every instance has its own."""
+    """gunicorn's options: its processes and threads as set, its control socket in the data dir, so that
+    every instance has its own."""
     return [
         "--bind",
         f"{settings.host}:{settings.port}",
         "--workers",
-        "2",
+        str(settings.api_processes),
         "--threads",
-        "4",
+        str(settings.api_threads),
         "--control-socket",
         str(settings.data_dir / "gunicorn.ctl"),
     ]
