@@ -103,14 +103,16 @@ def advance(job: JobInstance) -> None:
     for piece in due:
         piece.queued_at = now
     mark_waiting_for_user(job)
+    # Read before the commit expires the slices: reading them after would cost two round trips each.
+    queued = [(piece.id, piece.rq_job_id, piece.step.spec["timeout"]) for piece in due]
     db.session.commit()
     queue = Queue(settings().queue_name, connection=redis.client)
-    for piece in due:
+    for slice_id, rq_job_id, timeout in queued:
         queue.enqueue_call(
             "app.execution.tasks.run_slice",
-            args=(piece.id,),
-            job_id=piece.rq_job_id,
-            timeout=piece.step.spec["timeout"] + RQ_TIMEOUT_MARGIN,
+            args=(slice_id,),
+            job_id=rq_job_id,
+            timeout=timeout + RQ_TIMEOUT_MARGIN,
             result_ttl=3600,
             failure_ttl=86400,
         )
@@ -163,22 +165,24 @@ def release_held(project_id: int) -> None:
         log.warning("project %s: its lock is busy; the periodic pass will release its held jobs", project_id)
         return
     try:
-        while has_room(project_id):
-            held = db.session.scalar(
-                select(JobInstance)
-                .where(
-                    JobInstance.project_id == project_id,
-                    JobInstance.dispatched_at.is_(None),
-                    JobInstance.status == RunStatus.WAITING,
-                )
-                .order_by(JobInstance.id)
-                .limit(1)
-            )
-            if held is None:
-                return
+        # The held job first: once the last one is gone, the room need not be counted again.
+        while (held := oldest_held(project_id)) is not None and has_room(project_id):
             dispatch(held)
     finally:
         lock.release()
+
+
+def oldest_held(project_id: int) -> JobInstance | None:
+    return db.session.scalar(
+        select(JobInstance)
+        .where(
+            JobInstance.project_id == project_id,
+            JobInstance.dispatched_at.is_(None),
+            JobInstance.status == RunStatus.WAITING,
+        )
+        .order_by(JobInstance.id)
+        .limit(1)
+    )
 
 
 def next_steps_after_commit(job: JobInstance) -> None:
