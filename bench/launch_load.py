@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.app import drop_postgres, fresh_postgres, machine
-from bench.fanout import ADMIN_TOKEN, Service
+from bench.fanout import ADMIN_TOKEN, FINAL, Service
 from bench.timers import percentile
 
 SCRIPT = "echo hi"
@@ -107,9 +107,7 @@ def load(service: Service, pid: int, body: dict, args: argparse.Namespace) -> tu
 
 def ended_jobs(service: Service, pid: int) -> int:
     """Job instances of the project that have ended (the total of a filtered history list)."""
-    statuses = "&".join(
-        f"status={status}" for status in ("success", "failed", "timeout", "terminated", "abnormal")
-    )
+    statuses = "&".join(f"status={status}" for status in sorted(FINAL))
     request_path = f"/api/v1/projects/{pid}/jobs?page_size=1&{statuses}"
     connection = http.client.HTTPConnection("127.0.0.1", service.port, timeout=ANSWER_TIMEOUT_SECONDS)
     connection.request("GET", request_path, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})

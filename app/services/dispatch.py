@@ -103,7 +103,7 @@ def advance(job: JobInstance) -> None:
     for piece in due:
         piece.queued_at = now
     mark_waiting_for_user(job)
-    # Read before the commit expires the slices: reading them after would cost two round trips each.
+    # Read before the commit expires the slices and their steps, which would cost round trips to read again.
     queued = [(piece.id, piece.rq_job_id, piece.step.spec["timeout"]) for piece in due]
     db.session.commit()
     queue = Queue(settings().queue_name, connection=redis.client)
@@ -173,6 +173,7 @@ def release_held(project_id: int) -> None:
 
 
 def oldest_held(project_id: int) -> JobInstance | None:
+    """The project's job instance held the longest, if any."""
     return db.session.scalar(
         select(JobInstance)
         .where(
