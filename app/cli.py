@@ -72,7 +72,10 @@ def worker(name: str | None) -> None:
         while True:
             # RQ gives up when Redis goes away in the middle of its bookkeeping: start again once it is back.
             with contextlib.suppress(RedisError):
-                OpsflowWorker([queue], connection=redis.client, name=name).work(with_scheduler=True)
+                rq_worker = OpsflowWorker(
+                    [queue], connection=redis.client, name=name, nice=settings.worker_nice
+                )
+                rq_worker.work(with_scheduler=True)
             if redis_answers(redis.client):
                 return
             click.echo("worker: Redis cannot be reached; starting again once it answers", err=True)
@@ -253,14 +256,15 @@ class Supervisor:
 
 
 def gunicorn_options(settings: Settings) -> list[str]:
-    """gunicorn's options: its control socket in the data dir, so that every instance has its own."""
+    """gunicorn's options: its processes and threads as set, its control socket in the data dir, so that
+    every instance has its own."""
     return [
         "--bind",
         f"{settings.host}:{settings.port}",
         "--workers",
-        "2",
+        str(settings.api_processes),
         "--threads",
-        "4",
+        str(settings.api_threads),
         "--control-socket",
         str(settings.data_dir / "gunicorn.ctl"),
     ]

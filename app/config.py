@@ -138,7 +138,13 @@ class Settings:
     admin_token: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
+    # gunicorn's worker processes and each one's threads: a launch mostly waits on the database, so
+    # threads serve the launches arriving meanwhile (each takes one of the pool's 15 connections).
+    api_processes: int = 2
+    api_threads: int = 12
     workers: int = 2
+    # The niceness a worker's work horse adds to its own, for it and the ansible-playbook it starts.
+    worker_nice: int = 10
     # Flow engine processes: they advance flow tasks and never run Ansible.
     engines: int = 2
     # Ansible forks per run: the host count of a slice, capped by this ceiling.
@@ -232,7 +238,10 @@ class Settings:
             admin_token=os.environ.get("OPSFLOW_ADMIN_TOKEN") or None,
             host=os.environ.get("HOST") or "127.0.0.1",
             port=_int("PORT", 8000),
+            api_processes=_int("OPSFLOW_API_PROCESSES", 2),
+            api_threads=_int("OPSFLOW_API_THREADS", 12),
             workers=_int("OPSFLOW_WORKERS", 2),
+            worker_nice=_int("OPSFLOW_WORKER_NICE", 10),
             engines=_int("OPSFLOW_ENGINES", 2),
             forks_max=_int("OPSFLOW_FORKS_MAX", 50),
             slice_size=_int("OPSFLOW_SLICE_SIZE", 500),

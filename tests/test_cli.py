@@ -1,7 +1,8 @@
-"""`make run`'s start: the busy-port probe and gunicorn's control socket."""
+"""`make run`'s start: the busy-port probe, gunicorn's processes and threads, and its control socket."""
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import socket
 import time
@@ -10,7 +11,8 @@ import click
 import psutil
 import pytest
 
-from app.cli import refuse_busy_port
+from app.cli import gunicorn_options, refuse_busy_port
+from app.config import Settings
 from tests.running import RunningService, free_port
 
 
@@ -48,6 +50,13 @@ def test_a_listening_port_is_refused_with_what_to_do():
         port = listener.getsockname()[1]
         with pytest.raises(click.ClickException, match=f"cannot listen on 127.0.0.1:{port}.*set PORT"):
             refuse_busy_port("127.0.0.1", port)
+
+
+def test_the_api_runs_the_processes_and_threads_set():
+    settings = dataclasses.replace(Settings.from_env(), api_processes=3, api_threads=7)
+    options = gunicorn_options(settings)
+    assert options[options.index("--workers") + 1] == "3"
+    assert options[options.index("--threads") + 1] == "7"
 
 
 def test_run_starts_again_at_once_after_serving_a_keep_alive_client(tmp_path):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from app.extensions import redis
 from app.services import dispatch, executions
 from app.services.access import Actor
 from tests.conftest import ADMIN_TOKEN, add_local_host
@@ -51,6 +53,23 @@ def test_refusing_mode_answers_429_with_retry_after(service, project, local_host
         service.app.config["OPSFLOW"] = settings
     for job in running:
         service.wait_job(project["id"], job["id"], timeout=60)
+
+
+def test_a_launch_over_the_limit_waits_for_no_lock(service, project, local_host, caplog):
+    # The project is full, so there is nothing to decide: its lock, held meanwhile, delays no launch.
+    limit = service.app.config["OPSFLOW"].project_running_limit
+    running = [launch(service, project, local_host, seconds=10).get_json() for _ in range(limit)]
+    lock = redis.client.lock(dispatch.admission_lock(project["id"]).name, timeout=60)
+    assert lock.acquire(blocking=False)
+    try:
+        with caplog.at_level(logging.WARNING, logger=dispatch.__name__):
+            held = launch(service, project, local_host, seconds=0).get_json()
+    finally:
+        lock.release()
+    assert held["dispatched_at"] is None
+    assert "lock is busy" not in caplog.text
+    done = [service.wait_job(project["id"], job["id"], timeout=60) for job in [*running, held]]
+    assert [job["status"] for job in done] == ["success"] * (limit + 1)
 
 
 def test_held_jobs_outlive_the_reaper(service, project, local_host):

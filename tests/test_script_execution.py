@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import random
 import time
 
 import psutil
+from sqlalchemy import event
 
+from app.config import Settings
+from app.extensions import db
 from tests.conftest import add_hosts, add_local_host, add_unreachable_host, run_script
 
+# Statements and commits of a launch on hosts named directly, in a project with room: the token and
+# its user, the project, hosts, account and rules read; four inserts and a commit; the room counted
+# and the job dispatched with a commit; the answer read; the audit entry and its commit.
+LAUNCH_ROUND_TRIPS_MAX = 28
 INJECTION = "{{ lookup('pipe', 'id') }}"
 # A command line no other test run on this machine uses, so leftovers found are this run's.
 LONG_SLEEP = f"sleep {random.randint(1000, 9999)}"
@@ -162,6 +170,39 @@ def test_local_connection_without_account(service, project):
     assert done["status"] == "success", done
     [result] = service.host_results(project["id"], job["id"])
     assert result["stdout"] == "py ok\n"
+
+
+def test_runs_are_nicer_than_the_service(service, project):
+    """A run and what it starts take the CPU only when the API and the ingester leave it free."""
+    host = add_local_host(service, project)
+    job = run_script(service, project, [host], "nice")
+    done = service.wait_job(project["id"], job["id"])
+    [result] = service.host_results(project["id"], job["id"])
+    assert done["status"] == "success", result
+    # The workers are this process's children; a work horse adds the setting's niceness to theirs.
+    expected = min(os.nice(0) + Settings.__dataclass_fields__["worker_nice"].default, 19)
+    assert result["stdout"] == f"{expected}\n"
+
+
+def test_a_launch_makes_few_round_trips_to_the_database(service, project, account, lab):
+    """Each statement is a round trip a launch waits for: under load, its latency is their sum."""
+    hosts = add_hosts(service, project, lab, 3)
+    statements = []
+    engine = db.engine
+
+    def count(*_):
+        statements.append(1)
+
+    event.listen(engine, "before_cursor_execute", count)
+    event.listen(engine, "commit", count)
+    try:
+        job = run_script(service, project, hosts, "echo hi", account_id=account["id"])
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+        event.remove(engine, "commit", count)
+    assert job["dispatched_at"], "the project had room"
+    assert len(statements) <= LAUNCH_ROUND_TRIPS_MAX, len(statements)
+    service.wait_job(project["id"], job["id"])
 
 
 def ansible_processes(service) -> list[psutil.Process]:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 from redis.client import Pipeline
-from rq import SimpleWorker, Worker
+from rq import Queue, SimpleWorker, Worker
+from rq.job import Job
 
 from app.config import WORKER_HEARTBEAT_SECONDS, WORKER_TTL_SECONDS
 
@@ -24,7 +27,17 @@ class Heartbeating:
 
 
 class OpsflowWorker(Heartbeating, Worker):
-    """A job worker: each slice runs in a work horse of its own."""
+    """A job worker: each slice runs in a work horse of its own, `nice` added to its niceness."""
+
+    def __init__(self, *args, nice: int = 0, **kwargs) -> None:
+        self.nice = nice
+        super().__init__(*args, **kwargs)
+
+    def main_work_horse(self, job: Job, queue: Queue) -> None:
+        # ansible-playbook and its forks inherit this: while runs take every core, the API, the ingester
+        # and the engines still get the CPU at once, so launches and results do not wait behind runs.
+        os.nice(self.nice)
+        super().main_work_horse(job, queue)
 
 
 class EngineWorker(Heartbeating, SimpleWorker):

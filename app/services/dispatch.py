@@ -9,6 +9,8 @@ Every decision goes through release_held: under a per-project lock in Redis it
 counts the running jobs and dispatches held ones, oldest first, while there is
 room. A new launch is written held and then released the same way, so two
 launches at once cannot both take the last place, and none jumps the queue.
+A project without room is seen to be full without the lock: a launch over the
+limit waits for no other decision.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from redis.lock import Lock
 from rq import Queue, Retry
 from sqlalchemy import func, select
 
@@ -33,6 +36,8 @@ CALLBACK_RETRIES = 3
 CALLBACK_RETRY_INTERVALS = [5, 30, 120]
 # How long a decision waits for another one about the same project.
 ADMISSION_WAIT_SECONDS = 10
+# How often a decision waiting for that lock tries again: one decision takes milliseconds.
+ADMISSION_POLL_SECONDS = 0.005
 # What settling asks for, done once the session's transaction has committed (after_commit): jobs whose
 # next steps may be due, and projects whose held jobs may go.
 NEXT_STEPS_AFTER_COMMIT = "opsflow.next_steps_after_commit"
@@ -98,14 +103,16 @@ def advance(job: JobInstance) -> None:
     for piece in due:
         piece.queued_at = now
     mark_waiting_for_user(job)
+    # Read before the commit expires the slices and their steps, which would cost round trips to read again.
+    queued = [(piece.id, piece.rq_job_id, piece.step.spec["timeout"]) for piece in due]
     db.session.commit()
     queue = Queue(settings().queue_name, connection=redis.client)
-    for piece in due:
+    for slice_id, rq_job_id, timeout in queued:
         queue.enqueue_call(
             "app.execution.tasks.run_slice",
-            args=(piece.id,),
-            job_id=piece.rq_job_id,
-            timeout=piece.step.spec["timeout"] + RQ_TIMEOUT_MARGIN,
+            args=(slice_id,),
+            job_id=rq_job_id,
+            timeout=timeout + RQ_TIMEOUT_MARGIN,
             result_ttl=3600,
             failure_ttl=86400,
         )
@@ -137,33 +144,46 @@ def mark_waiting_for_user(job: JobInstance) -> None:
         job.status = RunStatus.RUNNING
 
 
-def release_held(project_id: int) -> None:
-    """Dispatch the project's oldest held job instances while it has room."""
-    lock = redis.client.lock(
+def admission_lock(project_id: int) -> Lock:
+    """The lock every decision about the project's held jobs is taken under."""
+    return redis.client.lock(
         f"opsflow:admission:{project_id}",
         timeout=ADMISSION_WAIT_SECONDS * 3,
+        sleep=ADMISSION_POLL_SECONDS,
         blocking_timeout=ADMISSION_WAIT_SECONDS,
     )
+
+
+def release_held(project_id: int) -> None:
+    """Dispatch the project's oldest held job instances while it has room."""
+    # A full project has nothing to decide, so a launch over the limit waits for no lock: whoever makes
+    # room commits first and releases after, and so sees every job held by then.
+    if not has_room(project_id):
+        return
+    lock = admission_lock(project_id)
     if not lock.acquire():
         log.warning("project %s: its lock is busy; the periodic pass will release its held jobs", project_id)
         return
     try:
-        while has_room(project_id):
-            held = db.session.scalar(
-                select(JobInstance)
-                .where(
-                    JobInstance.project_id == project_id,
-                    JobInstance.dispatched_at.is_(None),
-                    JobInstance.status == RunStatus.WAITING,
-                )
-                .order_by(JobInstance.id)
-                .limit(1)
-            )
-            if held is None:
-                return
+        # The held job first: once the last one is gone, the room need not be counted again.
+        while (held := oldest_held(project_id)) is not None and has_room(project_id):
             dispatch(held)
     finally:
         lock.release()
+
+
+def oldest_held(project_id: int) -> JobInstance | None:
+    """The project's job instance held the longest, if any."""
+    return db.session.scalar(
+        select(JobInstance)
+        .where(
+            JobInstance.project_id == project_id,
+            JobInstance.dispatched_at.is_(None),
+            JobInstance.status == RunStatus.WAITING,
+        )
+        .order_by(JobInstance.id)
+        .limit(1)
+    )
 
 
 def next_steps_after_commit(job: JobInstance) -> None:

@@ -194,9 +194,11 @@ def enqueue(job: JobInstance, hosts_of_steps: list[list[Host]]) -> JobInstance:
         db.session.execute(insert(HostResult), rows)
     # A launch that cannot be queued is refused whole (503) rather than written and left waiting.
     redis.client.ping()
+    # Read before the commit expires it: reading it after would cost a round trip.
+    project_id = job.project_id
     db.session.commit()
     try:
-        dispatch.release_held(job.project_id)
+        dispatch.release_held(project_id)
     except (RedisConnectionError, RedisTimeoutError):
         # Redis went away between the check and here: the job is written and held, and the periodic
         # release dispatches it once Redis is back.

@@ -12,6 +12,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
 from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy.orm import joinedload
 
 from app.config import PASSWORD_MIN_LENGTH
 from app.extensions import db
@@ -232,7 +233,9 @@ def revoke_token(user_id: int, token_id: int) -> None:
 def authenticate(value: str, address: str | None = None) -> Actor:
     """The actor a bearer token stands for; Unauthorized when it is unknown, expired or revoked, or
     its user is disabled or deleted (looked at on every request, so it takes effect at once)."""
-    token = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(value)))
+    token = db.session.scalar(
+        select(ApiToken).where(ApiToken.token_hash == hash_token(value)).options(joinedload(ApiToken.user))
+    )
     if token is None or token.revoked_at is not None or token.user.deleted_at is not None:
         raise Unauthorized("the token is not valid")
     if token.expires_at is not None and token.expires_at <= utcnow():

@@ -75,22 +75,24 @@ def _refuse_cycle(group: Group, children: list[Group]) -> None:
 def resolve_targets(project_id: int, targets: dict[str, list[int]], field: str = "targets") -> list[Host]:
     """The hosts named directly, through static groups (and their children) and through dynamic groups.
 
-    Each host once, by id, in one query whatever the number of hosts. Errors name `field`.
+    Each host once, by id, in one query whatever the number of hosts (hosts named only directly need
+    none beyond reading them). Errors name `field`.
     """
-    host_ids = [
-        host.id for host in records.get_many(Host, targets.get("hosts", []), project_id, f"{field}.hosts")
-    ]
+    named = records.get_many(Host, targets.get("hosts", []), project_id, f"{field}.hosts")
     groups = records.get_many(Group, targets.get("groups", []), project_id, f"{field}.groups")
     dynamic = records.get_many(
         DynamicGroup, targets.get("dynamic_groups", []), project_id, f"{field}.dynamic_groups"
     )
-    conditions = [Host.id.in_(host_ids)]
-    if groups:
-        conditions.append(Host.id.in_(hosts_of_groups([group.id for group in groups])))
-    conditions += [host_filter(group.filter) for group in dynamic]
-    hosts = db.session.scalars(
-        select(Host).where(Host.project_id == project_id, or_(*conditions)).order_by(Host.id)
-    ).all()
+    if groups or dynamic:
+        conditions = [Host.id.in_([host.id for host in named])]
+        if groups:
+            conditions.append(Host.id.in_(hosts_of_groups([group.id for group in groups])))
+        conditions += [host_filter(group.filter) for group in dynamic]
+        hosts = db.session.scalars(
+            select(Host).where(Host.project_id == project_id, or_(*conditions)).order_by(Host.id)
+        ).all()
+    else:
+        hosts = sorted(named, key=lambda host: host.id)
     if not hosts:
         raise Invalid(f"{field} resolve to no host: name at least one host or a group with hosts", field)
     return list(hosts)

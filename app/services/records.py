@@ -24,6 +24,8 @@ def get(model: type[Model], id: int, project_id: int | None = None) -> Model:
 def get_many(model: type[Model], ids: list[int], project_id: int, field: str) -> list[Model]:
     """The rows with these ids in the project, in the order given, or Invalid naming the missing ids."""
     wanted = list(dict.fromkeys(ids))
+    if not wanted:
+        return []
     rows = db.session.scalars(select(model).where(model.id.in_(wanted), model.project_id == project_id)).all()
     found = {row.id: row for row in rows}
     missing = [id for id in wanted if id not in found]

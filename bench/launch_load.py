@@ -1,0 +1,177 @@
+"""Benchmark: how long a launch takes while many clients launch at once and the workers are busy.
+
+Run it from the repository root, with the project's virtualenv::
+
+    .venv/bin/python -m bench.launch_load                              # SQLite, embedded Redis
+    .venv/bin/python -m bench.launch_load --closed                     # saturation throughput
+    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres REDIS_URL=redis://127.0.0.1:6379/4 \\
+        .venv/bin/python -m bench.launch_load
+
+It starts the whole service as `make run` does (``python -m app.cli run``, its default settings, a
+temporary data dir, a free port; with DATABASE_URL set, a fresh database on that server, dropped
+afterwards; with REDIS_URL set, that Redis database, emptied before and after). It creates a project
+with --hosts hosts on the local connection, then --clients threads, each with its own keep-alive HTTP
+connection, launch ``echo hi`` on those hosts (POST /script-executions) for --seconds seconds:
+
+  open loop  (default) each client launches --rate times per second at fixed times (a random phase
+             per client); latency counts from the time a launch was due, so waiting behind a slow
+             answer counts too
+  --closed   each client launches again as soon as its previous answer came: the saturation rate
+
+The runs queue up behind the RQ workers, which run ansible-playbook meanwhile; that is the point: the
+API's latency while the workers are busy. It prints launches, launches/s, p50/p95/p99/max latency of
+the answers, the count of each status other than 202, and how many job instances ended during the run.
+Nothing passes or fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.app import drop_postgres, fresh_postgres, machine
+from bench.fanout import ADMIN_TOKEN, FINAL, Service
+from bench.timers import percentile
+
+SCRIPT = "echo hi"
+# A launch left unanswered this long counts as failed (status 0) rather than stalling the run.
+ANSWER_TIMEOUT_SECONDS = 60
+
+
+@dataclass
+class Tally:
+    """What one client saw: each launch's latency (ms) and the statuses other than 202."""
+
+    latencies: list[float] = field(default_factory=list)
+    statuses: Counter = field(default_factory=Counter)
+
+
+def launcher(port: int, path: str, body: bytes, stop_at: float, interval: float | None, tally: Tally) -> None:
+    """One client: launches over its own keep-alive connection until `stop_at`, every `interval`
+    seconds from a random phase (open loop), or back to back when `interval` is None."""
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {ADMIN_TOKEN}"}
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=ANSWER_TIMEOUT_SECONDS)
+    due = time.monotonic() + (random.uniform(0, interval) if interval else 0)
+    while due < stop_at:
+        if interval:
+            time.sleep(max(due - time.monotonic(), 0))
+        else:
+            due = time.monotonic()
+        try:
+            connection.request("POST", path, body, headers)
+            response = connection.getresponse()
+            response.read()
+            status = response.status
+        except (OSError, http.client.HTTPException):
+            connection.close()
+            status = 0
+        tally.latencies.append((time.monotonic() - due) * 1000)
+        if status != 202:
+            tally.statuses[status] += 1
+        if interval:
+            due += interval
+    connection.close()
+
+
+def load(service: Service, pid: int, body: dict, args: argparse.Namespace) -> tuple[Tally, float]:
+    """Run the clients; everything they saw, and the seconds they ran."""
+    path = f"/api/v1/projects/{pid}/script-executions"
+    encoded = json.dumps(body).encode()
+    interval = None if args.closed else 1 / args.rate
+    tallies = [Tally() for _ in range(args.clients)]
+    began = time.monotonic()
+    stop_at = began + args.seconds
+    threads = [
+        threading.Thread(target=launcher, args=(service.port, path, encoded, stop_at, interval, tally))
+        for tally in tallies
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    total = Tally()
+    for tally in tallies:
+        total.latencies += tally.latencies
+        total.statuses += tally.statuses
+    return total, time.monotonic() - began
+
+
+def ended_jobs(service: Service, pid: int) -> int:
+    """Job instances of the project that have ended (the total of a filtered history list)."""
+    statuses = "&".join(f"status={status}" for status in sorted(FINAL))
+    request_path = f"/api/v1/projects/{pid}/jobs?page_size=1&{statuses}"
+    connection = http.client.HTTPConnection("127.0.0.1", service.port, timeout=ANSWER_TIMEOUT_SECONDS)
+    connection.request("GET", request_path, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    response = connection.getresponse()
+    response.read()
+    connection.close()
+    pagination = json.loads(response.headers.get("X-Pagination") or "{}")
+    return int(pagination.get("total", -1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--rate", type=float, default=1.0, help="launches per second of each client")
+    parser.add_argument("--closed", action="store_true", help="launch again as soon as the answer came")
+    parser.add_argument("--hosts", type=int, default=3)
+    args = parser.parse_args()
+
+    redis_url = os.environ.get("REDIS_URL")
+    if redis_url:
+        import redis as redis_lib
+
+        redis_lib.Redis.from_url(redis_url).flushdb()
+    database = fresh_postgres(os.environ["DATABASE_URL"]) if os.environ.get("DATABASE_URL") else None
+    if database:
+        os.environ["DATABASE_URL"] = database
+    service = Service(Path(tempfile.mkdtemp(prefix="opsflow-bench-load-")), None, 0)
+    # The service as `make run` starts it: each project's limit of running jobs as configured.
+    service.env.pop("OPSFLOW_PROJECT_RUNNING_LIMIT")
+    try:
+        service.start()
+        pid = service.api.post("/projects", {"name": "load"})["id"]
+        hosts = [
+            service.api.post(
+                f"/projects/{pid}/hosts", {"name": f"local{n}", "address": "127.0.0.1", "connection": "local"}
+            )["id"]
+            for n in range(args.hosts)
+        ]
+        body = {"script": {"content": SCRIPT, "language": "shell"}, "targets": {"hosts": hosts}}
+        loads_before = os.getloadavg()
+        tally, seconds = load(service, pid, body, args)
+        loads_after = os.getloadavg()
+        ended = ended_jobs(service, pid)
+    finally:
+        service.stop()
+        if database:
+            drop_postgres(database)
+        if redis_url:
+            redis_lib.Redis.from_url(redis_url).flushdb()
+    latencies = tally.latencies
+    mode = "closed loop" if args.closed else f"open loop, {args.rate:g} launches/s per client"
+    print(
+        f"database: {'postgresql' if database else 'sqlite'}; {args.clients} clients, {mode}, {seconds:.0f} s"
+    )
+    print(machine())
+    print(f"load average before: {loads_before[0]:.2f} {loads_before[1]:.2f} {loads_before[2]:.2f}")
+    print(f"load average after:  {loads_after[0]:.2f} {loads_after[1]:.2f} {loads_after[2]:.2f}")
+    print(f"launches    {len(latencies)} ({len(latencies) / seconds:.1f}/s); {ended} job instances ended")
+    if latencies:
+        figures = ", ".join(f"p{share} {percentile(latencies, share):.0f}" for share in (50, 95, 99))
+        print(f"latency     {figures}, max {max(latencies):.0f} ms")
+    print(f"not 202     {dict(sorted(tally.statuses.items())) or 'none'}")
+
+
+if __name__ == "__main__":
+    main()
