@@ -54,39 +54,52 @@ def wait_ended(call, path: str, timeout: float) -> dict:
 
 
 def handoffs(job_ids: list[int]) -> dict[str, list[float]]:
-    """End of each job instance to the next one's creation, its start on a worker and its host's start, in
-    ms."""
+    """End of each job instance to each mark of the next one's way to its host, in ms: created (the engine
+    launched it), dispatched (admitted), queued (its slice on the workers' queue), started (a worker
+    claimed its slice) and its host's start."""
     from app.extensions import db
-    from app.models import HostResult, JobInstance
+    from app.models import HostResult, JobInstance, Slice, StepInstance
 
     jobs = {
         row.id: row
         for row in db.session.execute(
             select(
-                JobInstance.id, JobInstance.created_at, JobInstance.started_at, JobInstance.ended_at
+                JobInstance.id,
+                JobInstance.created_at,
+                JobInstance.dispatched_at,
+                JobInstance.started_at,
+                JobInstance.ended_at,
             ).where(JobInstance.id.in_(job_ids))
         )
     }
-    first_host = dict(
-        db.session.execute(
-            select(HostResult.job_instance_id, func.min(HostResult.started_at))
-            .where(HostResult.job_instance_id.in_(job_ids))
-            .group_by(HostResult.job_instance_id)
-        ).all()
+
+    def first(column, owner, *joins) -> dict[int, datetime]:
+        query = select(owner, func.min(column))
+        for target, on in joins:
+            query = query.join(target, on)
+        return dict(db.session.execute(query.where(owner.in_(job_ids)).group_by(owner)).all())
+
+    queued = first(
+        Slice.queued_at,
+        StepInstance.job_instance_id,
+        (StepInstance, Slice.step_instance_id == StepInstance.id),
     )
+    first_host = first(HostResult.started_at, HostResult.job_instance_id)
 
     def ms(later: datetime, earlier: datetime) -> float:
         return (later - earlier).total_seconds() * 1000
 
     pairs = list(pairwise(job_ids))
+    marks = {
+        "next job instance created": lambda b: jobs[b].created_at,
+        "next job dispatched": lambda b: jobs[b].dispatched_at,
+        "next job's slice queued": lambda b: queued[b],
+        "next job started on a worker": lambda b: jobs[b].started_at,
+        "next job's host started": lambda b: first_host[b],
+    }
     return {
-        "job ended -> next job instance created": [
-            ms(jobs[b].created_at, jobs[a].ended_at) for a, b in pairs
-        ],
-        "job ended -> next job started on a worker": [
-            ms(jobs[b].started_at, jobs[a].ended_at) for a, b in pairs
-        ],
-        "job ended -> next job's host started": [ms(first_host[b], jobs[a].ended_at) for a, b in pairs],
+        f"job ended -> {name}": [ms(mark(b), jobs[a].ended_at) for a, b in pairs]
+        for name, mark in marks.items()
     }
 
 
