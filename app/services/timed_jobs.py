@@ -16,11 +16,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from app.config import MISSED_RECORDED_MAX
 from app.config import current as settings
+from app.execution.bulk import insert_ignoring_duplicates
 from app.extensions import db, redis
 from app.flows import engine
 from app.models import (
@@ -427,10 +427,9 @@ def finish(run_id: int, status: TimedRunStatus, **values: Any) -> TimedJobRun:
     return db.session.get(TimedJobRun, run_id)
 
 
-def insert_ignoring_duplicates(rows: list[dict[str, Any]]) -> list[int]:
+def insert_runs(rows: list[dict[str, Any]]) -> list[int]:
     """Insert run rows, leaving out those whose fire another scheduler recorded first; the ids inserted."""
-    dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(TimedJobRun).values(rows).on_conflict_do_nothing().returning(TimedJobRun.id)
+    statement = insert_ignoring_duplicates(TimedJobRun).values(rows).returning(TimedJobRun.id)
     ids = list(db.session.scalars(statement))
     db.session.commit()
     return ids
@@ -440,8 +439,8 @@ def fire(timed_job_id: int, scheduled_at: datetime, fired_at: datetime) -> Timed
     """Fire one scheduled time: claim it, then launch (or skip, or queue, by the overlap rule). None when
     another scheduler claimed it, or the timed job is gone or paused."""
     # Fires of one timed job by several schedulers apply its overlap rule one after the other: the row
-    # stays locked until this fire's run is recorded.
-    timed_job = db.session.get(TimedJob, timed_job_id, with_for_update=True)
+    # stays locked until this fire's run is recorded (a lock rows referring to it need not wait for).
+    timed_job = db.session.get(TimedJob, timed_job_id, with_for_update={"key_share": True})
     if timed_job is None or not timed_job.enabled:
         db.session.rollback()
         return None
@@ -465,7 +464,7 @@ def fire(timed_job_id: int, scheduled_at: datetime, fired_at: datetime) -> Timed
         "reason": reason,
         "triggered_by": SCHEDULER.username,
     }
-    claimed = insert_ignoring_duplicates([row])
+    claimed = insert_runs([row])
     if not claimed:
         return None
     run = db.session.get(TimedJobRun, claimed[0])
@@ -493,7 +492,7 @@ def record_missed(timed_job_id: int, times: list[datetime], fired_at: datetime, 
         }
         for time in late
     ]
-    recorded = len(insert_ignoring_duplicates(rows))
+    recorded = len(insert_runs(rows))
     disable_if_done(timed_job_id, late[-1])
     return recorded
 
