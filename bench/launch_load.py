@@ -38,9 +38,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.app import drop_postgres, fresh_postgres, machine
+from bench.app import drop_postgres, fresh_postgres, machine, percentile
 from bench.fanout import ADMIN_TOKEN, FINAL, Service
-from bench.timers import percentile
 
 SCRIPT = "echo hi"
 # A launch left unanswered this long counts as failed (status 0) rather than stalling the run.

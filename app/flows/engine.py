@@ -8,9 +8,9 @@ in the same call, and every ready node is started, all ready branches together.
 Each pass is one transaction guarded by the task's version (SQLAlchemy's version_id_col), and each
 writes the task row whatever else it changed: a pass that read a task another process changed meanwhile
 fails on commit, is rolled back, and looks again, so a re-delivered event, a second engine or a repeated
-callback changes nothing. Starting an atom (launching
-a job instance, calling an HTTP API) happens after that commit, with the node already marked running;
-a launch carries a key unique to the attempt, so a start repeated after a crash launches nothing twice.
+callback changes nothing. Starting an atom (launching a job instance, calling an HTTP API) happens after
+that commit, with the node already marked running; a launch carries a key unique to the attempt, so a
+start repeated after a crash launches nothing twice.
 """
 
 from __future__ import annotations
