@@ -20,10 +20,6 @@ import shutil
 import sys
 from pathlib import Path
 
-from redis import Redis
-from redis.exceptions import RedisError
-
-from app.execution import events
 from app.execution.process import kill_marked
 from app.status import RunStatus
 
@@ -32,6 +28,13 @@ WORKER_DIED = "the worker process running this slice died"
 
 
 def report_lost(environ: dict[str, str]) -> None:
+    # Loaded only when a worker has died: redis-py takes 80 ms of CPU to import, at the moment every
+    # run's ansible-playbook starts on the same cores.
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    from app.execution import events
+
     try:
         redis = Redis.from_url(environ["OPSFLOW_REDIS_URL"])
         slice_done = events.slice_done(int(environ["OPSFLOW_SLICE_ID"]), RunStatus.ABNORMAL, WORKER_DIED)
