@@ -60,6 +60,7 @@ def worker(name: str | None) -> None:
     from rq import Queue
 
     from app import create_app
+    from app.execution.tasks import prepare_work_horses
     from app.execution.worker import OpsflowWorker
     from app.extensions import redis
 
@@ -68,6 +69,7 @@ def worker(name: str | None) -> None:
     # Probed once here, the answer is inherited by every work horse this worker forks.
     probe(settings.isolation_executable)
     with app.app_context():
+        prepare_work_horses()
         queue = Queue(settings.queue_name, connection=redis.client)
         while True:
             # RQ gives up when Redis goes away in the middle of its bookkeeping: start again once it is back.

@@ -8,6 +8,9 @@ import socket
 import threading
 from collections.abc import Iterator
 
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import configure_mappers
+
 from app.config import current as settings
 from app.execution.keys import cancel_key, heartbeat_key
 from app.execution.runner import Runner
@@ -39,6 +42,17 @@ def heartbeat(slice_id: int) -> Iterator[None]:
     finally:
         stop.set()
         thread.join()
+
+
+def prepare_work_horses() -> None:
+    """What a worker does once before it forks, which each work horse would otherwise do again before it
+    claims its slice: configure the models' mappers, and make the database dialect's first connection
+    (its server queries). Together they were 40-60 ms of every slice's start. A database that cannot be
+    reached yet only leaves the second to the work horses."""
+    configure_mappers()
+    with contextlib.suppress(SQLAlchemyError), db.engine.connect():
+        pass
+    db.engine.dispose()
 
 
 def run_slice(slice_id: int) -> str:
