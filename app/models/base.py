@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import DateTime, Index, Text, TypeDecorator, text
+from sqlalchemy import DateTime, Index, Text, TypeDecorator, inspect, text
 
 from app.secrets import Cipher
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def apply_defaults(row: Any) -> None:
+    """Give a row not written yet the scalar defaults of its columns that have no value, as writing it
+    would: code reading the row before it is written then sees them."""
+    state = inspect(row)
+    for attribute in state.mapper.column_attrs:
+        default = attribute.columns[0].default
+        if default is not None and default.is_scalar and attribute.key not in state.dict:
+            setattr(row, attribute.key, default.arg)
 
 
 class UTCDateTime(TypeDecorator):
