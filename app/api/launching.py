@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import request
 
+from app.api import audit
 from app.api.auth import current_actor
 from app.models import JobInstance
 from app.services import idempotency, jobs
@@ -14,6 +15,7 @@ from app.services.access import Action, require
 from app.services.errors import Invalid
 
 HEADER = "Idempotency-Key"
+LAUNCHED = 202
 KEY_MAX_CHARS = 255
 
 
@@ -37,9 +39,11 @@ def launched(
     take_idempotency_key(data)
     require(current_actor(), project_id, Action.OPERATE)
     key = data.pop(idempotency.FIELD, None)
+    audit.expect_success(LAUNCHED)
     if key is None:
         job, replayed = launch(data), False
     else:
         endpoint = request.path.removeprefix(f"/api/v1/projects/{project_id}/")
         job, replayed = idempotency.launch_once(project_id, endpoint, key, data, launch)
-    return jobs.job_with_counts(project_id, job.id), 202, {"Idempotent-Replayed": "true"} if replayed else {}
+    headers = {"Idempotent-Replayed": "true"} if replayed else {}
+    return jobs.job_with_counts(project_id, job.id), LAUNCHED, headers

@@ -37,7 +37,7 @@ from app.models import (
 )
 from app.models.base import utcnow
 from app.secrets import Cipher
-from app.services import danger, dispatch, idempotency, records, scripts
+from app.services import audit, danger, dispatch, idempotency, records, scripts
 from app.services.access import Action, Actor, require
 from app.services.errors import Conflict, Invalid, TooManyRequests
 from app.services.inventory import effective_variables, resolve_targets
@@ -189,6 +189,7 @@ def enqueue(job: JobInstance, hosts_of_steps: list[list[Host]]) -> JobInstance:
         ]
         if rows:
             db.session.execute(insert(HostResult), rows)
+        audit.add_expected(str(job.id))
         db.session.commit()
     return job
 
