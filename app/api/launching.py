@@ -45,5 +45,6 @@ def launched(
     else:
         endpoint = request.path.removeprefix(f"/api/v1/projects/{project_id}/")
         job, replayed = idempotency.launch_once(project_id, endpoint, key, data, launch)
-    headers = {"Idempotent-Replayed": "true"} if replayed else {}
-    return jobs.job_with_counts(project_id, job.id), LAUNCHED, headers
+    if replayed:
+        return jobs.job_with_counts(project_id, job.id), LAUNCHED, {"Idempotent-Replayed": "true"}
+    return jobs.launched_with_counts(job), LAUNCHED, {}

@@ -164,6 +164,8 @@ def enqueue(job: JobInstance, hosts_of_steps: list[list[Host]]) -> JobInstance:
             for index, (batch, chunk) in enumerate(chunks)
         )
         chunks_of_steps.append([chunk for _, chunk in chunks])
+    # A new job has no operations: known as such, they need not be read for its answer.
+    job.operations = []
     with dispatch.admission(job):
         db.session.add(job)
         try:
@@ -190,7 +192,7 @@ def enqueue(job: JobInstance, hosts_of_steps: list[list[Host]]) -> JobInstance:
         if rows:
             db.session.execute(insert(HostResult), rows)
         audit.add_expected(str(job.id))
-        db.session.commit()
+        records.commit_keeping([job, *job.steps, *(piece for step in job.steps for piece in step.slices)])
     return job
 
 
