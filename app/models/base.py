@@ -54,6 +54,13 @@ class EncryptedText(TypeDecorator):
         return None if value is None else Cipher.decrypt(value)
 
 
+def index_where(name: str, *columns: str, condition: str, unique: bool = False) -> Index:
+    """An index over the rows where `condition` holds (a partial index, on SQLite and PostgreSQL)."""
+    return Index(
+        name, *columns, unique=unique, sqlite_where=text(condition), postgresql_where=text(condition)
+    )
+
+
 def unique_where(name: str, column: str, condition: str) -> Index:
-    """A unique index over the rows where `condition` holds (a partial index, on SQLite and PostgreSQL)."""
-    return Index(name, column, unique=True, sqlite_where=text(condition), postgresql_where=text(condition))
+    """A unique index over the rows where `condition` holds."""
+    return index_where(name, column, condition=condition, unique=True)

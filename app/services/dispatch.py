@@ -27,13 +27,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.lock import Lock
 from rq import Queue, Retry
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, select, text
 
 from app.config import current as settings
 from app.extensions import db, redis
 from app.models import JobInstance, LaunchType, OnFailure, RunStatus, Slice, StepInstance, StepType
 from app.models.base import apply_defaults, utcnow
-from app.status import RUN_FINAL
+from app.models.job import HELD, HOLDING_PLACE
 
 log = logging.getLogger(__name__)
 
@@ -59,22 +59,13 @@ def running_count(project_id: int) -> Select:
     return (
         select(func.count())
         .select_from(JobInstance)
-        .where(
-            JobInstance.project_id == project_id,
-            JobInstance.dispatched_at.is_not(None),
-            # A job waiting for someone's confirmation holds no place.
-            JobInstance.status.not_in(RUN_FINAL | {RunStatus.WAITING_USER}),
-        )
+        .where(JobInstance.project_id == project_id, text(HOLDING_PLACE))
     )
 
 
 def held(project_id: int) -> Select:
     """The project's job instances held back by its limit."""
-    return select(JobInstance).where(
-        JobInstance.project_id == project_id,
-        JobInstance.dispatched_at.is_(None),
-        JobInstance.status == RunStatus.WAITING,
-    )
+    return select(JobInstance).where(JobInstance.project_id == project_id, text(HELD))
 
 
 def has_room(project_id: int) -> bool:
@@ -320,10 +311,6 @@ def after_commit() -> None:
 def release_all_held() -> None:
     """Release the held jobs of every project that has some: the periodic safety net for a release that
     did not happen (its lock not obtained in time, its process gone between commit and release)."""
-    projects = db.session.scalars(
-        select(JobInstance.project_id)
-        .where(JobInstance.dispatched_at.is_(None), JobInstance.status == RunStatus.WAITING)
-        .distinct()
-    ).all()
+    projects = db.session.scalars(select(JobInstance.project_id).where(text(HELD)).distinct()).all()
     for project_id in projects:
         release_held(project_id)
