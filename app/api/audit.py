@@ -12,6 +12,7 @@ from marshmallow import Schema, fields, validate
 from app.api.auth import current_actor
 from app.api.paging import SelectPage, filter_arguments
 from app.extensions import db
+from app.models import AuditEvent
 from app.schemas.fields import Id
 from app.schemas.query import FilterArgs
 from app.services import audit
@@ -88,31 +89,47 @@ def describe(endpoint: str, method: str) -> tuple[str, str]:
     return resource, VERBS.get(method, method.lower())
 
 
+def entry_of_call(status_code: int, resource_id: str | None = None) -> AuditEvent:
+    """The audit entry of the call in progress, answered with `status_code`."""
+    resource, action = describe(request.endpoint, request.method)
+    view_args = request.view_args or {}
+    # Task and node operations name themselves in the path.
+    action = view_args.get("op", action)
+    named = next((str(view_args[name]) for name in ID_ARGS if name in view_args), None)
+    actor = g.get("actor")
+    return AuditEvent(
+        username=actor.username if actor else "",
+        project_id=view_args.get("pid"),
+        resource=resource,
+        resource_id=named or resource_id,
+        action=action,
+        outcome=audit.outcome_of(status_code),
+        status_code=status_code,
+        client_address=request.remote_addr,
+    )
+
+
+def expect_success(status_code: int) -> None:
+    """The call's entry, as it succeeds with `status_code`, is written by the transaction that does
+    what it asks (a launch's), rather than after the answer in a transaction of its own."""
+    audit.expect(entry_of_call(status_code))
+
+
 def register(app: Flask) -> None:
     @app.after_request
     def record(response: Response) -> Response:
         if not request.path.startswith("/api/v1") or request.endpoint is None:
             return response
+        if audit.expected_was_written():
+            return response
         refused = response.status_code in (401, 403)
         if request.method in ("GET", "HEAD", "OPTIONS") and not refused:
             return response
-        resource, action = describe(request.endpoint, request.method)
-        view_args = request.view_args or {}
-        # Task and node operations name themselves in the path.
-        action = view_args.get("op", action)
-        resource_id = next((str(view_args[name]) for name in ID_ARGS if name in view_args), None)
-        if resource_id is None and response.status_code in (201, 202) and response.is_json:
+        resource_id = None
+        if response.status_code in (201, 202) and response.is_json:
             resource_id = str((response.get_json(silent=True) or {}).get("id", "")) or None
         try:
-            audit.record(
-                g.get("actor"),
-                resource=resource,
-                action=action,
-                status_code=response.status_code,
-                project_id=view_args.get("pid"),
-                resource_id=resource_id,
-                client_address=request.remote_addr,
-            )
+            audit.write(entry_of_call(response.status_code, resource_id))
         except Exception:
             # The call is answered already: a lost entry is logged, it never turns the answer into a 500.
             db.session.rollback()

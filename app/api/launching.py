@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import request
 
+from app.api import audit
 from app.api.auth import current_actor
 from app.models import JobInstance
 from app.services import idempotency, jobs
@@ -14,6 +15,7 @@ from app.services.access import Action, require
 from app.services.errors import Invalid
 
 HEADER = "Idempotency-Key"
+LAUNCHED = 202
 KEY_MAX_CHARS = 255
 
 
@@ -35,11 +37,15 @@ def launched(
     endpoint: the same launch repeated with a kept key answers with the job instance the first one
     started, marked `Idempotent-Replayed: true`."""
     take_idempotency_key(data)
-    require(current_actor(), project_id, Action.OPERATE)
     key = data.pop(idempotency.FIELD, None)
+    audit.expect_success(LAUNCHED)
     if key is None:
         job, replayed = launch(data), False
     else:
+        # A replay launches nothing, so the launch's own check of the actor's rights would not guard it.
+        require(current_actor(), project_id, Action.OPERATE)
         endpoint = request.path.removeprefix(f"/api/v1/projects/{project_id}/")
         job, replayed = idempotency.launch_once(project_id, endpoint, key, data, launch)
-    return jobs.job_with_counts(project_id, job.id), 202, {"Idempotent-Replayed": "true"} if replayed else {}
+    if replayed:
+        return jobs.job_with_counts(project_id, job.id), LAUNCHED, {"Idempotent-Replayed": "true"}
+    return jobs.launched_with_counts(job), LAUNCHED, {}

@@ -10,8 +10,8 @@ from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, 
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
-from app.models.base import EncryptedText, UTCDateTime, utcnow
-from app.status import HostStatus, RunStatus
+from app.models.base import EncryptedText, UTCDateTime, index_where, utcnow
+from app.status import RUN_FINAL, HostStatus, RunStatus
 
 
 class LaunchType(StrEnum):
@@ -47,6 +47,16 @@ def digest_of(stdout: str) -> str:
     return hashlib.blake2b(stdout.encode(), digest_size=16).hexdigest()
 
 
+# Job instances that hold a place in their project's limit: dispatched, and neither ended nor waiting
+# for someone's confirmation; and those the limit holds back. Literal SQL rather than bound values, in
+# the partial indexes and the queries alike, so that both databases' planners see that a query's
+# condition is its index's: counting them then reads those rows alone, however long the history.
+PLACE_HOLDING_STATUSES = sorted(set(RunStatus) - RUN_FINAL - {RunStatus.WAITING_USER})
+HOLDING_PLACE = "dispatched_at IS NOT NULL AND status IN ({})".format(
+    ", ".join(f"'{status}'" for status in PLACE_HOLDING_STATUSES)
+)
+HELD = f"dispatched_at IS NULL AND status = '{RunStatus.WAITING}'"
+
 EMPTY_OUTPUT_DIGEST = digest_of("")
 # The task count of a user's playbook, which is not known ahead: each host's recap decides its status.
 PLAYBOOK_TASKS = 0
@@ -62,6 +72,8 @@ class JobInstance(db.Model):
         Index("ix_job_instance_project_status_created", "project_id", "status", "created_at"),
         Index("ix_job_instance_project_launcher_created", "project_id", "launched_by", "created_at"),
         Index("ix_job_instance_project_type_created", "project_id", "launch_type", "created_at"),
+        index_where("ix_job_instance_project_holding_place", "project_id", condition=HOLDING_PLACE),
+        index_where("ix_job_instance_project_held", "project_id", "id", condition=HELD),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

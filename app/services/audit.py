@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, inspect, select
 
 from app.extensions import db
 from app.models import AuditEvent, Membership, Role
 from app.services.access import Actor
+
+# The entry of the API call in progress, when the transaction that does what the call asks writes it.
+EXPECTED = "opsflow.audit_expected"
 
 
 def outcome_of(status_code: int) -> str:
@@ -28,8 +31,7 @@ def record(
     client_address: str | None = None,
 ) -> None:
     """Add one entry, in a transaction of its own so it survives the request's rollback."""
-    db.session.rollback()
-    db.session.add(
+    write(
         AuditEvent(
             username=actor.username if actor else "",
             project_id=project_id,
@@ -41,7 +43,34 @@ def record(
             client_address=client_address,
         )
     )
+
+
+def write(entry: AuditEvent) -> None:
+    """Add this entry, in a transaction of its own so it survives the request's rollback."""
+    db.session.rollback()
+    db.session.add(entry)
     db.session.commit()
+
+
+def expect(entry: AuditEvent) -> None:
+    """Have the transaction that does what the call in progress asks write its entry too, `entry` as it
+    reads when the call succeeds (add_expected), sparing the call a transaction of its own for it."""
+    db.session.info[EXPECTED] = entry
+
+
+def add_expected(resource_id: str) -> None:
+    """Add the entry expected, if any, to the session's transaction, naming `resource_id` when the
+    entry names no resource of its own."""
+    entry = db.session.info.get(EXPECTED)
+    if entry is not None and inspect(entry).transient:
+        entry.resource_id = entry.resource_id or resource_id
+        db.session.add(entry)
+
+
+def expected_was_written() -> bool:
+    """Whether the entry expected for the call was committed; the expectation ends with the call."""
+    entry = db.session.info.pop(EXPECTED, None)
+    return entry is not None and inspect(entry).persistent
 
 
 def query(actor: Actor, filters: dict[str, Any]) -> Select:

@@ -5,28 +5,35 @@ one project cannot starve the others. Over the limit a launch is either held
 (queued in the database, dispatched when a running job of the project ends) or
 refused with 429, as OPSFLOW_OVER_LIMIT says.
 
-Every decision goes through release_held: under a per-project lock in Redis it
-counts the running jobs and dispatches held ones, oldest first, while there is
-room. A new launch is written held and then released the same way, so two
-launches at once cannot both take the last place, and none jumps the queue.
-A project without room is seen to be full without the lock: a launch over the
-limit waits for no other decision.
+Every decision is taken under a per-project lock in Redis. release_held counts
+the running jobs and dispatches held ones, oldest first, while there is room. A
+new launch into a project with room and no held job is dispatched in the
+transaction that writes it (admission), the room counted again under the lock,
+so two launches at once cannot both take the last place, and none jumps the
+queue; any other new launch is written held and then released like any held
+job. A project without room is seen to be full without the lock: a launch over
+the limit waits for no other decision. Without a limit there is nothing to
+decide: a launch is dispatched as it is written.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from datetime import datetime
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.lock import Lock
 from rq import Queue, Retry
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select, text
 
 from app.config import current as settings
 from app.extensions import db, redis
 from app.models import JobInstance, LaunchType, OnFailure, RunStatus, Slice, StepInstance, StepType
-from app.models.base import utcnow
-from app.status import RUN_FINAL
+from app.models.base import apply_defaults, utcnow
+from app.models.job import HELD, HOLDING_PLACE
 
 log = logging.getLogger(__name__)
 
@@ -44,25 +51,35 @@ NEXT_STEPS_AFTER_COMMIT = "opsflow.next_steps_after_commit"
 RELEASE_AFTER_COMMIT = "opsflow.release_after_commit"
 CALLBACK_AFTER_COMMIT = "opsflow.callback_after_commit"
 FLOW_JOBS_AFTER_COMMIT = "opsflow.flow_jobs_after_commit"
+LOCK_BUSY = "project %s: its lock is busy; the periodic pass will release its held jobs"
 
 
-def running(project_id: int) -> int:
-    """Job instances of the project on the queue or running."""
-    return db.session.scalar(
+def running_count(project_id: int) -> Select:
+    """The count of the project's job instances on the queue or running."""
+    return (
         select(func.count())
         .select_from(JobInstance)
-        .where(
-            JobInstance.project_id == project_id,
-            JobInstance.dispatched_at.is_not(None),
-            # A job waiting for someone's confirmation holds no place.
-            JobInstance.status.not_in(RUN_FINAL | {RunStatus.WAITING_USER}),
-        )
+        .where(JobInstance.project_id == project_id, text(HOLDING_PLACE))
     )
+
+
+def held(project_id: int) -> Select:
+    """The project's job instances held back by its limit."""
+    return select(JobInstance).where(JobInstance.project_id == project_id, text(HELD))
 
 
 def has_room(project_id: int) -> bool:
     limit = settings().project_running_limit
-    return not limit or running(project_id) < limit
+    return not limit or db.session.scalar(running_count(project_id)) < limit
+
+
+def has_room_for_new(project_id: int, limit: int) -> bool:
+    """The project runs fewer job instances than `limit` and holds none back, which would go before a
+    new one: one round trip."""
+    count, any_held = db.session.execute(
+        select(running_count(project_id).scalar_subquery(), held(project_id).exists())
+    ).one()
+    return count < limit and not any_held
 
 
 def dispatch(job: JobInstance) -> None:
@@ -72,16 +89,26 @@ def dispatch(job: JobInstance) -> None:
 
 
 def advance(job: JobInstance) -> None:
-    """Start what is due, then commit and queue its slices.
+    """Start what is due, then commit and queue its slices; a job being stopped or ended starts nothing."""
+    if job.status == RunStatus.STOPPING or RunStatus(job.status).final:
+        return
+    due = start_due(job)
+    # Read before the commit expires the slices, which would cost round trips to read again.
+    entries = queue_entries(due)
+    db.session.commit()
+    queue_slices(entries)
+
+
+def start_due(job: JobInstance) -> list[tuple[Slice, int]]:
+    """Start what is due and mark its slices queued; returns them with their step's timeout, to be
+    queued once committed.
 
     What is due: the next batch of a rolling step, a retry's new slices, or, once every step of
     lower seq has ended and none of them stops the job, the steps of the next seq. A manual step
-    starts by waiting for its confirmation. A job being stopped or ended starts nothing.
+    starts by waiting for its confirmation.
     """
-    if job.status == RunStatus.STOPPING or RunStatus(job.status).final:
-        return
     now = utcnow()
-    due: list[Slice] = []
+    due: list[tuple[Slice, int]] = []
     for seq in sorted({step.seq for step in job.steps}):
         steps = [step for step in job.steps if step.seq == seq]
         if all(RunStatus(step.status).final for step in steps):
@@ -93,21 +120,28 @@ def advance(job: JobInstance) -> None:
                 start_step(step, now)
             if step.status in (RunStatus.WAITING, RunStatus.RUNNING):
                 due.extend(
-                    piece
+                    (piece, step.spec["timeout"])
                     for piece in step.slices
                     if piece.batch == step.current_batch
                     and piece.queued_at is None
                     and piece.status == RunStatus.WAITING
                 )
         break
-    for piece in due:
+    for piece, _ in due:
         piece.queued_at = now
     mark_waiting_for_user(job)
-    # Read before the commit expires the slices and their steps, which would cost round trips to read again.
-    queued = [(piece.id, piece.rq_job_id, piece.step.spec["timeout"]) for piece in due]
-    db.session.commit()
+    return due
+
+
+def queue_entries(due: list[tuple[Slice, int]]) -> list[tuple[int, str, int]]:
+    """What queueing these slices needs: their ids, RQ job ids and timeouts."""
+    return [(piece.id, piece.rq_job_id, timeout) for piece, timeout in due]
+
+
+def queue_slices(entries: list[tuple[int, str, int]]) -> None:
+    """Put committed slices on the queue, each as the RQ job a worker runs it in."""
     queue = Queue(settings().queue_name, connection=redis.client)
-    for slice_id, rq_job_id, timeout in queued:
+    for slice_id, rq_job_id, timeout in entries:
         queue.enqueue_call(
             "app.execution.tasks.run_slice",
             args=(slice_id,),
@@ -154,6 +188,57 @@ def admission_lock(project_id: int) -> Lock:
     )
 
 
+@contextmanager
+def admission(job: JobInstance) -> Iterator[None]:
+    """Around writing a new job instance and committing it (the body does both).
+
+    When its project has room and holds no job back, the job is written dispatched and its slices are
+    queued once committed, the project's lock held all along so that no other decision takes the same
+    place; else it is written held and released after the commit like any held job. Redis away refuses
+    the launch before anything is written.
+    """
+    project_id = job.project_id
+    limit = settings().project_running_limit
+    lock = admission_lock(project_id) if limit and has_room_for_new(project_id, limit) else None
+    locked = lock is not None and lock.acquire()
+    if lock is not None and not locked:
+        log.warning(LOCK_BUSY, project_id)
+    try:
+        if not locked:
+            # A launch that cannot be queued is refused whole (503) rather than written and left waiting.
+            redis.client.ping()
+        admitted = not limit or (locked and has_room_for_new(project_id, limit))
+        due = dispatch_new(job) if admitted else []
+        yield
+        try:
+            queue_slices(queue_entries(due))
+        except (RedisConnectionError, RedisTimeoutError):
+            log.warning("job instance %s: Redis went away before its slices were queued", job.id)
+    finally:
+        if locked:
+            # Redis away: the lock expires by itself.
+            with suppress(RedisConnectionError, RedisTimeoutError):
+                lock.release()
+    # Held under the lock, the job is seen by whoever makes room next; held without it, room may
+    # have been made since it was counted.
+    if not admitted and lock is None:
+        try:
+            release_held(project_id)
+        except (RedisConnectionError, RedisTimeoutError):
+            # The job is written and held, and the periodic release dispatches it once Redis is back.
+            log.warning("job instance %s: Redis went away; it stays held until it is back", job.id)
+
+
+def dispatch_new(job: JobInstance) -> list[tuple[Slice, int]]:
+    """Dispatch a job instance before it is written, so that its rows are written dispatched; returns
+    its due slices as start_due does. Its rows are given their columns' defaults now rather than when
+    written, as start_due reads them."""
+    for row in (job, *job.steps, *(piece for step in job.steps for piece in step.slices)):
+        apply_defaults(row)
+    job.dispatched_at = utcnow()
+    return start_due(job)
+
+
 def release_held(project_id: int) -> None:
     """Dispatch the project's oldest held job instances while it has room."""
     # A full project has nothing to decide, so a launch over the limit waits for no lock: whoever makes
@@ -162,7 +247,7 @@ def release_held(project_id: int) -> None:
         return
     lock = admission_lock(project_id)
     if not lock.acquire():
-        log.warning("project %s: its lock is busy; the periodic pass will release its held jobs", project_id)
+        log.warning(LOCK_BUSY, project_id)
         return
     try:
         # The held job first: once the last one is gone, the room need not be counted again.
@@ -174,16 +259,7 @@ def release_held(project_id: int) -> None:
 
 def oldest_held(project_id: int) -> JobInstance | None:
     """The project's job instance held the longest, if any."""
-    return db.session.scalar(
-        select(JobInstance)
-        .where(
-            JobInstance.project_id == project_id,
-            JobInstance.dispatched_at.is_(None),
-            JobInstance.status == RunStatus.WAITING,
-        )
-        .order_by(JobInstance.id)
-        .limit(1)
-    )
+    return db.session.scalar(held(project_id).order_by(JobInstance.id).limit(1))
 
 
 def next_steps_after_commit(job: JobInstance) -> None:
@@ -235,10 +311,6 @@ def after_commit() -> None:
 def release_all_held() -> None:
     """Release the held jobs of every project that has some: the periodic safety net for a release that
     did not happen (its lock not obtained in time, its process gone between commit and release)."""
-    projects = db.session.scalars(
-        select(JobInstance.project_id)
-        .where(JobInstance.dispatched_at.is_(None), JobInstance.status == RunStatus.WAITING)
-        .distinct()
-    ).all()
+    projects = db.session.scalars(select(JobInstance.project_id).where(text(HELD)).distinct()).all()
     for project_id in projects:
         release_held(project_id)

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -40,7 +37,7 @@ from app.models import (
 )
 from app.models.base import utcnow
 from app.secrets import Cipher
-from app.services import danger, dispatch, idempotency, records, scripts
+from app.services import audit, danger, dispatch, idempotency, records, scripts
 from app.services.access import Action, Actor, require
 from app.services.errors import Conflict, Invalid, TooManyRequests
 from app.services.inventory import effective_variables, resolve_targets
@@ -48,7 +45,6 @@ from app.services.progress import finish_slice, mark_started, settle_job
 from app.services.step_values import step_values
 from app.status import RUN_FINAL
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 # A cancel request outlives any run it can concern.
 CANCEL_KEY_TTL = TIMEOUT_MAX + dispatch.RQ_TIMEOUT_MARGIN
@@ -168,41 +164,35 @@ def enqueue(job: JobInstance, hosts_of_steps: list[list[Host]]) -> JobInstance:
             for index, (batch, chunk) in enumerate(chunks)
         )
         chunks_of_steps.append([chunk for _, chunk in chunks])
-    db.session.add(job)
-    try:
-        db.session.flush()
-    except IntegrityError as exc:
-        db.session.rollback()
-        if job.idempotency is None:
-            raise
-        raise idempotency.KeyTaken from exc
-    rows = [
-        {
-            "job_instance_id": job.id,
-            "step_instance_id": step.id,
-            "slice_id": piece.id,
-            "host_id": host.id,
-            "host_name": host.name,
-            "address": host.address,
-            "status": HostStatus.WAITING,
-        }
-        for step, chunks in zip(job.steps, chunks_of_steps, strict=True)
-        for piece, chunk in zip(step.slices, chunks, strict=True)
-        for host in chunk
-    ]
-    if rows:
-        db.session.execute(insert(HostResult), rows)
-    # A launch that cannot be queued is refused whole (503) rather than written and left waiting.
-    redis.client.ping()
-    # Read before the commit expires it: reading it after would cost a round trip.
-    project_id = job.project_id
-    db.session.commit()
-    try:
-        dispatch.release_held(project_id)
-    except (RedisConnectionError, RedisTimeoutError):
-        # Redis went away between the check and here: the job is written and held, and the periodic
-        # release dispatches it once Redis is back.
-        log.warning("job instance %s: Redis went away; it stays held until it is back", job.id)
+    # A new job has no operations: known as such, they need not be read for its answer.
+    job.operations = []
+    with dispatch.admission(job):
+        db.session.add(job)
+        try:
+            db.session.flush()
+        except IntegrityError as exc:
+            db.session.rollback()
+            if job.idempotency is None:
+                raise
+            raise idempotency.KeyTaken from exc
+        rows = [
+            {
+                "job_instance_id": job.id,
+                "step_instance_id": step.id,
+                "slice_id": piece.id,
+                "host_id": host.id,
+                "host_name": host.name,
+                "address": host.address,
+                "status": HostStatus.WAITING,
+            }
+            for step, chunks in zip(job.steps, chunks_of_steps, strict=True)
+            for piece, chunk in zip(step.slices, chunks, strict=True)
+            for host in chunk
+        ]
+        if rows:
+            db.session.execute(insert(HostResult), rows)
+        audit.add_expected(str(job.id))
+        records.commit_keeping([job, *job.steps, *(piece for step in job.steps for piece in step.slices)])
     return job
 
 

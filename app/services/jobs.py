@@ -35,8 +35,28 @@ def all_counts(counts: dict[str, int]) -> dict[str, int]:
 def job_with_counts(project_id: int, job_id: int) -> JobInstance:
     """The job instance, its steps carrying `counts` of hosts per status."""
     job = records.get(JobInstance, job_id, project_id)
-    per_step = counts_by_step(job.id)
     per_batch = counts_by_batch(job) if any(step.batches for step in job.steps) else {}
+    return with_counts(job, counts_by_step(job.id), per_batch)
+
+
+def launched_with_counts(job: JobInstance) -> JobInstance:
+    """A job instance just launched, its steps carrying `counts`: every host of it waits, so they are
+    counted from its slices rather than read."""
+    per_step: dict[int, Counter] = {}
+    per_batch: dict[tuple[int, int], Counter] = {}
+    for step in job.steps:
+        for piece in step.slices:
+            if piece.host_count:
+                waiting = {HostStatus.WAITING: piece.host_count}
+                per_step.setdefault(step.id, Counter()).update(waiting)
+                per_batch.setdefault((step.id, piece.batch), Counter()).update(waiting)
+    return with_counts(job, per_step, per_batch)
+
+
+def with_counts(
+    job: JobInstance, per_step: dict[int, Counter], per_batch: dict[tuple[int, int], Counter]
+) -> JobInstance:
+    """The job instance, its steps carrying these counts of hosts per status, by step and by batch."""
     total: dict[str, int] = {}
     for step in job.steps:
         counts = per_step.get(step.id, {})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from sqlalchemy import select
@@ -46,6 +47,22 @@ def commit(conflict: str, field: str) -> None:
     except IntegrityError as exc:
         db.session.rollback()
         raise Conflict(conflict, field=field) from exc
+
+
+def commit_keeping(rows: Iterable[Any]) -> None:
+    """Commit, expiring what the session holds but `rows`: rows this transaction wrote, which are as
+    the database now has them, so that their writer answers from them without reading them again."""
+    session = db.session()
+    kept = {id(row) for row in rows}
+    expire_on_commit, session.expire_on_commit = session.expire_on_commit, False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = expire_on_commit
+    if expire_on_commit:
+        for row in list(session.identity_map.values()):
+            if id(row) not in kept:
+                session.expire(row)
 
 
 def save(row: Any, unique_field: str = "name") -> Any:
