@@ -109,7 +109,7 @@ def failing_audit(monkeypatch):
     def refuse(*args, **kwargs) -> None:
         raise OperationalError("INSERT INTO audit_event", {}, Exception("database is locked"))
 
-    monkeypatch.setattr(audit, "record", refuse)
+    monkeypatch.setattr(audit, "write", refuse)
 
 
 def test_a_failing_audit_write_leaves_the_answer_as_it_is(
