@@ -2,7 +2,7 @@
 
 Revision ID: 0021
 Revises: 0020
-Create Date: 2026-12-04 10:00:00.000000
+Create Date: 2026-12-01 20:30:00.000000
 
 """
 from alembic import op
