@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import threading
 
 from redis.client import Pipeline
+from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker, Worker
 from rq.job import Job
 
@@ -42,4 +44,23 @@ class OpsflowWorker(Heartbeating, Worker):
 
 class EngineWorker(Heartbeating, SimpleWorker):
     """A flow engine: it advances tasks in its own process, since an advance is short and never runs
-    Ansible."""
+    Ansible. RQ's simple worker beats only between jobs; this one also beats from a thread while an
+    advance runs, as a forking worker's monitor does, so that a long advance on a busy machine does not
+    read as a dead engine."""
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        done = threading.Event()
+        beating = threading.Thread(target=self.beat_until, args=(done,), name="engine-heartbeat", daemon=True)
+        beating.start()
+        try:
+            super().execute_job(job, queue)
+        finally:
+            done.set()
+            beating.join()
+
+    def beat_until(self, done: threading.Event) -> None:
+        while not done.wait(self.job_monitoring_interval):
+            try:
+                self.heartbeat()
+            except RedisError:
+                self.log.warning("Worker %s: no heartbeat while an advance runs", self.name, exc_info=True)
