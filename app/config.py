@@ -198,6 +198,11 @@ class Settings:
         return self.data_dir / "runs"
 
     @property
+    def ansible_definitions_dir(self) -> Path:
+        """Parsed copies of Ansible's own definition files, which the runs read (plugins/launcher)."""
+        return self.data_dir / "ansible-definitions"
+
+    @property
     def files_dir(self) -> Path:
         return self.data_dir / "files"
 

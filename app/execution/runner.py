@@ -52,6 +52,9 @@ VAULT_FILE = "vault_password"
 UNDELIVERED_FILE = "undelivered.json"
 CALLBACK_DIR = ROOT / "plugins" / "callback"
 ACTION_DIR = ROOT / "plugins" / "action"
+# The runs' ansible-playbook: Ansible's own, reading its definition files from parsed copies.
+LAUNCHER_DIR = ROOT / "plugins" / "launcher"
+DEFINITIONS_SCRIPT = LAUNCHER_DIR / "opsflow_definitions.py"
 # A service user whose home is / has no home to hide.
 ROOT_DIR = Path("/")
 # The one ansible-runner event kept on disk: without it, ansible-playbook stopped before its recap.
@@ -216,7 +219,15 @@ class Runner:
         settings = self.settings
         if not isolation(settings).sandboxed:
             return {}
-        readable = [Path(sys.prefix), Path(sys.base_prefix), CALLBACK_DIR, ACTION_DIR, *request.readable]
+        readable = [
+            Path(sys.prefix),
+            Path(sys.base_prefix),
+            CALLBACK_DIR,
+            ACTION_DIR,
+            LAUNCHER_DIR,
+            settings.ansible_definitions_dir,
+            *request.readable,
+        ]
         writable = [*request.writable, Path(control_dir)]
         if settings.embedded_redis:
             readable.append(settings.redis_socket)
@@ -281,7 +292,11 @@ class Runner:
         env = {
             **dict.fromkeys(SERVICE_ENVIRONMENT, ""),
             # The virtualenv as the sandbox mounts it: by its real path, though it be reached by a symlink.
-            "PATH": f"{Path(sys.prefix).resolve() / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+            # The launcher's ansible-playbook first; its `python3` is the virtualenv's.
+            "PATH": os.pathsep.join(
+                [str(LAUNCHER_DIR), str(Path(sys.prefix).resolve() / "bin"), os.environ.get("PATH", "")]
+            ),
+            "OPSFLOW_ANSIBLE_DEFINITIONS": str(settings.ansible_definitions_dir),
             "ANSIBLE_CALLBACK_PLUGINS": str(CALLBACK_DIR),
             # ansible-runner's display callback by its real path too, which is where the sandbox shows it.
             "AWX_LIB_DIRECTORY": str(Path(get_callback_dir()).resolve()),
