@@ -54,6 +54,26 @@ class Tally:
     statuses: Counter = field(default_factory=Counter)
 
 
+def post(connection: http.client.HTTPConnection, path: str, body: bytes, headers: dict[str, str]) -> int:
+    """The launch's status, or 0 when it got none. A keep-alive connection the server closed while it
+    was idle (gunicorn closes them after its keep-alive timeout, 2 s) is opened again once, as HTTP
+    clients do."""
+    for attempt in (1, 2):
+        try:
+            connection.request("POST", path, body, headers)
+            response = connection.getresponse()
+            response.read()
+            return response.status
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            connection.close()
+            if attempt == 2:
+                return 0
+        except (OSError, http.client.HTTPException):
+            connection.close()
+            return 0
+    return 0
+
+
 def launcher(port: int, path: str, body: bytes, stop_at: float, interval: float | None, tally: Tally) -> None:
     """One client: launches over its own keep-alive connection until `stop_at`, every `interval`
     seconds from a random phase (open loop), or back to back when `interval` is None."""
@@ -65,14 +85,7 @@ def launcher(port: int, path: str, body: bytes, stop_at: float, interval: float 
             time.sleep(max(due - time.monotonic(), 0))
         else:
             due = time.monotonic()
-        try:
-            connection.request("POST", path, body, headers)
-            response = connection.getresponse()
-            response.read()
-            status = response.status
-        except (OSError, http.client.HTTPException):
-            connection.close()
-            status = 0
+        status = post(connection, path, body, headers)
         tally.latencies.append((time.monotonic() - due) * 1000)
         if status != 202:
             tally.statuses[status] += 1
