@@ -91,12 +91,15 @@ def write_copies(directory: str) -> list[str]:
 def install() -> None:
     """Make this ansible-playbook read the copies: through the collection loader's hook for parsing a
     collection's routing (it is there to be replaced), and the configuration's reader of its
-    definitions."""
-    from ansible.config.manager import ConfigManager
-    from ansible.utils.collection_loader import _collection_finder
+    definitions. An Ansible without them runs as it is."""
+    try:
+        from ansible.config.manager import ConfigManager
+        from ansible.utils.collection_loader import _collection_finder
+    except ImportError:
+        return
 
-    parse_routing = _collection_finder._meta_yml_to_dict
-    parse_definitions = ConfigManager._read_config_yaml_file
+    parse_routing = getattr(_collection_finder, "_meta_yml_to_dict", None)
+    parse_definitions = getattr(ConfigManager, "_read_config_yaml_file", None)
 
     def routing(yaml_string_data: bytes | str, content_id: Any) -> Any:
         raw = yaml_string_data if isinstance(yaml_string_data, bytes) else yaml_string_data.encode()
@@ -113,7 +116,8 @@ def install() -> None:
 
     if parse_routing is not None:
         _collection_finder._meta_yml_to_dict = routing
-    ConfigManager._read_config_yaml_file = definitions
+    if parse_definitions is not None:
+        ConfigManager._read_config_yaml_file = definitions
 
 
 if __name__ == "__main__":
