@@ -8,13 +8,13 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import configure_mappers
 
 from app.config import current as settings
+from app.execution.beat import every
 from app.execution.keys import cancel_key, heartbeat_key
 from app.execution.runner import DEFINITIONS_SCRIPT, Runner
 from app.extensions import db, redis
@@ -33,21 +33,14 @@ log = logging.getLogger(__name__)
 def heartbeat(slice_id: int) -> Iterator[None]:
     """Keep the slice's heartbeat fresh from its claim until its end is reported, whatever the worker does
     meanwhile (compiling, starting ansible-playbook on a busy machine, cleaning up, a sync's own work)."""
-    stop = threading.Event()
     ttl = settings().heartbeat_ttl
 
     def beat() -> None:
-        while not stop.wait(ttl / HEARTBEATS_PER_TTL):
-            with contextlib.suppress(Exception):
-                redis.client.set(heartbeat_key(slice_id), "1", ex=ttl)
+        with contextlib.suppress(Exception):
+            redis.client.set(heartbeat_key(slice_id), "1", ex=ttl)
 
-    thread = threading.Thread(target=beat, name=f"heartbeat-{slice_id}", daemon=True)
-    thread.start()
-    try:
+    with every(ttl / HEARTBEATS_PER_TTL, beat, f"heartbeat-{slice_id}"):
         yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 def prepare_work_horses() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 
 from redis.client import Pipeline
 from redis.exceptions import RedisError
@@ -11,6 +10,7 @@ from rq import Queue, SimpleWorker, Worker
 from rq.job import Job
 
 from app.config import WORKER_HEARTBEAT_SECONDS, WORKER_TTL_SECONDS
+from app.execution.beat import every
 
 
 class Heartbeating:
@@ -49,18 +49,11 @@ class EngineWorker(Heartbeating, SimpleWorker):
     read as a dead engine."""
 
     def execute_job(self, job: Job, queue: Queue) -> None:
-        done = threading.Event()
-        beating = threading.Thread(target=self.beat_until, args=(done,), name="engine-heartbeat", daemon=True)
-        beating.start()
-        try:
+        with every(self.job_monitoring_interval, self.beat_while_busy, f"heartbeat-{self.name}"):
             super().execute_job(job, queue)
-        finally:
-            done.set()
-            beating.join()
 
-    def beat_until(self, done: threading.Event) -> None:
-        while not done.wait(self.job_monitoring_interval):
-            try:
-                self.heartbeat()
-            except RedisError:
-                self.log.warning("Worker %s: no heartbeat while an advance runs", self.name, exc_info=True)
+    def beat_while_busy(self) -> None:
+        try:
+            self.heartbeat()
+        except RedisError:
+            self.log.warning("Worker %s: no heartbeat while an advance runs", self.name, exc_info=True)
