@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import importlib.util
 import io
 import json
 import os
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -57,6 +59,14 @@ SERVICE_ENV = {
     "OPSFLOW_GIT_ALLOW_FILE": "true",
     "OPSFLOW_UNPACKED_MAX_BYTES": str(16 * 1024 * 1024),
 }
+
+
+def plugin_module(path: Path, name: str) -> types.ModuleType:
+    """A file of plugins/ as a module: the plugins import nothing from the service, nor it from them."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def reachable(host: str, port: int) -> bool:

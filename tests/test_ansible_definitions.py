@@ -5,7 +5,6 @@ inside the sandbox; without a copy it parses the file itself."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import os
 import random
@@ -18,11 +17,9 @@ import pytest
 from app.execution.compiler import ScriptStep, Target, compile_script
 from app.execution.runner import DEFINITIONS_SCRIPT, LAUNCHER_DIR, RunRequest
 from app.status import RunStatus
-from tests.conftest import runner_for
+from tests.conftest import plugin_module, runner_for
 
-spec = importlib.util.spec_from_file_location("opsflow_definitions", DEFINITIONS_SCRIPT)
-definitions = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(definitions)
+definitions = plugin_module(DEFINITIONS_SCRIPT, "opsflow_definitions")
 
 # A module name Ansible resolves only through a routing copy that says where it goes.
 PROBE_MODULE = "opsflow_probe"

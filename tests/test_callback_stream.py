@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import subprocess
 import sys
@@ -15,11 +14,9 @@ import redis as redis_lib
 from app.cli import start_embedded_redis
 from app.config import Settings, embedded_redis_urls
 from app.execution.runner import CALLBACK_DIR
-from tests.conftest import run_redis_user, url_as
+from tests.conftest import plugin_module, run_redis_user, url_as
 
-spec = importlib.util.spec_from_file_location("opsflow_callback_stream", CALLBACK_DIR / "opsflow.py")
-plugin = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(plugin)
+plugin = plugin_module(CALLBACK_DIR / "opsflow.py", "opsflow_callback_stream")
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import subprocess
 import time
 import uuid
@@ -15,7 +14,7 @@ import pytest
 from app.execution.ingest import error_of, host_status
 from app.execution.runner import CALLBACK_DIR
 from app.models import HostStatus
-from tests.conftest import add_hosts, add_unreachable_host
+from tests.conftest import add_hosts, add_unreachable_host, plugin_module
 from tests.sshd import SshLab
 
 ODD_NAME = "-rf my 'file' \"quoted\" é 日本.txt"
@@ -459,9 +458,7 @@ def test_a_file_ansible_could_not_send_names_the_transfer_not_the_connection():
 
 
 def test_a_loop_with_an_unreachable_item_reports_the_item_not_all_items_completed():
-    spec = importlib.util.spec_from_file_location("opsflow_callback", CALLBACK_DIR / "opsflow.py")
-    plugin = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(plugin)
+    plugin = plugin_module(CALLBACK_DIR / "opsflow.py", "opsflow_callback")
     message = plugin.CallbackModule._message
     item = {"msg": "Task failed: Failed to connect to the host via scp: scp: Connection closed"}
     unreachable = {"msg": "All items completed", "unreachable": True, "results": [item]}
