@@ -44,6 +44,8 @@ from bench.fanout import ADMIN_TOKEN, FINAL, Service
 SCRIPT = "echo hi"
 # A launch left unanswered this long counts as failed (status 0) rather than stalling the run.
 ANSWER_TIMEOUT_SECONDS = 60
+# How a request on a connection the server has closed fails (http.client.RemoteDisconnected is a reset).
+CLOSED_WHILE_IDLE = (BrokenPipeError, ConnectionResetError)
 
 
 @dataclass
@@ -54,24 +56,26 @@ class Tally:
     statuses: Counter = field(default_factory=Counter)
 
 
-def post(connection: http.client.HTTPConnection, path: str, body: bytes, headers: dict[str, str]) -> int:
+def post(
+    connection: http.client.HTTPConnection,
+    path: str,
+    body: bytes,
+    headers: dict[str, str],
+    again: bool = True,
+) -> int:
     """The launch's status, or 0 when it got none. A keep-alive connection the server closed while it
     was idle (gunicorn closes them after its keep-alive timeout, 2 s) is opened again once, as HTTP
     clients do."""
-    for attempt in (1, 2):
-        try:
-            connection.request("POST", path, body, headers)
-            response = connection.getresponse()
-            response.read()
-            return response.status
-        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-            connection.close()
-            if attempt == 2:
-                return 0
-        except (OSError, http.client.HTTPException):
-            connection.close()
-            return 0
-    return 0
+    try:
+        connection.request("POST", path, body, headers)
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    except (OSError, http.client.HTTPException) as exc:
+        connection.close()
+        if again and isinstance(exc, CLOSED_WHILE_IDLE):
+            return post(connection, path, body, headers, again=False)
+        return 0
 
 
 def launcher(port: int, path: str, body: bytes, stop_at: float, interval: float | None, tally: Tally) -> None:
