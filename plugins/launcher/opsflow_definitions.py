@@ -2,12 +2,12 @@
 
 Every ansible-playbook parses two YAML files that change only with Ansible itself: its configuration
 definitions (config/base.yml) and the routing of ansible.builtin (config/ansible_builtin_runtime.yml).
-PyYAML's parse of them was about 75 ms of a short run's CPU, before its first task. A worker writes a
-JSON copy of each once, when it starts (`python opsflow_definitions.py DIRECTORY`), named by the
-SHA-256 of the bytes it parsed, and only when the copy reads back as exactly the parsed value. The
-runs' ansible-playbook (the `ansible-playbook` beside this file) reads the copy named by the bytes it
-has just read, and parses the file itself when there is none: a changed Ansible finds no copy, and a
-run never writes one.
+PyYAML's parse of them was about a sixth of a short run's CPU, before its first task (see
+docs/performance.md). A worker writes a JSON copy of each once, when it starts (`python
+opsflow_definitions.py DIRECTORY`), named by the SHA-256 of the bytes it parsed, and only when the copy
+reads back as exactly the parsed value. The runs' ansible-playbook (the `ansible-playbook` beside this
+file) reads the copy named by the bytes it has just read, and parses the file itself when there is none:
+a changed Ansible finds no copy, and a run never writes one.
 
 Imports nothing from the Opsflow service, and Ansible only when asked to.
 """
