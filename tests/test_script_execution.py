@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
+import threading
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import psutil
-from sqlalchemy import event
+from rq import Queue
+from sqlalchemy import event, select, text
 
 from app.config import Settings
-from app.extensions import db
+from app.extensions import db, redis
+from app.models import JobInstance, Slice, StepInstance
+from app.services import executions
+from app.services.progress import finish_slice, settle_job
+from app.status import RunStatus
 from tests.conftest import add_hosts, add_local_host, add_unreachable_host, run_script
 
 # Statements and commits of a launch on hosts named directly, in a project with room: the token and
@@ -263,3 +272,71 @@ def test_cancel_ends_every_host_and_process(service, project, account, lab):
     assert host_processes(LONG_SLEEP) == []
     again = service.post(f"/projects/{project['id']}/jobs/{job['id']}/cancel", expect=409).get_json()
     assert again["error"]["code"] == "conflict"
+
+
+def wait_for_a_lock_wait(service) -> None:
+    """Until some session of this database waits for a row lock (PostgreSQL shows it; an SQLite writer
+    waits inside the library, so give it a moment)."""
+    if db.engine.dialect.name != "postgresql":
+        time.sleep(0.5)
+        return
+    waiting = text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+
+    def some_session_waits() -> bool:
+        # A transaction reads one snapshot of pg_stat_activity: each look needs a new one.
+        count = db.session.execute(waiting).scalar()
+        db.session.rollback()
+        return count > 0
+
+    wait_until(some_session_waits, timeout=10)
+
+
+def test_a_cancel_and_a_claim_of_the_same_slice_both_go_through(service, project, monkeypatch):
+    """A worker claims the slice (its row locked, the step and job still to mark started) while the
+    operator cancels: neither waits for the other in a cycle, and the claimed slice is left to its run."""
+    local = add_local_host(service, project)
+    # No worker serves this queue: the test claims the slice itself, at the moment it chooses.
+    unserved = dataclasses.replace(
+        service.app.config["OPSFLOW"], queue_name=f"test:unserved:{uuid.uuid4().hex}"
+    )
+    monkeypatch.setitem(service.app.config, "OPSFLOW", unserved)
+    job = run_script(service, project, [local], "sleep 30")
+    slice_id = db.session.scalar(
+        select(Slice.id).join(StepInstance).where(StepInstance.job_instance_id == job["id"])
+    )
+    db.session.rollback()
+    holding, go_on = threading.Event(), threading.Event()
+    mark_started = executions.mark_started
+
+    def held_then_marked(piece: Slice) -> None:
+        holding.set()
+        go_on.wait(30)
+        mark_started(piece)
+
+    monkeypatch.setattr(executions, "mark_started", held_then_marked)
+
+    def claim() -> object:
+        with service.app.app_context():
+            return executions.claim(slice_id, "test-claimer")
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        claimed = pool.submit(claim)
+        assert holding.wait(10)
+        cancelling = pool.submit(service.post, f"/projects/{project['id']}/jobs/{job['id']}/cancel")
+        wait_for_a_lock_wait(service)
+        go_on.set()
+        assert claimed.result(30) is not None
+        response = cancelling.result(30)
+    assert response.status_code == 202, response.get_data(as_text=True)
+    seen = service.get(f"/projects/{project['id']}/jobs/{job['id']}")
+    assert seen["status"] == "stopping"
+    assert [step["status"] for step in seen["steps"]] == ["running"]
+    with service.app.app_context():
+        finish_slice(slice_id, RunStatus.TERMINATED, "the test's claim never ran")
+        settle_job(db.session.get(JobInstance, job["id"]))
+        db.session.commit()
+    Queue(unserved.queue_name, connection=redis.client).delete()
+    assert service.wait_job(project["id"], job["id"])["status"] == "terminated"

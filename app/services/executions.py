@@ -374,6 +374,14 @@ def cancel(actor: Actor, project_id: int, job_id: int, reason: str = "") -> JobI
     record_operation(job, actor, "terminate", reason=reason)
     db.session.commit()
     db.session.refresh(job)
+    # Slices before their steps, as a worker's claim and a slice's end lock them: in any other order
+    # the two wait on each other, and PostgreSQL ends one of them.
+    for step in job.steps:
+        for piece in step.slices:
+            if piece.status == RunStatus.WAITING:
+                finish_slice(
+                    piece.id, RunStatus.TERMINATED, "cancelled before it started", unstarted_only=True
+                )
     now = utcnow()
     for step in job.steps:
         if step.status in (RunStatus.WAITING_USER, RunStatus.WAITING) and not any(
@@ -381,9 +389,6 @@ def cancel(actor: Actor, project_id: int, job_id: int, reason: str = "") -> JobI
         ):
             step.status = RunStatus.TERMINATED
             step.ended_at = now
-        for piece in step.slices:
-            if piece.status == RunStatus.WAITING:
-                finish_slice(piece.id, RunStatus.TERMINATED, "cancelled before it started")
     settle_job(job)
     db.session.commit()
     dispatch.after_commit()

@@ -49,10 +49,16 @@ def host_counts(*where) -> dict[str, int]:
     return {status: count for status, count in rows}
 
 
-def finish_slice(slice_id: int, status: RunStatus, error: str | None = None) -> bool:
-    """End a slice and settle what depends on it; False when it had already ended."""
-    piece = db.session.get(Slice, slice_id, with_for_update=True)
+def finish_slice(
+    slice_id: int, status: RunStatus, error: str | None = None, *, unstarted_only: bool = False
+) -> bool:
+    """End a slice and settle what depends on it; False when it had already ended (or, with
+    `unstarted_only`, when a worker has started it)."""
+    # Read again under the lock: a worker may have claimed it since this session loaded it.
+    piece = db.session.get(Slice, slice_id, with_for_update=True, populate_existing=True)
     if piece is None or RunStatus(piece.status).final:
+        return False
+    if unstarted_only and piece.status != RunStatus.WAITING:
         return False
     now = utcnow()
     leftover = HOST_STATUS_FOR_UNFINISHED[status]
