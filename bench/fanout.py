@@ -60,7 +60,7 @@ from typing import Any
 
 import psutil
 
-from app.config import ROOT, Settings
+from app.config import ROOT, Settings, embedded_redis_urls
 from app.execution.compiler import ScriptStep, Unsafe, posix_command, to_ansible
 from tests.sshd import SshLab
 
@@ -254,7 +254,7 @@ class Service:
     def redis(self):
         from redis import Redis
 
-        return Redis.from_url(os.environ.get("REDIS_URL") or f"unix://{self.data_dir / 'redis.sock'}")
+        return Redis.from_url(os.environ.get("REDIS_URL") or embedded_redis_urls(self.data_dir)[0])
 
     def rq_jobs(self) -> set[str]:
         from rq.registry import FinishedJobRegistry
