@@ -274,7 +274,7 @@ def test_cancel_ends_every_host_and_process(service, project, account, lab):
     assert again["error"]["code"] == "conflict"
 
 
-def wait_for_a_lock_wait(service) -> None:
+def wait_for_a_lock_wait() -> None:
     """Until some session of this database waits for a row lock (PostgreSQL shows it; an SQLite writer
     waits inside the library, so give it a moment)."""
     if db.engine.dialect.name != "postgresql":
@@ -326,7 +326,7 @@ def test_a_cancel_and_a_claim_of_the_same_slice_both_go_through(service, project
         claimed = pool.submit(claim)
         assert holding.wait(10)
         cancelling = pool.submit(service.post, f"/projects/{project['id']}/jobs/{job['id']}/cancel")
-        wait_for_a_lock_wait(service)
+        wait_for_a_lock_wait()
         go_on.set()
         assert claimed.result(30) is not None
         response = cancelling.result(30)
