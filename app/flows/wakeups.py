@@ -2,8 +2,9 @@
 sorted set of task ids scored by due time.
 
 A due member is claimed atomically (read and removed in one script), so several processes draining the
-set never fire one twice. The database holds the same due times on the node states: `readd` puts them
-back after Redis lost them, and the sweep calls it.
+set never fire one twice. Drainers block until the earliest due time, or until `add` nudges them about an
+earlier one, rather than polling. The database holds the same due times on the node states: `readd` puts
+them back after Redis lost them, and the sweep calls it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KEY = "opsflow:flow-wakeups"
+# A list of at most one element: a drainer blocked on it wakes when a wake-up was added.
+NUDGE_KEY = "opsflow:flow-wakeups:nudge"
 CLAIM_BATCH = 500
 _CLAIM = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
@@ -38,7 +41,17 @@ return due
 
 def add(client: Redis, task_id: int, due: datetime) -> None:
     """Wake the task at `due`, or earlier if it is already due earlier."""
-    client.zadd(KEY, {str(task_id): due.timestamp()}, lt=True)
+    pipe = client.pipeline()
+    pipe.zadd(KEY, {str(task_id): due.timestamp()}, lt=True)
+    pipe.lpush(NUDGE_KEY, 1)
+    pipe.ltrim(NUDGE_KEY, 0, 0)
+    pipe.execute()
+
+
+def seconds_to_next(client: Redis, now: datetime) -> float | None:
+    """How long until the earliest wake-up is due (0 or less when one is); None when there is none."""
+    earliest = client.zrange(KEY, 0, 0, withscores=True)
+    return earliest[0][1] - now.timestamp() if earliest else None
 
 
 def claim_due(client: Redis, now: datetime, limit: int = CLAIM_BATCH) -> list[int]:
@@ -63,29 +76,31 @@ def readd(client: Redis) -> int:
     return len(rows)
 
 
-# How often due wake-ups are looked for: they fire within this much of their time.
-DRAIN_INTERVAL_SECONDS = 0.2
-
-
 def drain(app: Flask, sweep_interval: float, should_stop: Callable[[], bool] = lambda: False) -> None:
-    """Fire due wake-ups (each asks the engine to advance its task) and sweep every `sweep_interval`
-    seconds, until told to stop. Runs in the engine process, in a thread of its own."""
+    """Fire due wake-ups (each asks the engine to advance its task) as they fall due, and sweep every
+    `sweep_interval` seconds, until told to stop. Runs in the engine process, in a thread of its own."""
     from app.extensions import redis
     from app.flows import engine
     from app.flows.sweep import sweep
 
-    last_sweep = 0.0
+    next_sweep = 0.0
     with app.app_context():
         while not should_stop():
             try:
                 due = claim_due(redis.client, utcnow())
                 if due:
                     engine.enqueue(due)
-                if time.monotonic() - last_sweep >= sweep_interval:
-                    last_sweep = time.monotonic()
+                if time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + sweep_interval
                     sweep(redis.client)
+                wait = next_sweep - time.monotonic()
+                until_due = seconds_to_next(redis.client, utcnow())
+                if until_due is not None:
+                    wait = min(wait, until_due)
+                # BLPOP waits whole milliseconds, and a timeout of 0 would wait forever.
+                if wait >= 0.001:
+                    redis.client.blpop([NUDGE_KEY], timeout=wait)
             except Exception:
                 log.exception("flow wake-ups: draining failed; trying again")
                 db.session.rollback()
                 time.sleep(1)
-            time.sleep(DRAIN_INTERVAL_SECONDS)
