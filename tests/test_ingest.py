@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy import select
 
 from app.execution.events import vouched
-from app.execution.ingest import Ingester, apply_events
+from app.execution.ingest import Ingester, KnownSlices, apply_events
 from app.extensions import db, redis
 from app.models import HostResult, HostStatus, Slice, TaskResult
 from app.models.job import PLAYBOOK_TASKS
@@ -78,6 +79,34 @@ def task_rows(piece: Slice) -> list[tuple]:
         .where(HostResult.slice_id == piece.id)
         .order_by(HostResult.host_name, TaskResult.seq)
     ).all()
+
+
+def test_a_slices_hosts_are_read_once_while_it_reports_and_again_after_it_ended(service, project):
+    piece = make_job(project["id"], HOSTS, 3)
+    known = KnownSlices()
+    host_reads = []
+
+    def count(conn, cursor, statement, *args) -> None:
+        if statement.startswith("SELECT host_result.id, host_result.slice_id, host_result.host_name"):
+            host_reads.append(statement)
+
+    sqlalchemy_event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        for event in run_events(piece):
+            apply_events([event], known)
+            db.session.commit()
+        assert len(host_reads) == 1
+        ended = {"type": "slice_done", "slice": piece.id, "status": "failed", "error": None}
+        apply_events(vouched(Cipher.configured_key(), [ended]), known)
+        db.session.commit()
+        apply_events(run_events(piece)[:1], known)
+        db.session.commit()
+        assert len(host_reads) == 2
+    finally:
+        sqlalchemy_event.remove(db.engine, "before_cursor_execute", count)
+    # The slice's end ended the host that never reported.
+    statuses = [row.status for row in host_rows(piece)]
+    assert statuses == [HostStatus.FAILED, HostStatus.AUTH_FAILED, HostStatus.ABNORMAL]
 
 
 @pytest.mark.parametrize("task_count", [1, 3, PLAYBOOK_TASKS])

@@ -12,7 +12,9 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -175,11 +177,54 @@ def vouched_for(events: list[dict[str, Any]], key: bytes) -> list[dict[str, Any]
     return kept
 
 
-def apply_events(events: list[dict[str, Any]]) -> None:
-    """Write a batch of events in the current transaction."""
-    slice_ids = {event["slice"] for event in events}
-    slices = {
-        row.id: row
+@dataclass(frozen=True)
+class SliceFacts:
+    """What applying a slice's events needs to know of it: its step, and its hosts' rows by name."""
+
+    task_count: int
+    kind: str
+    step_id: int
+    job_instance_id: int
+    hosts: dict[str, int]
+
+
+class KnownSlices:
+    """The facts of the slices whose events are being read, kept between reads: a slice's step and its
+    hosts' rows are written before its run starts and never change, so a run's many small reads need not
+    read its hosts again each time (at 500 hosts that was most of a read's work). A finished slice is
+    forgotten; the least recently used go beyond `limit`."""
+
+    def __init__(self, limit: int = 256) -> None:
+        self.limit = limit
+        self._facts: OrderedDict[int, SliceFacts] = OrderedDict()
+
+    def of(self, slice_ids: Iterable[int]) -> dict[int, SliceFacts]:
+        """The facts of those of `slice_ids` that exist."""
+        wanted = set(slice_ids)
+        self._facts.update(read_slices(wanted - self._facts.keys()))
+        found = {slice_id: self._facts[slice_id] for slice_id in wanted if slice_id in self._facts}
+        for slice_id in found:
+            self._facts.move_to_end(slice_id)
+        while len(self._facts) > self.limit:
+            self._facts.popitem(last=False)
+        return found
+
+    def forget(self, slice_id: int) -> None:
+        self._facts.pop(slice_id, None)
+
+
+def read_slices(slice_ids: set[int]) -> dict[int, SliceFacts]:
+    if not slice_ids:
+        return {}
+    hosts: dict[int, dict[str, int]] = {slice_id: {} for slice_id in slice_ids}
+    for id, slice_id, name in db.session.execute(
+        select(HostResult.id, HostResult.slice_id, HostResult.host_name).where(
+            HostResult.slice_id.in_(slice_ids)
+        )
+    ):
+        hosts[slice_id][name] = id
+    return {
+        row.id: SliceFacts(row.task_count, row.kind, row.step_id, row.job_instance_id, hosts[row.id])
         for row in db.session.execute(
             select(
                 Slice.id,
@@ -192,14 +237,13 @@ def apply_events(events: list[dict[str, Any]]) -> None:
             .where(Slice.id.in_(slice_ids))
         )
     }
-    hosts = {
-        (slice_id, name): id
-        for id, slice_id, name in db.session.execute(
-            select(HostResult.id, HostResult.slice_id, HostResult.host_name).where(
-                HostResult.slice_id.in_(slice_ids)
-            )
-        )
-    }
+
+
+def apply_events(events: list[dict[str, Any]], known: KnownSlices | None = None) -> None:
+    """Write a batch of events in the current transaction; `known` keeps what it read of their slices
+    for the next batch."""
+    known = KnownSlices() if known is None else known
+    slices = known.of(event["slice"] for event in events)
     starts: dict[int, dict] = {}
     # Each host's results of the batch come down to one row, the first final one or else the last: a host
     # whose row is final takes no other result.
@@ -208,7 +252,8 @@ def apply_events(events: list[dict[str, Any]]) -> None:
     tasks, done, files = [], [], []
     for event in events:
         kind, slice_id = event["type"], event["slice"]
-        if slice_id not in slices:
+        piece = slices.get(slice_id)
+        if piece is None:
             log.warning("event for unknown slice %s dropped", slice_id)
             continue
         if kind == "slice_done":
@@ -216,21 +261,19 @@ def apply_events(events: list[dict[str, Any]]) -> None:
         elif kind == "stats":
             ended = timestamp(event["ts"])
             for name, summary in event["hosts"].items():
-                hid = hosts.get((slice_id, name))
+                hid = piece.hosts.get(name)
                 # A host's first recap ends it; any other would change nothing.
                 if hid is not None and hid not in recaps:
                     recaps[hid] = {"target": hid, "status": recap_status(summary), "ended": ended}
-        elif (slice_id, event["host"]) not in hosts:
+        elif (hid := piece.hosts.get(event["host"])) is None:
             log.warning("event for unknown host %r of slice %s dropped", event["host"], slice_id)
         elif kind == "file_result":
-            files.append(file_row(slices[slice_id], hosts[slice_id, event["host"]], event))
+            files.append(file_row(piece, hid, event))
         elif kind == "task_start":
-            starts.setdefault(hosts[slice_id, event["host"]], {"ts": timestamp(event["ts"])})
+            starts.setdefault(hid, {"ts": timestamp(event["ts"])})
         elif kind == "task_result":
-            piece = slices[slice_id]
             # A one-task step's result is its host's result; an ad-hoc command's is shown as a task too.
             keep_task = piece.task_count != 1 or piece.kind == AD_HOC
-            hid = hosts[slice_id, event["host"]]
             earlier = results.get(hid)
             if earlier is None or not earlier[1].final:
                 status = host_status(event["outcome"], event["msg"], piece.task_count)
@@ -245,6 +288,7 @@ def apply_events(events: list[dict[str, Any]]) -> None:
     insert_rows(FileResult, files)
     for event in done:
         finish_slice(event["slice"], RunStatus(event["status"]), event.get("error"))
+        known.forget(event["slice"])
 
 
 def result_row(
@@ -266,7 +310,7 @@ def result_row(
     }
 
 
-def file_row(piece: Any, host_result_id: int, event: dict[str, Any]) -> dict[str, Any]:
+def file_row(piece: SliceFacts, host_result_id: int, event: dict[str, Any]) -> dict[str, Any]:
     """A transfer's file on one host, from the loop item that pushed it."""
     failed = event["outcome"] == "failed"
     status = FileStatus.FAILED if failed else FileStatus.COPIED if event["changed"] else FileStatus.UNCHANGED
@@ -336,6 +380,7 @@ class Ingester:
         self.block_ms = block_ms
         # Entries read before a crash and never acknowledged come first.
         self.cursor = "0"
+        self.known = KnownSlices()
 
     def ensure_group(self) -> None:
         try:
@@ -390,13 +435,15 @@ class Ingester:
             except (KeyError, ValueError):
                 log.error("malformed stream entry %s dropped", entry_id)
         try:
-            apply_events(vouched_for(events, Cipher.configured_key()))
+            apply_events(vouched_for(events, Cipher.configured_key()), self.known)
             db.session.commit()
         except Exception:
             db.session.rollback()
             raise
-        self.redis.xack(self.stream, GROUP, *ids)
-        self.redis.xdel(self.stream, *ids)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xack(self.stream, GROUP, *ids)
+        pipe.xdel(self.stream, *ids)
+        pipe.execute()
         after_commit()
         return len(events)
 
