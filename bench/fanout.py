@@ -18,7 +18,7 @@ and an account in a fresh project (not timed), then times, twice each and interl
            subprocess.
   service  from just before POST /script-executions until the job's ``ended_at`` (the service's
            own clock, on this machine), i.e. until the ingester has written every host result and
-           the job is final; GET /jobs/{id} is polled every 0.5 s to find it ended. The job's counts
+           the job is final; GET /jobs/{id} is polled every 2 s to find it ended. The job's counts
            are checked: every host should be ``success``.
 
 A warm-up (two 1-host jobs, so both RQ workers have run once) comes before any timing. The figures
@@ -27,9 +27,13 @@ API's timestamps (slice claimed, first host start, last host end, slice ended, j
 shows where the service's time goes, and the CPU seconds each side spent: plain's ansible-playbook with
 everything it started, the service's per kind of process (a worker counts the work horses and
 ansible-playbook trees it reaped; gunicorn, the ingester, Redis). On 2 cores a run is CPU-bound, so CPU
-the service spends beside Ansible is wall time. ``--trace`` adds, per slice, the RQ job's timestamps and the
-mtimes of ansible-runner's artifacts (``command`` just before ansible-playbook starts, ``rc`` just
-after it exits); it sets OPSFLOW_KEEP_RUN_DIRS=1 for that, so run dirs are kept, not removed.
+the service spends beside Ansible is wall time. Both sides also print the CPU the whole machine took
+meanwhile (/proc/stat: the sshd sessions serving the hosts too, and the service's poll), which tells
+extra work (more CPU) from waiting (cores left idle). The summary gives the better run of each side,
+their ratio, and the median of each pair's ratio (a pair runs back to back, so it shares the machine's
+speed of the moment). ``--trace`` adds, per slice, the RQ job's timestamps and the mtimes of
+ansible-runner's artifacts (``command`` just before ansible-playbook starts, ``rc`` just after it exits);
+it sets OPSFLOW_KEEP_RUN_DIRS=1 for that, so run dirs are kept, not removed.
 
 The service caps forks at OPSFLOW_FORKS_MAX (default 50); with ``--forks`` above that, the
 benchmark raises the cap for its service so both sides really run with the same forks.
@@ -46,6 +50,7 @@ import resource
 import secrets
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -62,6 +67,7 @@ import psutil
 
 from app.config import ROOT, Settings, embedded_redis_urls
 from app.execution.compiler import ScriptStep, Unsafe, posix_command, to_ansible
+from bench.app import machine_cpu_now
 from tests.sshd import SshLab
 
 FINAL = {"success", "failed", "timeout", "terminated", "abnormal"}
@@ -149,6 +155,7 @@ class ServiceRun:
     slices: list[dict]
     timeline: dict[str, float | None] = field(default_factory=dict)
     cpu: dict[str, float] = field(default_factory=dict)
+    machine_cpu: float = 0.0
 
 
 class Service:
@@ -302,12 +309,14 @@ class Service:
     def run(self, pid: int, host_ids: list[int], account_id: int, forks: int) -> ServiceRun:
         before = self.rq_jobs() if self.trace else set()
         cpu_before = self.cpu_seconds()
+        machine_before = machine_cpu_now()
         t0 = time.time()
         start = time.monotonic()
         job = self.launch(pid, host_ids, account_id, forks)
         posted = time.monotonic()
         job = self.wait(pid, job["id"], timeout=300 + len(host_ids))
         seen = time.monotonic() - start
+        machine_cpu = machine_cpu_now() - machine_before
         slices = job["steps"][0]["slices"] if job.get("steps") else []
         results = self.host_results(pid, job["id"])
         starts = [t for t in (parse_ts(r["started_at"]) for r in results) if t is not None]
@@ -332,7 +341,9 @@ class Service:
         for key, spent in self.cpu_seconds().items():
             name = key.split(" ", 1)[1]
             cpu[name] = cpu.get(name, 0.0) + spent - cpu_before.get(key, 0.0)
-        run = ServiceRun(timeline["job_end"] or seen, job["status"], counts, slices, timeline, cpu)
+        run = ServiceRun(
+            timeline["job_end"] or seen, job["status"], counts, slices, timeline, cpu, machine_cpu
+        )
         if self.trace:
             # RQ writes a job's end after run_slice returns: give it a moment.
             time.sleep(1.0)
@@ -363,9 +374,9 @@ class Plain:
             path.write_text(json.dumps(self.lab.inventory(hosts)))
         return path
 
-    def run(self, hosts: int, forks: int) -> tuple[float, int, Path, float, float]:
+    def run(self, hosts: int, forks: int) -> tuple[float, int, Path, float, float, float]:
         """(wall seconds, rc, log, seconds spent closing the ControlPersist masters afterwards, CPU seconds
-        of ansible-playbook and everything it started)."""
+        of ansible-playbook and everything it started, CPU seconds of the whole machine meanwhile)."""
         self.runs += 1
         rundir = self.workdir / f"run-{self.runs:03d}"
         control_dir = rundir / "cp"
@@ -380,14 +391,14 @@ class Plain:
         command = [self.ansible_playbook, "-i", str(self.inventory(hosts)), "-f", str(forks), "../play.yml"]
         log = rundir / "ansible.log"
         with log.open("wb") as out:
-            cpu_before = children_cpu_seconds()
+            cpu_before, machine_before = children_cpu_seconds(), machine_cpu_now()
             start = time.monotonic()
             proc = subprocess.run(command, cwd=rundir, env=env, stdout=out, stderr=subprocess.STDOUT)
             seconds = time.monotonic() - start
-            cpu = children_cpu_seconds() - cpu_before
+            cpu, machine_cpu = children_cpu_seconds() - cpu_before, machine_cpu_now() - machine_before
         start = time.monotonic()
         close_masters(control_dir)
-        return seconds, proc.returncode, log, time.monotonic() - start, cpu
+        return seconds, proc.returncode, log, time.monotonic() - start, cpu, machine_cpu
 
 
 def children_cpu_seconds() -> float:
@@ -449,7 +460,8 @@ def describe(run: ServiceRun, hosts: int) -> str:
         f"{run.seconds:6.2f}s {check}\n"
         f"        timeline (s after POST): {', '.join(parts)}\n"
         f"        slices: {slices}\n"
-        f"        cpu {sum(run.cpu.values()):.2f}s: {cpu}"
+        f"        cpu {sum(run.cpu.values()):.2f}s beside the run: {cpu}\n"
+        f"        machine cpu {run.machine_cpu:.2f}s until seen"
     )
     for piece in run.slices:
         row = piece.get("trace")
@@ -532,10 +544,11 @@ def main() -> None:
                 print(f"\n== {hosts} hosts ==", flush=True)
                 plains, services = [], []
                 for attempt in range(1, options.repeat + 1):
-                    seconds, rc, log, closing, cpu = plain.run(hosts, options.forks)
+                    seconds, rc, log, closing, cpu, machine_cpu = plain.run(hosts, options.forks)
                     plains.append(seconds)
                     print(
-                        f"  plain   #{attempt}: {seconds:6.2f}s  rc={rc}  cpu {cpu:.2f}s  (then "
+                        f"  plain   #{attempt}: {seconds:6.2f}s  rc={rc}  cpu {cpu:.2f}s"
+                        f"  machine cpu {machine_cpu:.2f}s  (then "
                         f"{closing:.2f}s, not timed, to close its ControlPersist masters; log {log})",
                         flush=True,
                     )
@@ -552,7 +565,7 @@ def main() -> None:
     )
     header = (
         f"{'N':>5} {'forks':>5} {'slice':>5} {'slices':>6} {'plain s':>8} {'service s':>9} {'ratio':>6}"
-        "   raw plain / raw service"
+        f" {'pair ratio':>10}   raw plain / raw service"
     )
     print(header)
     for hosts, slices, plains, services in rows:
@@ -560,7 +573,8 @@ def main() -> None:
         raw = f"{' '.join(f'{s:.2f}' for s in plains)} / {' '.join(f'{s:.2f}' for s in services)}"
         print(
             f"{hosts:>5} {options.forks:>5} {slice_size:>5} {slices:>6} {best_plain:>8.2f} "
-            f"{best_service:>9.2f} {best_service / best_plain:>6.2f}   {raw}"
+            f"{best_service:>9.2f} {best_service / best_plain:>6.2f}"
+            f" {statistics.median(s / p for p, s in zip(plains, services, strict=True)):>10.2f}   {raw}"
         )
 
 

@@ -11,6 +11,8 @@ its own 127.x.y.z address). One script (``echo hello``) is compiled for N hosts 
 slice (``compile_script``), then run in turns, each round in the order below, with forks 50:
 
   plain        ansible-playbook on the compiled playbook and inventory, host keys not checked
+  plain niced  the same at the work horses' niceness (OPSFLOW_WORKER_NICE's default), beside the sshd
+               sessions serving the hosts at their own
   known hosts  + the service's host key checking: accept-new against the project's known_hosts file
                (filled by a first run, as after a project's first run)
   callback     + the Opsflow callback plugin, pushing the run's events to Redis
@@ -40,13 +42,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.app import emptied_redis, machine
+from bench.app import emptied_redis, machine, machine_cpu_now
 from bench.fanout import SCRIPT, SSH_ARGS, close_masters
 from tests.sshd import SshLab
 
 FORKS = 50
 STREAM = "opsflow:bench:run-cost"
-VARIANTS = ("plain", "known hosts", "callback", "launcher", "runner", "unsandboxed")
+VARIANTS = ("plain", "plain niced", "known hosts", "callback", "launcher", "runner", "unsandboxed")
 
 
 @dataclasses.dataclass
@@ -54,15 +56,6 @@ class Measure:
     seconds: float
     machine_cpu: float
     ok: bool
-
-
-def machine_cpu_now() -> float:
-    """CPU seconds every process of the machine has taken since it booted (/proc/stat, idle and iowait
-    left out): it counts what rusage cannot see, such as a run in a sandbox that reaps its own
-    processes, ssh's masters and the sshd sessions."""
-    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
-    user, nice, system, _idle, _iowait, irq, softirq = fields
-    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def measured(run: Callable[[], bool]) -> Measure:
@@ -167,14 +160,16 @@ class Bench:
             runner = self.runners[variant]
             return measured(lambda: runner.run(self.request).status == RunStatus.SUCCESS)
         control_dir = Path(tempfile.mkdtemp(prefix="opsflow-cp-", dir="/tmp"))
-        command = "ansible-playbook" if variant == "launcher" else self.ansible_playbook
+        command = ["ansible-playbook" if variant == "launcher" else self.ansible_playbook]
+        if variant == "plain niced":
+            command = ["nice", "-n", str(self.settings.worker_nice), *command]
         env = self.environment(variant, control_dir)
         log = self.workdir / f"run-{self.runs:03d}.log"
         with log.open("wb") as out:
             measure = measured(
                 lambda: (
                     subprocess.run(
-                        [command, "-i", str(self.inventory), "-f", str(FORKS), str(self.playbook)],
+                        [*command, "-i", str(self.inventory), "-f", str(FORKS), str(self.playbook)],
                         cwd=self.workdir,
                         env=env,
                         stdout=out,
