@@ -20,8 +20,9 @@ connection, launch ``echo hi`` on those hosts (POST /script-executions) for --se
 
 The runs queue up behind the RQ workers, which run ansible-playbook meanwhile; that is the point: the
 API's latency while the workers are busy. It prints launches, launches/s, p50/p95/p99/max latency of
-the answers, the count of each status other than 202, and how many job instances ended during the run.
-Nothing passes or fails.
+the answers (from the time each launch was due, and from the time it was sent: the difference is the
+client's own lateness), the count of each status other than 202, and how many job instances ended
+during the run; with --timeline, the same for each stretch of the run. Nothing passes or fails.
 """
 
 from __future__ import annotations
@@ -50,9 +51,12 @@ CLOSED_WHILE_IDLE = (BrokenPipeError, ConnectionResetError)
 
 @dataclass
 class Tally:
-    """What one client saw: each launch's latency (ms) and the statuses other than 202."""
+    """What one client saw: each launch's latency (ms) from the time it was due and from the time it was
+    sent, when it was due (seconds into the run), and the statuses other than 202."""
 
     latencies: list[float] = field(default_factory=list)
+    answers: list[float] = field(default_factory=list)
+    due_at: list[float] = field(default_factory=list)
     statuses: Counter = field(default_factory=Counter)
 
 
@@ -78,7 +82,9 @@ def post(
         return 0
 
 
-def launcher(port: int, path: str, body: bytes, stop_at: float, interval: float | None, tally: Tally) -> None:
+def launcher(
+    port: int, path: str, body: bytes, began: float, stop_at: float, interval: float | None, tally: Tally
+) -> None:
     """One client: launches over its own keep-alive connection until `stop_at`, every `interval`
     seconds from a random phase (open loop), or back to back when `interval` is None."""
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -89,8 +95,12 @@ def launcher(port: int, path: str, body: bytes, stop_at: float, interval: float 
             time.sleep(max(due - time.monotonic(), 0))
         else:
             due = time.monotonic()
+        sent = time.monotonic()
         status = post(connection, path, body, headers)
-        tally.latencies.append((time.monotonic() - due) * 1000)
+        answered = time.monotonic()
+        tally.latencies.append((answered - due) * 1000)
+        tally.answers.append((answered - sent) * 1000)
+        tally.due_at.append(due - began)
         if status != 202:
             tally.statuses[status] += 1
         if interval:
@@ -107,7 +117,7 @@ def load(service: Service, pid: int, body: dict, args: argparse.Namespace) -> tu
     began = time.monotonic()
     stop_at = began + args.seconds
     threads = [
-        threading.Thread(target=launcher, args=(service.port, path, encoded, stop_at, interval, tally))
+        threading.Thread(target=launcher, args=(service.port, path, encoded, began, stop_at, interval, tally))
         for tally in tallies
     ]
     for thread in threads:
@@ -117,8 +127,15 @@ def load(service: Service, pid: int, body: dict, args: argparse.Namespace) -> tu
     total = Tally()
     for tally in tallies:
         total.latencies += tally.latencies
+        total.answers += tally.answers
+        total.due_at += tally.due_at
         total.statuses += tally.statuses
     return total, time.monotonic() - began
+
+
+def figures(latencies: list[float]) -> str:
+    shares = ", ".join(f"p{share} {percentile(latencies, share):.0f}" for share in (50, 95, 99))
+    return f"{shares}, max {max(latencies):.0f}"
 
 
 def ended_jobs(service: Service, pid: int) -> int:
@@ -141,6 +158,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1.0, help="launches per second of each client")
     parser.add_argument("--closed", action="store_true", help="launch again as soon as the answer came")
     parser.add_argument("--hosts", type=int, default=3)
+    parser.add_argument(
+        "--timeline", type=float, metavar="SECONDS", help="also print p50/p99 for each stretch of this long"
+    )
     args = parser.parse_args()
 
     redis_url = os.environ.get("REDIS_URL")
@@ -184,8 +204,15 @@ def main() -> None:
     print(f"load average after:  {loads_after[0]:.2f} {loads_after[1]:.2f} {loads_after[2]:.2f}")
     print(f"launches    {len(latencies)} ({len(latencies) / seconds:.1f}/s); {ended} job instances ended")
     if latencies:
-        figures = ", ".join(f"p{share} {percentile(latencies, share):.0f}" for share in (50, 95, 99))
-        print(f"latency     {figures}, max {max(latencies):.0f} ms")
+        print(f"latency     {figures(latencies)} ms (from the time each launch was due)")
+        print(f"answer      {figures(tally.answers)} ms (from the time each was sent)")
+    if latencies and args.timeline:
+        stretches: dict[int, list[float]] = {}
+        for due, latency in zip(tally.due_at, latencies, strict=True):
+            stretches.setdefault(int(due // args.timeline), []).append(latency)
+        for index, stretch in sorted(stretches.items()):
+            start = index * args.timeline
+            print(f"  {start:6.1f}-{start + args.timeline:<6.1f} s  {len(stretch):5d}  {figures(stretch)} ms")
     print(f"not 202     {dict(sorted(tally.statuses.items())) or 'none'}")
 
 
