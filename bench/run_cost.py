@@ -11,12 +11,12 @@ its own 127.x.y.z address). One script (``echo hello``) is compiled for N hosts 
 slice (``compile_script``), then run in turns, each round in the order below, with forks 50:
 
   plain        ansible-playbook on the compiled playbook and inventory, host keys not checked
-  plain niced  the same at the work horses' niceness (OPSFLOW_WORKER_NICE's default), beside the sshd
-               sessions serving the hosts at their own
   known hosts  + the service's host key checking: accept-new against the project's known_hosts file
                (filled by a first run, as after a project's first run)
   callback     + the Opsflow callback plugin, pushing the run's events to Redis
   launcher     + the runs' ansible-playbook (plugins/launcher: Ansible's definition files from copies)
+  niced        + the work horses' niceness (OPSFLOW_WORKER_NICE's default), which the launcher gives the
+               run's session and each fork's: behind the sshd sessions serving the hosts, at their own
   runner       the service's own Runner, as a work horse calls it: ansible-runner with its display
                callback, the run's watchdog, the key file, the sandbox (bubblewrap, when it can run)
   unsandboxed  the same Runner without the sandbox
@@ -48,7 +48,7 @@ from tests.sshd import SshLab
 
 FORKS = 50
 STREAM = "opsflow:bench:run-cost"
-VARIANTS = ("plain", "plain niced", "known hosts", "callback", "launcher", "runner", "unsandboxed")
+VARIANTS = ("plain", "known hosts", "callback", "launcher", "niced", "runner", "unsandboxed")
 
 
 @dataclasses.dataclass
@@ -160,8 +160,9 @@ class Bench:
             runner = self.runners[variant]
             return measured(lambda: runner.run(self.request).status == RunStatus.SUCCESS)
         control_dir = Path(tempfile.mkdtemp(prefix="opsflow-cp-", dir="/tmp"))
-        command = ["ansible-playbook" if variant == "launcher" else self.ansible_playbook]
-        if variant == "plain niced":
+        step = VARIANTS.index(variant)
+        command = ["ansible-playbook" if step >= VARIANTS.index("launcher") else self.ansible_playbook]
+        if variant == "niced":
             command = ["nice", "-n", str(self.settings.worker_nice), *command]
         env = self.environment(variant, control_dir)
         log = self.workdir / f"run-{self.runs:03d}.log"
