@@ -41,8 +41,15 @@ return due
 
 def add(client: Redis, task_id: int, due: datetime) -> None:
     """Wake the task at `due`, or earlier if it is already due earlier."""
+    add_all(client, {task_id: due})
+
+
+def add_all(client: Redis, dues: dict[int, datetime]) -> None:
+    """Wake each task at its due time, or earlier if it is already due earlier; one round trip."""
+    if not dues:
+        return
     pipe = client.pipeline()
-    pipe.zadd(KEY, {str(task_id): due.timestamp()}, lt=True)
+    pipe.zadd(KEY, {str(task_id): due.timestamp() for task_id, due in dues.items()}, lt=True)
     pipe.lpush(NUDGE_KEY, 1)
     pipe.ltrim(NUDGE_KEY, 0, 0)
     pipe.execute()
@@ -71,8 +78,7 @@ def readd(client: Redis) -> int:
         .group_by(NodeState.task_id)
     ).all()
     db.session.rollback()
-    for task_id, due in rows:
-        add(client, task_id, due)
+    add_all(client, dict(rows))
     return len(rows)
 
 

@@ -3,9 +3,9 @@
 A work horse adds OPSFLOW_WORKER_NICE to its niceness so that its runs take the CPU only when the API,
 the ingester and the engines leave it. But where Linux schedules by session (autogroup, on by default),
 niceness only orders processes within their session, and sessions share the CPU evenly: each run starts
-in a session of its own (its pseudo-terminal), so two runs took two thirds of two cores from the API,
-whatever their niceness; and Ansible starts each of its forks in a session of its own too. Giving the
-run's session, and each fork's, the run's niceness puts the run back behind the service.
+in a session of its own (its pseudo-terminal), and Ansible starts each of its forks in another, so every
+one of them took as much of the CPU as the whole service, whatever its niceness. Giving the run's
+session, and each fork's, the run's niceness puts the run back behind the service.
 
 Imports nothing from the Opsflow service.
 """
