@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from app import heap
 from app.config import ROOT, Settings
 from app.execution.isolation import probe
 from app.execution.isolation import warning as isolation_warning
@@ -71,6 +72,7 @@ def worker(name: str | None) -> None:
     with app.app_context():
         prepare_work_horses()
         queue = Queue(settings.queue_name, connection=redis.client)
+        heap.freeze()
         while True:
             # RQ gives up when Redis goes away in the middle of its bookkeeping: start again once it is back.
             with contextlib.suppress(RedisError):
@@ -113,6 +115,7 @@ def ingest(name: str) -> None:
     stopping = stop_requested()
     with app.app_context():
         ingester = Ingester(redis.client, settings.event_stream, name)
+        heap.freeze()
 
         def every() -> None:
             record_ingester(redis.client, name, settings)
@@ -135,7 +138,9 @@ def scheduler() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     app = create_app()
-    Scheduler(app, app.config["OPSFLOW"]).run(stop_requested())
+    loop = Scheduler(app, app.config["OPSFLOW"])
+    heap.freeze()
+    loop.run(stop_requested())
 
 
 def stop_requested() -> Callable[[], bool]:
@@ -163,6 +168,7 @@ def engine(name: str | None) -> None:
 
     app = create_app()
     settings: Settings = app.config["OPSFLOW"]
+    heap.freeze()
     threading.Thread(target=drain, args=(app, settings.reaper_interval), daemon=True).start()
     with app.app_context():
         EngineWorker([Queue(QUEUE_NAME, connection=redis.client)], connection=redis.client, name=name).work()

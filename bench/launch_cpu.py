@@ -14,12 +14,15 @@ times, counts the statements and commits of one launch (each a round trip to the
 be shared: the others lost time to other processes): this process's CPU per launch, the wall time per
 launch, and, on a PostgreSQL server on this machine, the CPU its processes serving the benchmark's
 database took per launch. --limit is the project's limit of running job instances: by default every
-launch finds room; with 1, every launch after the first is held. Nothing passes or fails.
+launch finds room; with 1, every launch after the first is held. ``--profile FILE`` writes
+cProfile's statistics of the rounds (in CPU time, so a launch's waits for the database are left
+out; profiling slows each call several times over). Nothing passes or fails.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
 import time
 from pathlib import Path
@@ -57,6 +60,7 @@ def main() -> None:
     parser.add_argument("--launches", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--limit", type=int, default=1_000_000)
+    parser.add_argument("--profile", metavar="FILE", help="write cProfile's statistics of the rounds here")
     args = parser.parse_args()
 
     with emptied_redis("redis://127.0.0.1:6379/11") as redis_url:
@@ -92,16 +96,23 @@ def main() -> None:
             event.remove(engine, "before_cursor_execute", count)
             event.remove(engine, "commit", count)
 
+            profile = cProfile.Profile(time.process_time) if args.profile else None
             best = None
             for _ in range(args.rounds):
                 server_before = server_cpu_seconds(app) if postgres else 0.0
                 cpu_before, wall_before = time.process_time(), time.perf_counter()
+                if profile:
+                    profile.enable()
                 for _ in range(args.launches):
                     launch()
+                if profile:
+                    profile.disable()
                 cpu, wall = time.process_time() - cpu_before, time.perf_counter() - wall_before
                 server = server_cpu_seconds(app) - server_before if postgres else 0.0
                 if best is None or cpu < best[0]:
                     best = (cpu, wall, server)
+    if profile:
+        profile.dump_stats(args.profile)
     cpu, wall, server = (seconds * 1000 / args.launches for seconds in best)
     print(f"database: {engine.dialect.name}; {args.hosts} hosts, project limit {args.limit}")
     print(machine())
