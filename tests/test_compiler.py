@@ -36,7 +36,7 @@ def test_user_content_is_tagged_unsafe_everywhere():
     playbook = load(to_ansible(compiled.playbook))
     inventory = load(to_ansible(compiled.inventory))
     task = playbook[0]["tasks"][0]
-    assert task["vars"]["opsflow_commands"]["ssh"][0] == "UNSAFE"
+    assert task["raw"][0] == "UNSAFE"
     host = inventory["all"]["children"]["opsflow_ssh"]["hosts"]["web1"]
     assert host["motd"] == ("UNSAFE", INJECTION)
     assert host["ansible_host"] == ("UNSAFE", "10.0.0.1")
@@ -83,7 +83,7 @@ def test_windows_hosts_get_powershell():
         [Target("w", "10.0.0.9", connection="winrm")],
         Account("Administrator"),
     )
-    command = compiled.playbook[0]["tasks"][0]["vars"]["opsflow_commands"]["winrm"]
+    command = compiled.playbook[0]["tasks"][0]["raw"]
     assert "FromBase64String" in command and "'it''s'" in command
 
 
@@ -92,6 +92,27 @@ def test_large_script_goes_through_the_script_module():
     compiled = compile_script(ScriptStep("bash", content, ["a b"]), [Target("a", "10.0.0.1")], Account("u"))
     task = compiled.playbook[0]["tasks"][0]
     assert "script" in task and "raw" not in task
-    assert task["script"]["cmd"] == "{{ opsflow_scripts[ansible_connection].cmd }}"
-    assert task["vars"]["opsflow_scripts"] == {"ssh": {"cmd": "script.sh 'a b'", "executable": "bash"}}
+    assert task["script"] == {"cmd": "script.sh 'a b'", "executable": "bash"}
+    assert "vars" not in task
     assert compiled.files == {"script.sh": content.encode()}
+
+
+def test_hosts_of_one_connection_get_their_command_as_it_is():
+    """No template for Ansible's forks to compile: the command is the task's literal argument."""
+    step = ScriptStep("shell", "echo {{ hi }}")
+    [task] = compile_script(step, [Target("a", "10.0.0.1"), Target("b", "10.0.0.2")], None).playbook[0][
+        "tasks"
+    ]
+    assert task == {"name": "run script", "raw": posix_command(step, over_ssh=True)}
+    assert type(task["raw"]).__name__ == "Unsafe"
+
+
+def test_a_large_script_on_hosts_of_two_connections_picks_its_arguments_by_connection():
+    content = "echo x\n" + "#" * RAW_COMMAND_MAX_BYTES
+    targets = [Target("a", "10.0.0.1"), Target("b", "127.0.0.1", connection="local")]
+    task = compile_script(ScriptStep("bash", content), targets, None).playbook[0]["tasks"][0]
+    assert task["script"]["cmd"] == "{{ opsflow_scripts[ansible_connection].cmd }}"
+    assert task["vars"]["opsflow_scripts"] == {
+        "ssh": {"cmd": "script.sh", "executable": "bash"},
+        "local": {"cmd": "script.sh", "executable": "bash"},
+    }

@@ -142,8 +142,8 @@ def test_every_value_reaches_ansible_as_the_same_characters_and_unsafe(value, tm
     assert seen["nested"]["list"] == [value, 1, True, None]
     assert seen["nested"]["map"] == {value: value}
     assert seen["ansible_user"] == "deploy" and seen["ansible_become"] is True
-    commands = ansible_reads(tmp_path / "main.yml", to_ansible(compiled[0].playbook))[0]["tasks"][0]["vars"]
-    assert commands["opsflow_commands"]["ssh"] == posix_command(step, over_ssh=True)
+    task = ansible_reads(tmp_path / "main.yml", to_ansible(compiled[0].playbook))[0]["tasks"][0]
+    assert task["raw"] == posix_command(step, over_ssh=True) and not is_trusted_as_template(task["raw"])
 
 
 def test_a_transfer_glob_is_the_pattern_ansible_gets(tmp_path):

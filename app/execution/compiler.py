@@ -184,10 +184,12 @@ def script_task(
     """The one task that runs the script on hosts of every connection: `raw` when each command fits
     one command line, else `script`.
 
-    Each connection's command is a task variable marked unsafe, picked by the host's
-    `ansible_connection`, so one play reaches every host: Ansible ends a playbook after a play in
-    which every host failed, and the hosts of a later play would never run.
-    With `per_host`, each host also exports its own variables (its `opsflow_environment` host
+    Where the hosts have more than one connection, each connection's command is a task variable
+    marked unsafe, picked by the host's `ansible_connection`, so one play reaches every host: Ansible
+    ends a playbook after a play in which every host failed, and the hosts of a later play would never
+    run. Where they share one (the usual slice), the command is the task's own literal argument: a
+    template costs each of Ansible's forks its compilation, a third more of a fork's CPU for a short
+    script. With `per_host`, each host also exports its own variables (its `opsflow_environment` host
     variable), joined to the command by a template that only names variables, so none is evaluated.
     """
     commands = {
@@ -197,6 +199,8 @@ def script_task(
         for connection in connections
     }
     if max(len(command.encode()) for command in commands.values()) <= RAW_COMMAND_MAX_BYTES:
+        if len(commands) == 1 and not per_host:
+            return {"name": "run script", "raw": unsafe(next(iter(commands.values())))}
         exports = "{{ opsflow_environment }}" if per_host else ""
         return {
             "name": "run script",
@@ -204,14 +208,15 @@ def script_task(
             "vars": {"opsflow_commands": unsafe(commands)},
         }
     scripts = {str(connection): script_file(step, connection, files) for connection in connections}
-    task: dict[str, Any] = {
-        "name": "run script",
-        "script": {
+    task: dict[str, Any] = {"name": "run script"}
+    if len(scripts) == 1:
+        task["script"] = unsafe(next(iter(scripts.values())))
+    else:
+        task["script"] = {
             "cmd": "{{ opsflow_scripts[ansible_connection].cmd }}",
             "executable": "{{ opsflow_scripts[ansible_connection].executable | default(omit) }}",
-        },
-        "vars": {"opsflow_scripts": unsafe(scripts)},
-    }
+        }
+        task["vars"] = {"opsflow_scripts": unsafe(scripts)}
     if step.environment or per_host:
         task["environment"] = "{{ opsflow_environment_vars }}" if per_host else unsafe(step.environment)
     return task
