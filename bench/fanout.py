@@ -35,6 +35,14 @@ speed of the moment). ``--trace`` adds, per slice, the RQ job's timestamps and t
 ansible-runner's artifacts (``command`` just before ansible-playbook starts, ``rc`` just after it exits);
 it sets OPSFLOW_KEEP_RUN_DIRS=1 for that, so run dirs are kept, not removed.
 
+``--accounting DIR`` (root, with Debian's ``acct``) turns Linux process accounting on around each
+timed run, into a file of its own in DIR: until plain's ControlPersist masters are closed, and until
+the service's job is seen ended, each then 1 s more for the processes ending to be written. It prints
+each run's commands by CPU (ansible-playbook's forks, ssh, the sshd sessions serving the hosts, the
+sandbox, a work horse...) and, in the summary, each command's median CPU on both sides: the CPU one
+side's run took more than the other's, by what took it. The long-lived processes of the service are
+not in it (they do not end); they are in its "beside the run" figure.
+
 The service caps forks at OPSFLOW_FORKS_MAX (default 50); with ``--forks`` above that, the
 benchmark raises the cap for its service so both sides really run with the same forks.
 """
@@ -67,6 +75,7 @@ import psutil
 
 from app.config import ROOT, Settings, embedded_redis_urls
 from app.execution.compiler import ScriptStep, Unsafe, posix_command, to_ansible
+from bench import accounting
 from bench.app import machine_cpu_now
 from tests.sshd import SshLab
 
@@ -429,6 +438,35 @@ def close_masters(control_dir: Path) -> None:
     psutil.wait_procs(masters, timeout=5)
 
 
+@contextlib.contextmanager
+def recorded_if(directory: Path | None, name: str):
+    """Process accounting into DIR/name.pacct around the block when DIR is given; yields its path or
+    None. After the block, 1 s more, for what the run left ending to be written."""
+    if directory is None:
+        yield None
+        return
+    with accounting.recorded(directory / f"{name}.pacct") as path:
+        yield path
+        time.sleep(1.0)
+
+
+def show_accounting(path: Path) -> dict[str, accounting.Command]:
+    commands = accounting.by_command(path)
+    top = sorted(commands.items(), key=lambda item: -item[1].cpu)[:8]
+    total = sum(command.cpu for command in commands.values())
+    listed = ", ".join(f"{name} {command.processes}x {command.cpu:.2f}s" for name, command in top)
+    print(f"        accounted {total:.2f}s in ended processes: {listed}", flush=True)
+    return commands
+
+
+def median_cpu(runs: list[dict[str, accounting.Command]], name: str) -> float:
+    return statistics.median(run[name].cpu if name in run else 0.0 for run in runs)
+
+
+def median_count(runs: list[dict[str, accounting.Command]], name: str) -> int:
+    return int(statistics.median(run[name].processes if name in run else 0 for run in runs))
+
+
 def aware(moment: datetime) -> datetime:
     """RQ's datetimes are UTC, with or without a zone depending on the version."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
@@ -508,17 +546,28 @@ def main() -> None:
         "--repeat", type=int, default=2, help="timed runs per side and host count (default 2)"
     )
     parser.add_argument(
+        "--accounting",
+        metavar="DIR",
+        type=Path,
+        help="process accounting around each timed run, into files in DIR (root; Debian's acct)",
+    )
+    parser.add_argument(
         "--trace",
         action="store_true",
         help="also print per-slice RQ and ansible-runner timestamps (sets OPSFLOW_KEEP_RUN_DIRS=1)",
     )
     options = parser.parse_args()
+    if options.accounting:
+        if not accounting.available():
+            parser.error("--accounting needs accton (apt-get install acct) and root")
+        options.accounting.mkdir(parents=True, exist_ok=True)
     counts = options.hosts or [100, 500]
     slice_size = options.slice_size or int(os.environ.get("OPSFLOW_SLICE_SIZE") or DEFAULT_SLICE_SIZE)
     load = os.getloadavg()
     info = machine()
 
     rows = []
+    accounted: dict[int, tuple[list, list]] = {}
     with tempfile.TemporaryDirectory(prefix="opsflow-fanout-") as tmp, SshLab(Path(tmp) / "lab") as lab:
         plain = Plain(lab, Path(tmp) / "plain")
         service = Service(Path(tmp), options.slice_size, options.forks, options.trace)
@@ -544,7 +593,8 @@ def main() -> None:
                 print(f"\n== {hosts} hosts ==", flush=True)
                 plains, services = [], []
                 for attempt in range(1, options.repeat + 1):
-                    seconds, rc, log, closing, cpu, machine_cpu = plain.run(hosts, options.forks)
+                    with recorded_if(options.accounting, f"plain-{hosts}-{attempt}") as record:
+                        seconds, rc, log, closing, cpu, machine_cpu = plain.run(hosts, options.forks)
                     plains.append(seconds)
                     print(
                         f"  plain   #{attempt}: {seconds:6.2f}s  rc={rc}  cpu {cpu:.2f}s"
@@ -552,9 +602,14 @@ def main() -> None:
                         f"{closing:.2f}s, not timed, to close its ControlPersist masters; log {log})",
                         flush=True,
                     )
-                    run = service.run(pid, hids, aid, options.forks)
+                    if record:
+                        accounted.setdefault(hosts, ([], []))[0].append(show_accounting(record))
+                    with recorded_if(options.accounting, f"service-{hosts}-{attempt}") as record:
+                        run = service.run(pid, hids, aid, options.forks)
                     services.append(run)
                     print(f"  service #{attempt}: {describe(run, hosts)}", flush=True)
+                    if record:
+                        accounted[hosts][1].append(show_accounting(record))
                 rows.append((hosts, len(services[0].slices), plains, [run.seconds for run in services]))
         finally:
             service.stop()
@@ -576,6 +631,18 @@ def main() -> None:
             f"{best_service:>9.2f} {best_service / best_plain:>6.2f}"
             f" {statistics.median(s / p for p, s in zip(plains, services, strict=True)):>10.2f}   {raw}"
         )
+    for hosts, (plain_runs, service_runs) in accounted.items():
+        print(f"\nprocess accounting at {hosts} hosts, median CPU s per run: plain / service (processes)")
+        for name in sorted(
+            {name for run in plain_runs + service_runs for name in run},
+            key=lambda name: -max(median_cpu(plain_runs, name), median_cpu(service_runs, name)),
+        ):
+            plain_cpu, service_cpu = median_cpu(plain_runs, name), median_cpu(service_runs, name)
+            if max(plain_cpu, service_cpu) >= 0.05:
+                print(
+                    f"  {name:<16} {plain_cpu:7.2f} / {service_cpu:7.2f}  {service_cpu - plain_cpu:+7.2f}"
+                    f"   ({median_count(plain_runs, name)} / {median_count(service_runs, name)})"
+                )
 
 
 if __name__ == "__main__":

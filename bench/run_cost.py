@@ -25,7 +25,10 @@ Each run's wall time and the CPU the whole machine took meanwhile (from /proc/st
 ssh and its masters, the sshd sessions serving the hosts, and the Runner reading the run's output in
 this process, as the work horse does); run it on a machine with nothing else running. ssh's
 ControlPersist masters are ended after each run, outside the timing. It prints each variant's runs and
-their medians against plain's. Nothing passes or fails.
+their medians against plain's. ``--accounting DIR`` (root, with Debian's ``acct``) records each run with
+Linux process accounting into a file of its own in DIR and prints the CPU of ansible-playbook's main
+process, of its forks, of ssh and of the sshd sessions, per run and as medians: which of the run's
+processes a part makes dearer. Nothing passes or fails.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench import accounting
 from bench.app import emptied_redis, machine, machine_cpu_now
 from bench.fanout import SCRIPT, SSH_ARGS, close_masters
 from tests.sshd import SshLab
@@ -51,11 +55,16 @@ STREAM = "opsflow:bench:run-cost"
 VARIANTS = ("plain", "known hosts", "callback", "launcher", "niced", "runner", "unsandboxed")
 
 
+ACCOUNTED = ("main", "forks", "ssh", "sshd")
+
+
 @dataclasses.dataclass
 class Measure:
     seconds: float
     machine_cpu: float
     ok: bool
+    # CPU seconds of ACCOUNTED, from process accounting
+    accounted: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def measured(run: Callable[[], bool]) -> Measure:
@@ -64,6 +73,17 @@ def measured(run: Callable[[], bool]) -> Measure:
     ok = run()
     seconds = time.monotonic() - start
     return Measure(seconds, machine_cpu_now() - machine_cpu, ok)
+
+
+def accounted(path: Path) -> dict[str, float]:
+    main, forks = accounting.ansible_playbook(path)
+    commands = accounting.by_command(path)
+    return {
+        "main": main.cpu if main else 0.0,
+        "forks": forks.cpu,
+        "ssh": commands["ssh"].cpu if "ssh" in commands else 0.0,
+        "sshd": sum(command.cpu for name, command in commands.items() if name.startswith("sshd")),
+    }
 
 
 class Bench:
@@ -190,7 +210,17 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", action="append", choices=VARIANTS, help="variants to run (repeatable)")
+    parser.add_argument(
+        "--accounting",
+        metavar="DIR",
+        type=Path,
+        help="process accounting of each run, into files in DIR (root; Debian's acct)",
+    )
     options = parser.parse_args()
+    if options.accounting:
+        if not accounting.available():
+            parser.error("--accounting needs accton (apt-get install acct) and root")
+        options.accounting.mkdir(parents=True, exist_ok=True)
     variants = [variant for variant in VARIANTS if not options.only or variant in options.only]
     if "plain" not in variants:
         variants.insert(0, "plain")
@@ -209,11 +239,21 @@ def main() -> None:
         bench.run("plain")
         for round_number in range(1, options.rounds + 1):
             for variant in variants:
-                measure = bench.run(variant)
+                if options.accounting:
+                    name = f"{variant.replace(' ', '-')}-{round_number}.pacct"
+                    with accounting.recorded(options.accounting / name) as path:
+                        measure = bench.run(variant)
+                        # What the run left ending (its ssh masters' sshd sessions) is written too.
+                        time.sleep(1.0)
+                    measure.accounted = accounted(path)
+                else:
+                    measure = bench.run(variant)
                 results[variant].append(measure)
+                split = ", ".join(f"{name} {cpu:.2f}" for name, cpu in measure.accounted.items())
                 print(
                     f"  round {round_number} {variant:<12} {measure.seconds:6.2f} s"
                     f"  machine cpu {measure.machine_cpu:6.2f} s"
+                    f"{f'  accounted cpu s: {split}' if split else ''}"
                     f"{'' if measure.ok else '  FAILED'}",
                     flush=True,
                 )
@@ -233,6 +273,11 @@ def main() -> None:
             f"{variant:<12} {seconds:>8.2f} {seconds / plain_seconds:>6.3f} {cpu:>13.2f}"
             f" {cpu / plain_cpu:>6.3f}   {runs}"
         )
+    if options.accounting:
+        print(f"\nmedian accounted CPU s: {'variant':<12} " + " ".join(f"{name:>7}" for name in ACCOUNTED))
+        for variant, measures in results.items():
+            medians = (statistics.median(m.accounted[name] for m in measures) for name in ACCOUNTED)
+            print(f"{'':23}{variant:<12} " + " ".join(f"{cpu:7.2f}" for cpu in medians))
 
 
 if __name__ == "__main__":
