@@ -114,6 +114,21 @@ def host_key_checking(value: str | None) -> str:
     return value
 
 
+# OpenSSH's algorithm list syntax: names, comma-separated, the list optionally led by +, - or ^.
+_KEX_ALGORITHMS = re.compile(r"[+^-]?[A-Za-z0-9@._-]+(,[A-Za-z0-9@._-]+)*")
+
+
+def kex_algorithms(value: str | None) -> str:
+    """OPSFLOW_SSH_KEX_ALGORITHMS: ssh's KexAlgorithms for every run, or "" for OpenSSH's own."""
+    value = (value or "").strip()
+    if value and not _KEX_ALGORITHMS.fullmatch(value):
+        raise ValueError(
+            "OPSFLOW_SSH_KEX_ALGORITHMS must be key exchange algorithm names separated by commas, "
+            "as ssh's KexAlgorithms takes them"
+        )
+    return value
+
+
 def database_url(configured: str | None, data_dir: Path) -> str:
     """The SQLAlchemy URL: PostgreSQL URLs use psycopg 3; none means SQLite under the data dir."""
     if not configured:
@@ -170,6 +185,9 @@ class Settings:
     # "accept-new" records a host's first key in its project's known_hosts and refuses a changed one;
     # "strict" refuses keys not recorded yet; "off" checks nothing.
     ssh_host_key_checking: str = HOST_KEY_ACCEPT_NEW
+    # ssh's KexAlgorithms for runs; "" leaves OpenSSH's choice (a post-quantum hybrid, whose key
+    # exchange is most of ssh's CPU per host on the controller).
+    ssh_kex_algorithms: str = ""
     # Runs are sandboxed with this bubblewrap executable; where it cannot run, local hosts and
     # playbook steps are refused unless unisolated runs are allowed explicitly.
     isolation_executable: str = "bwrap"
@@ -261,6 +279,7 @@ class Settings:
             git_allow_file=_bool("OPSFLOW_GIT_ALLOW_FILE", False),
             galaxy_server=os.environ.get("OPSFLOW_GALAXY_SERVER") or None,
             ssh_host_key_checking=host_key_checking(os.environ.get("OPSFLOW_SSH_HOST_KEY_CHECKING")),
+            ssh_kex_algorithms=kex_algorithms(os.environ.get("OPSFLOW_SSH_KEX_ALGORITHMS")),
             isolation_executable=os.environ.get("OPSFLOW_ISOLATION_EXECUTABLE") or "bwrap",
             allow_unisolated=_bool("OPSFLOW_ALLOW_UNISOLATED", False),
             heartbeat_ttl=_int("OPSFLOW_HEARTBEAT_TTL", 30),

@@ -73,7 +73,7 @@ from typing import Any
 
 import psutil
 
-from app.config import ROOT, Settings, embedded_redis_urls
+from app.config import ROOT, Settings, embedded_redis_urls, kex_algorithms
 from app.execution.compiler import ScriptStep, Unsafe, posix_command, to_ansible
 from bench import accounting
 from bench.app import machine_cpu_now
@@ -84,10 +84,13 @@ FINAL = {"success", "failed", "timeout", "terminated", "abnormal"}
 # machine), and the service's time ends at the job's own ended_at whenever the poll sees it: seldom.
 POLL_SECONDS = 2.0
 SCRIPT = "echo hello"
+# The service's ssh arguments, with its key exchange setting: the service started here reads the
+# same environment.
+KEX_ALGORITHMS = kex_algorithms(os.environ.get("OPSFLOW_SSH_KEX_ALGORITHMS"))
 SSH_ARGS = (
     "-o ControlMaster=auto -o ControlPersist=60s -o ServerAliveInterval=15 "
     "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
-)
+) + (f" -o KexAlgorithms={KEX_ALGORITHMS}" if KEX_ALGORITHMS else "")
 SETUP_THREADS = 8
 # The service's first start makes the admin with this token (its data dir is the benchmark's own).
 ADMIN_TOKEN = "opf_bench-" + secrets.token_urlsafe(16)

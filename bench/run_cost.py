@@ -47,7 +47,7 @@ from pathlib import Path
 
 from bench import accounting
 from bench.app import emptied_redis, machine, machine_cpu_now
-from bench.fanout import SCRIPT, SSH_ARGS, close_masters
+from bench.fanout import KEX_ALGORITHMS, SCRIPT, SSH_ARGS, close_masters
 from tests.sshd import SshLab
 
 FORKS = 50
@@ -153,7 +153,7 @@ class Bench:
                 "-o ControlMaster=auto -o ControlPersist=60s -o ServerAliveInterval=15 -o LogLevel=ERROR"
                 f" -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={self.known_hosts}"
                 " -o HashKnownHosts=no -o UpdateHostKeys=no"
-            )
+            ) + (f" -o KexAlgorithms={KEX_ALGORITHMS}" if KEX_ALGORITHMS else "")
         if step >= VARIANTS.index("callback"):
             env.update(
                 ANSIBLE_CALLBACK_PLUGINS=str(CALLBACK_DIR),

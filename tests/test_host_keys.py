@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from app.config import host_key_checking
+from app.config import host_key_checking, kex_algorithms
 from app.execution.compiler import Account, ScriptStep, Target, compile_script
 from app.execution.ingest import host_status
 from app.execution.known_hosts import ProjectKnownHosts, fingerprint, keys_in, known_as, stamped, without
@@ -209,3 +209,25 @@ def test_strict_mode_refuses_an_unknown_host_and_accepts_a_recorded_one(strict_r
     known_hosts.path.write_text(f"[{lab.address(7)}]:{lab.port} {key_type} {key}\n")
     outcome, [event] = run_on_lab(strict_runner, lab, project_id)
     assert outcome == RunOutcome(RunStatus.SUCCESS) and event["stdout"].strip() == "hi", json.dumps(event)
+
+
+def test_the_key_exchange_setting_reaches_ssh(redis_url, tmp_path, lab):
+    with runner_for(redis_url, tmp_path / "fast", ssh_kex_algorithms="curve25519-sha256") as runner:
+        outcome, [event] = run_on_lab(runner, lab, random.randint(10**6, 10**7))
+    assert outcome == RunOutcome(RunStatus.SUCCESS) and event["stdout"].strip() == "hi", json.dumps(event)
+    # One the lab's sshd does not offer: the host cannot be reached, so ssh was given it (ssh's
+    # "no matching key exchange method" is below the runs' LogLevel=ERROR).
+    with runner_for(redis_url, tmp_path / "old", ssh_kex_algorithms="diffie-hellman-group14-sha1") as runner:
+        _, [event] = run_on_lab(runner, lab, random.randint(10**6, 10**7))
+    assert event["outcome"] == "unreachable", json.dumps(event)
+
+
+def test_the_key_exchange_setting_takes_algorithm_lists_only():
+    assert kex_algorithms(None) == kex_algorithms(" ") == ""
+    assert kex_algorithms("curve25519-sha256,sntrup761x25519-sha512@openssh.com") == (
+        "curve25519-sha256,sntrup761x25519-sha512@openssh.com"
+    )
+    assert kex_algorithms("^curve25519-sha256") == "^curve25519-sha256"
+    for wrong in ("curve25519-sha256 -o ProxyCommand=id", "a,,b", "a;id", "curve25519-sha256,"):
+        with pytest.raises(ValueError, match="OPSFLOW_SSH_KEX_ALGORITHMS"):
+            kex_algorithms(wrong)

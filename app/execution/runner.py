@@ -289,6 +289,8 @@ class Runner:
                 f" -o UserKnownHostsFile={shlex.quote(str(known_hosts))}"
                 " -o HashKnownHosts=no -o UpdateHostKeys=no"
             )
+        if settings.ssh_kex_algorithms:
+            ssh_args += f" -o KexAlgorithms={settings.ssh_kex_algorithms}"
         env = {
             **dict.fromkeys(SERVICE_ENVIRONMENT, ""),
             # The virtualenv as the sandbox mounts it: by its real path, though it be reached by a symlink.
