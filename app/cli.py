@@ -34,6 +34,11 @@ STOP_GRACE = 10.0
 @click.group()
 def cli() -> None:
     """Opsflow: Ansible behind one REST API."""
+    # A wrong setting is said in one line naming it, before any command starts anything.
+    try:
+        Settings.from_env()
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @cli.command()

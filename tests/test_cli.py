@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import http.client
+import os
 import socket
+import subprocess
+import sys
 import time
 
 import click
@@ -12,7 +15,7 @@ import psutil
 import pytest
 
 from app.cli import gunicorn_options, refuse_busy_port
-from app.config import Settings
+from app.config import ROOT, Settings
 from tests.running import RunningService, free_port
 
 
@@ -50,6 +53,22 @@ def test_a_listening_port_is_refused_with_what_to_do():
         port = listener.getsockname()[1]
         with pytest.raises(click.ClickException, match=f"cannot listen on 127.0.0.1:{port}.*set PORT"):
             refuse_busy_port("127.0.0.1", port)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("OPSFLOW_SSH_KEX_ALGORITHMS", "curve25519-sha256 -o ProxyCommand=id"), ("OPSFLOW_OVER_LIMIT", "maybe")],
+)
+def test_a_wrong_setting_stops_every_command_in_one_line_naming_it(tmp_path, name, value):
+    env = {**os.environ, "OPSFLOW_DATA_DIR": str(tmp_path / "data"), name: value}
+    for command in ("run", "worker", "migrate"):
+        done = subprocess.run(
+            [sys.executable, "-m", "app.cli", command], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 1
+        [line] = done.stderr.splitlines()
+        assert line.startswith(f"Error: {name} ")
+    assert not (tmp_path / "data").exists()
 
 
 def test_the_api_runs_the_processes_and_threads_set():
