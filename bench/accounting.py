@@ -1,17 +1,21 @@
 """Linux process accounting for benchmarks: the CPU of every process that ended while it was on.
 
 `recorded(path)` turns accounting on into a file of its own (``accton``, from Debian's ``acct``
-package; root only) and off again; `by_command(path)` reads that file back as processes and CPU
-seconds per command name. A process still running when accounting is turned off is not in the file.
-The kernel rounds each process's user and system time down to 10 ms, so a command of many short
-processes shows less than it took; two runs of the same shape lose alike.
+package; root only) and off again; `recorded_in(directory, name)` does it for a benchmark's
+``--accounting DIR`` (`add_option`, `prepare`), or nothing without one; `by_command(path)` reads
+a file back as processes and CPU seconds per command name. A process still running when accounting
+is turned off is not in the file. The kernel rounds each process's user and system time down to
+10 ms, so a command of many short processes shows less than it took; two runs of the same shape lose
+alike.
 """
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import struct
 import subprocess
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,9 +53,28 @@ class Command:
     def cpu(self) -> float:
         return self.user + self.system
 
+    def add(self, process: Process) -> None:
+        self.processes += 1
+        self.user += process.user
+        self.system += process.system
 
-def available() -> bool:
-    return shutil.which("accton") is not None
+
+def add_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--accounting",
+        metavar="DIR",
+        type=Path,
+        help="process accounting of each timed run, into files in DIR (root; Debian's acct)",
+    )
+
+
+def prepare(parser: argparse.ArgumentParser, directory: Path | None) -> None:
+    """Refuse --accounting where accton is missing; make its directory."""
+    if directory is None:
+        return
+    if shutil.which("accton") is None:
+        parser.error("--accounting needs accton (apt-get install acct) and root")
+    directory.mkdir(parents=True, exist_ok=True)
 
 
 @contextmanager
@@ -63,6 +86,18 @@ def recorded(path: Path) -> Iterator[Path]:
         yield path
     finally:
         subprocess.run(["accton", "off"], check=True, capture_output=True)
+
+
+@contextmanager
+def recorded_in(directory: Path | None, name: str) -> Iterator[Path | None]:
+    """Accounting into DIR/name.pacct around the block when DIR is given (yields its path, else None),
+    and 1 s more after it, for what the run left ending (ssh masters, sshd sessions) to be written."""
+    if directory is None:
+        yield None
+        return
+    with recorded(directory / f"{name}.pacct") as path:
+        yield path
+        time.sleep(1.0)
 
 
 def decoded(value: int) -> int:
@@ -91,10 +126,7 @@ def by_command(path: Path) -> dict[str, Command]:
     """Processes and CPU seconds per command name, from an accounting file."""
     commands: dict[str, Command] = {}
     for process in processes(path):
-        command = commands.setdefault(process.command, Command())
-        command.processes += 1
-        command.user += process.user
-        command.system += process.system
+        commands.setdefault(process.command, Command()).add(process)
     return commands
 
 
@@ -107,7 +139,5 @@ def ansible_playbook(path: Path) -> tuple[Process | None, Command]:
     forks = Command()
     for process in python:
         if main is not None and process.ppid == main.pid:
-            forks.processes += 1
-            forks.user += process.user
-            forks.system += process.system
+            forks.add(process)
     return main, forks

@@ -87,10 +87,11 @@ SCRIPT = "echo hello"
 # The service's ssh arguments, with its key exchange setting: the service started here reads the
 # same environment.
 KEX_ALGORITHMS = kex_algorithms(os.environ.get("OPSFLOW_SSH_KEX_ALGORITHMS"))
+KEX_ARGS = f" -o KexAlgorithms={KEX_ALGORITHMS}" if KEX_ALGORITHMS else ""
 SSH_ARGS = (
     "-o ControlMaster=auto -o ControlPersist=60s -o ServerAliveInterval=15 "
     "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
-) + (f" -o KexAlgorithms={KEX_ALGORITHMS}" if KEX_ALGORITHMS else "")
+) + KEX_ARGS
 SETUP_THREADS = 8
 # The service's first start makes the admin with this token (its data dir is the benchmark's own).
 ADMIN_TOKEN = "opf_bench-" + secrets.token_urlsafe(16)
@@ -441,18 +442,6 @@ def close_masters(control_dir: Path) -> None:
     psutil.wait_procs(masters, timeout=5)
 
 
-@contextlib.contextmanager
-def recorded_if(directory: Path | None, name: str):
-    """Process accounting into DIR/name.pacct around the block when DIR is given; yields its path or
-    None. After the block, 1 s more, for what the run left ending to be written."""
-    if directory is None:
-        yield None
-        return
-    with accounting.recorded(directory / f"{name}.pacct") as path:
-        yield path
-        time.sleep(1.0)
-
-
 def show_accounting(path: Path) -> dict[str, accounting.Command]:
     commands = accounting.by_command(path)
     top = sorted(commands.items(), key=lambda item: -item[1].cpu)[:8]
@@ -548,28 +537,21 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=2, help="timed runs per side and host count (default 2)"
     )
-    parser.add_argument(
-        "--accounting",
-        metavar="DIR",
-        type=Path,
-        help="process accounting around each timed run, into files in DIR (root; Debian's acct)",
-    )
+    accounting.add_option(parser)
     parser.add_argument(
         "--trace",
         action="store_true",
         help="also print per-slice RQ and ansible-runner timestamps (sets OPSFLOW_KEEP_RUN_DIRS=1)",
     )
     options = parser.parse_args()
-    if options.accounting:
-        if not accounting.available():
-            parser.error("--accounting needs accton (apt-get install acct) and root")
-        options.accounting.mkdir(parents=True, exist_ok=True)
+    accounting.prepare(parser, options.accounting)
     counts = options.hosts or [100, 500]
     slice_size = options.slice_size or int(os.environ.get("OPSFLOW_SLICE_SIZE") or DEFAULT_SLICE_SIZE)
     load = os.getloadavg()
     info = machine()
 
     rows = []
+    # Per host count: each plain run's and each service run's commands, from process accounting.
     accounted: dict[int, tuple[list, list]] = {}
     with tempfile.TemporaryDirectory(prefix="opsflow-fanout-") as tmp, SshLab(Path(tmp) / "lab") as lab:
         plain = Plain(lab, Path(tmp) / "plain")
@@ -595,8 +577,9 @@ def main() -> None:
                 pid, hids, aid = service.setup_project(f"fanout-{hosts}", lab, hosts)
                 print(f"\n== {hosts} hosts ==", flush=True)
                 plains, services = [], []
+                plain_commands, service_commands = [], []
                 for attempt in range(1, options.repeat + 1):
-                    with recorded_if(options.accounting, f"plain-{hosts}-{attempt}") as record:
+                    with accounting.recorded_in(options.accounting, f"plain-{hosts}-{attempt}") as record:
                         seconds, rc, log, closing, cpu, machine_cpu = plain.run(hosts, options.forks)
                     plains.append(seconds)
                     print(
@@ -606,13 +589,15 @@ def main() -> None:
                         flush=True,
                     )
                     if record:
-                        accounted.setdefault(hosts, ([], []))[0].append(show_accounting(record))
-                    with recorded_if(options.accounting, f"service-{hosts}-{attempt}") as record:
+                        plain_commands.append(show_accounting(record))
+                    with accounting.recorded_in(options.accounting, f"service-{hosts}-{attempt}") as record:
                         run = service.run(pid, hids, aid, options.forks)
                     services.append(run)
                     print(f"  service #{attempt}: {describe(run, hosts)}", flush=True)
                     if record:
-                        accounted[hosts][1].append(show_accounting(record))
+                        service_commands.append(show_accounting(record))
+                if options.accounting:
+                    accounted[hosts] = (plain_commands, service_commands)
                 rows.append((hosts, len(services[0].slices), plains, [run.seconds for run in services]))
         finally:
             service.stop()

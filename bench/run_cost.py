@@ -47,7 +47,7 @@ from pathlib import Path
 
 from bench import accounting
 from bench.app import emptied_redis, machine, machine_cpu_now
-from bench.fanout import KEX_ALGORITHMS, SCRIPT, SSH_ARGS, close_masters
+from bench.fanout import KEX_ARGS, SCRIPT, SSH_ARGS, close_masters
 from tests.sshd import SshLab
 
 FORKS = 50
@@ -153,7 +153,7 @@ class Bench:
                 "-o ControlMaster=auto -o ControlPersist=60s -o ServerAliveInterval=15 -o LogLevel=ERROR"
                 f" -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={self.known_hosts}"
                 " -o HashKnownHosts=no -o UpdateHostKeys=no"
-            ) + (f" -o KexAlgorithms={KEX_ALGORITHMS}" if KEX_ALGORITHMS else "")
+            ) + KEX_ARGS
         if step >= VARIANTS.index("callback"):
             env.update(
                 ANSIBLE_CALLBACK_PLUGINS=str(CALLBACK_DIR),
@@ -210,17 +210,9 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", action="append", choices=VARIANTS, help="variants to run (repeatable)")
-    parser.add_argument(
-        "--accounting",
-        metavar="DIR",
-        type=Path,
-        help="process accounting of each run, into files in DIR (root; Debian's acct)",
-    )
+    accounting.add_option(parser)
     options = parser.parse_args()
-    if options.accounting:
-        if not accounting.available():
-            parser.error("--accounting needs accton (apt-get install acct) and root")
-        options.accounting.mkdir(parents=True, exist_ok=True)
+    accounting.prepare(parser, options.accounting)
     variants = [variant for variant in VARIANTS if not options.only or variant in options.only]
     if "plain" not in variants:
         variants.insert(0, "plain")
@@ -239,15 +231,11 @@ def main() -> None:
         bench.run("plain")
         for round_number in range(1, options.rounds + 1):
             for variant in variants:
-                if options.accounting:
-                    name = f"{variant.replace(' ', '-')}-{round_number}.pacct"
-                    with accounting.recorded(options.accounting / name) as path:
-                        measure = bench.run(variant)
-                        # What the run left ending (its ssh masters' sshd sessions) is written too.
-                        time.sleep(1.0)
-                    measure.accounted = accounted(path)
-                else:
+                name = f"{variant.replace(' ', '-')}-{round_number}"
+                with accounting.recorded_in(options.accounting, name) as path:
                     measure = bench.run(variant)
+                if path:
+                    measure.accounted = accounted(path)
                 results[variant].append(measure)
                 split = ", ".join(f"{name} {cpu:.2f}" for name, cpu in measure.accounted.items())
                 print(
