@@ -11,7 +11,7 @@ It starts the whole service as `make run` does (``python -m app.cli run``, its d
 temporary data dir, a free port; with DATABASE_URL set, a fresh database on that server, dropped
 afterwards; with REDIS_URL set, that Redis database, emptied before and after). It creates a project
 with --hosts hosts on the local connection, then --clients threads, each with its own keep-alive HTTP
-connection, launch ``echo hi`` on those hosts (POST /script-executions) for --seconds seconds:
+connection, launch ``echo hi`` (or --script) on those hosts (POST /script-executions) for --seconds seconds:
 
   open loop  (default) each client launches --rate times per second at fixed times (a random phase
              per client); latency counts from the time a launch was due, so waiting behind a slow
@@ -42,6 +42,7 @@ from pathlib import Path
 from bench.app import drop_postgres, fresh_postgres, machine, percentile
 from bench.fanout import ADMIN_TOKEN, FINAL, Service
 
+# What each launch runs; --script "sleep 100" keeps the workers' runs off the CPU (the API's share alone).
 SCRIPT = "echo hi"
 # A launch left unanswered this long counts as failed (status 0) rather than stalling the run.
 ANSWER_TIMEOUT_SECONDS = 60
@@ -158,6 +159,10 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1.0, help="launches per second of each client")
     parser.add_argument("--closed", action="store_true", help="launch again as soon as the answer came")
     parser.add_argument("--hosts", type=int, default=3)
+    parser.add_argument("--script", default=SCRIPT, help=f"what each launch runs (default: {SCRIPT})")
+    parser.add_argument(
+        "--project-limit", type=int, help="the project's running limit (default: the service's setting)"
+    )
     parser.add_argument(
         "--timeline", type=float, metavar="SECONDS", help="also print p50/p99 for each stretch of this long"
     )
@@ -174,6 +179,8 @@ def main() -> None:
     service = Service(Path(tempfile.mkdtemp(prefix="opsflow-bench-load-")), None, 0)
     # The service as `make run` starts it: each project's limit of running jobs as configured.
     service.env.pop("OPSFLOW_PROJECT_RUNNING_LIMIT")
+    if args.project_limit is not None:
+        service.env["OPSFLOW_PROJECT_RUNNING_LIMIT"] = str(args.project_limit)
     try:
         service.start()
         pid = service.api.post("/projects", {"name": "load"})["id"]
@@ -183,7 +190,7 @@ def main() -> None:
             )["id"]
             for n in range(args.hosts)
         ]
-        body = {"script": {"content": SCRIPT, "language": "shell"}, "targets": {"hosts": hosts}}
+        body = {"script": {"content": args.script, "language": "shell"}, "targets": {"hosts": hosts}}
         loads_before = os.getloadavg()
         tally, seconds = load(service, pid, body, args)
         loads_after = os.getloadavg()
