@@ -201,6 +201,18 @@ def test_runs_are_nicer_than_the_service(service, project):
         assert session[0].endswith(f" nice {expected}"), session
 
 
+def test_a_run_prints_through_ansibles_own_display_callback(service, project):
+    """ansible-runner's display callback encoded every event into the run's output, which the work horse
+    read and decoded while Ansible waited on the pseudo-terminal; the run's events come from the
+    service's callback plugin."""
+    host = add_local_host(service, project)
+    job = run_script(service, project, [host], 'echo "$ANSIBLE_STDOUT_CALLBACK"')
+    done = service.wait_job(project["id"], job["id"])
+    [result] = service.host_results(project["id"], job["id"])
+    assert done["status"] == "success", result
+    assert result["stdout"] == "default\n"
+
+
 def test_a_launch_makes_few_round_trips_to_the_database(service, project, account, lab):
     """Each statement is a round trip a launch waits for: under load, its latency is their sum."""
     hosts = add_hosts(service, project, lab, 3)

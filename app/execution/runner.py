@@ -57,8 +57,9 @@ LAUNCHER_DIR = ROOT / "plugins" / "launcher"
 DEFINITIONS_SCRIPT = LAUNCHER_DIR / "opsflow_definitions.py"
 # A service user whose home is / has no home to hide.
 ROOT_DIR = Path("/")
-# The one ansible-runner event kept on disk: without it, ansible-playbook stopped before its recap.
-RECAP_EVENT = "playbook_on_stats"
+# The callback plugin writes this at the play recap: a run without it stopped before (it could not load
+# what it was given).
+RECAP_FILE = "recap.json"
 # ansible-runner checks for a cancel once per pexpect timeout.
 CANCEL_POLL_SECONDS = 0.5
 # ansible-runner hands a run the worker's whole environment (and writes it to the run's artifacts): the
@@ -190,7 +191,8 @@ class Runner:
                 passwords=self._passwords(request),
                 timeout=request.timeout,
                 cancel_callback=self._cancel_callback(request),
-                event_handler=lambda event: event.get("event") == RECAP_EVENT,
+                # The run's events come from the callback plugin: ansible-runner keeps none on disk.
+                event_handler=lambda event: False,
                 settings={"pexpect_timeout": CANCEL_POLL_SECONDS, "suppress_ansible_output": True},
                 quiet=True,
                 **self._sandbox(request, data_dir, control_dir),
@@ -317,6 +319,12 @@ class Runner:
             **self._event_stream(request),
             "OPSFLOW_OUTPUT_CAP_BYTES": str(settings.output_cap_bytes),
             "OPSFLOW_UNDELIVERED_FILE": str(data_dir / UNDELIVERED_FILE),
+            "OPSFLOW_RECAP_FILE": str(data_dir / RECAP_FILE),
+            # ansible-runner makes its display callback the run's stdout callback (the launcher puts this
+            # one back): it wrote each event into the run's output, encoded, for the work horse to decode
+            # while Ansible waited on the pseudo-terminal, though the run's events come from the callback
+            # plugin. What the run prints is the same.
+            "ANSIBLE_STDOUT_CALLBACK": "default",
             MARKER_VAR: marker,
         }
         if request.secrets:
@@ -401,7 +409,7 @@ class Runner:
                 else f"ansible-playbook ended {result.status}: {printed[-4000:]}"
             )
             return RunOutcome(status, error, printed)
-        if status is RunStatus.FAILED and result.stats is None:
+        if status is RunStatus.FAILED and not (data_dir / RECAP_FILE).exists():
             # It could not load what it was given (a playbook, an inventory, extra vars): the hosts
             # it never reached did not succeed, nor were they skipped.
             status = RunStatus.ABNORMAL

@@ -1,6 +1,6 @@
 """Streams per-host task results of a run to a Redis Stream, in batches.
 
-Runs inside ansible-playbook next to ansible-runner's display callback and
+Runs inside ansible-playbook next to Ansible's own display callback and
 imports nothing from the Opsflow service. Events are buffered in memory and
 pushed by a background thread, so Ansible never waits on Redis, let alone on a
 database; the service's ingester writes them to the database.
@@ -13,6 +13,7 @@ Settings come from the environment:
   OPSFLOW_OUTPUT_CAP_BYTES   per-result cap on stdout and stderr
   OPSFLOW_MASK_FILE          optional JSON list of secrets to mask in output
   OPSFLOW_UNDELIVERED_FILE   where to say how many events could not be pushed, if any
+  OPSFLOW_RECAP_FILE         written at the play recap: the run loaded what it was given and played it
 
 The plugin speaks Redis's protocol itself for its one command, XADD (with AUTH and SELECT when the URL
 asks for them), rather than through redis-py: importing redis-py took 80 ms of CPU in every run, before
@@ -181,6 +182,7 @@ class CallbackModule(CallbackBase):
         self.output_cap = int(os.environ.get("OPSFLOW_OUTPUT_CAP_BYTES", str(5 * 1024 * 1024)))
         self.secrets = self._read_secrets(os.environ.get("OPSFLOW_MASK_FILE"))
         self.undelivered_file = os.environ.get("OPSFLOW_UNDELIVERED_FILE")
+        self.recap_file = os.environ.get("OPSFLOW_RECAP_FILE")
         self.push_error: str | None = None
         url = os.environ.get("OPSFLOW_REDIS_URL")
         self.event_stream = EventStream(url, self.stream) if url else None
@@ -401,4 +403,7 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_stats(self, stats) -> None:
         hosts = {name: stats.summarize(name) for name in sorted(stats.processed)}
         self._emit({"type": "stats", "hosts": hosts, "ts": time.time()})
+        if self.recap_file:
+            with open(self.recap_file, "w", encoding="utf-8") as handle:
+                json.dump(hosts, handle)
         self._close()
