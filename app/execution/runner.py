@@ -59,7 +59,7 @@ DEFINITIONS_SCRIPT = LAUNCHER_DIR / "opsflow_definitions.py"
 ROOT_DIR = Path("/")
 # The callback plugin writes this at the play recap: a run without it stopped before (it could not load
 # what it was given).
-RECAP_FILE = "recap.json"
+RECAP_FILE = "recap"
 # ansible-runner checks for a cancel once per pexpect timeout.
 CANCEL_POLL_SECONDS = 0.5
 # ansible-runner hands a run the worker's whole environment (and writes it to the run's artifacts): the
@@ -320,11 +320,6 @@ class Runner:
             "OPSFLOW_OUTPUT_CAP_BYTES": str(settings.output_cap_bytes),
             "OPSFLOW_UNDELIVERED_FILE": str(data_dir / UNDELIVERED_FILE),
             "OPSFLOW_RECAP_FILE": str(data_dir / RECAP_FILE),
-            # ansible-runner makes its display callback the run's stdout callback (the launcher puts this
-            # one back): it wrote each event into the run's output, encoded, for the work horse to decode
-            # while Ansible waited on the pseudo-terminal, though the run's events come from the callback
-            # plugin. What the run prints is the same.
-            "ANSIBLE_STDOUT_CALLBACK": "default",
             MARKER_VAR: marker,
         }
         if request.secrets:
