@@ -56,7 +56,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config.update(
         OPSFLOW=settings,
         SQLALCHEMY_DATABASE_URI=settings.database_url,
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        # A thread holds one connection at a time: the pool keeps one per API thread, rather than closing
+        # those beyond its default 5 after every burst and opening them again (a server process each).
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True, "pool_size": settings.api_threads},
         MAX_CONTENT_LENGTH=settings.request_max_bytes,
         API_TITLE="Opsflow",
         API_VERSION="v1",

@@ -1,4 +1,5 @@
-"""`make run`'s start: the busy-port probe, gunicorn's processes and threads, and its control socket."""
+"""`make run`'s start: the busy-port probe, gunicorn's processes and threads, their database pool, and
+its control socket."""
 
 from __future__ import annotations
 
@@ -8,14 +9,18 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import click
 import psutil
 import pytest
+from sqlalchemy import event
 
+from app import create_app
 from app.cli import gunicorn_options, refuse_busy_port
 from app.config import ROOT, Settings
+from app.extensions import db
 from tests.running import RunningService, free_port
 
 
@@ -76,6 +81,32 @@ def test_the_api_runs_the_processes_and_threads_set():
     options = gunicorn_options(settings)
     assert options[options.index("--workers") + 1] == "3"
     assert options[options.index("--threads") + 1] == "7"
+
+
+def test_every_api_thread_keeps_its_database_connection_between_bursts(tmp_path, monkeypatch):
+    threads = 8
+    monkeypatch.setenv("OPSFLOW_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("OPSFLOW_API_THREADS", str(threads))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    app = create_app()
+    with app.app_context():
+        engine = db.engine
+    opened = []
+    event.listen(engine, "connect", lambda *_: opened.append(1))
+    all_holding = threading.Barrier(threads)
+
+    def hold_a_connection() -> None:
+        with engine.connect():
+            all_holding.wait(timeout=10)
+
+    for _ in range(2):
+        burst = [threading.Thread(target=hold_a_connection) for _ in range(threads)]
+        for thread in burst:
+            thread.start()
+        for thread in burst:
+            thread.join()
+    assert len(opened) == threads, "the second burst found every connection the first one opened"
+    engine.dispose()
 
 
 def test_run_starts_again_at_once_after_serving_a_keep_alive_client(tmp_path):

@@ -72,6 +72,25 @@ def test_a_launch_over_the_limit_waits_for_no_lock(service, project, local_host,
     assert [job["status"] for job in done] == ["success"] * (limit + 1)
 
 
+def test_a_launch_queues_its_slices_once_it_has_let_go_of_the_projects_lock(
+    service, project, local_host, monkeypatch
+):
+    # Committed, the job holds its place: the next launch's decision does not wait for its queueing.
+    lock_name = dispatch.admission_lock(project["id"]).name
+    locked_while_queueing = []
+    queue_slices = dispatch.queue_slices
+
+    def queue_and_look(entries):
+        if entries:
+            locked_while_queueing.append(bool(redis.client.exists(lock_name)))
+        queue_slices(entries)
+
+    monkeypatch.setattr(dispatch, "queue_slices", queue_and_look)
+    job = launch(service, project, local_host, seconds=0).get_json()
+    assert job["dispatched_at"] and locked_while_queueing == [False]
+    assert service.wait_job(project["id"], job["id"], timeout=60)["status"] == "success"
+
+
 def test_held_jobs_outlive_the_reaper(service, project, local_host):
     # Held longer than a lost slice is given: the reaper must not take a held job for a lost one.
     held_for = int(service.env["OPSFLOW_HEARTBEAT_TTL"]) + 3

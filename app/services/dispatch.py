@@ -192,10 +192,10 @@ def admission_lock(project_id: int) -> Lock:
 def admission(job: JobInstance) -> Iterator[None]:
     """Around writing a new job instance and committing it (the body does both).
 
-    When its project has room and holds no job back, the job is written dispatched and its slices are
-    queued once committed, the project's lock held all along so that no other decision takes the same
-    place; else it is written held and released after the commit like any held job. Redis away refuses
-    the launch before anything is written.
+    When its project has room and holds no job back, the job is written dispatched under the project's
+    lock, held until the commit so that no other decision takes the same place, and its slices are
+    queued after; else it is written held and released after the commit like any held job. Redis away
+    refuses the launch before anything is written.
     """
     project_id = job.project_id
     limit = settings().project_running_limit
@@ -210,15 +210,17 @@ def admission(job: JobInstance) -> Iterator[None]:
         admitted = not limit or (locked and has_room_for_new(project_id, limit))
         due = dispatch_new(job) if admitted else []
         yield
-        try:
-            queue_slices(queue_entries(due))
-        except (RedisConnectionError, RedisTimeoutError):
-            log.warning("job instance %s: Redis went away before its slices were queued", job.id)
     finally:
         if locked:
             # Redis away: the lock expires by itself.
             with suppress(RedisConnectionError, RedisTimeoutError):
                 lock.release()
+    # Committed, the job holds its place whether or not it is on the queue yet, so the next decision
+    # about the project need not wait for the queueing.
+    try:
+        queue_slices(queue_entries(due))
+    except (RedisConnectionError, RedisTimeoutError):
+        log.warning("job instance %s: Redis went away before its slices were queued", job.id)
     # Held under the lock, the job is seen by whoever makes room next; held without it, room may
     # have been made since it was counted.
     if not admitted and lock is None:
