@@ -231,8 +231,11 @@ class Supervisor:
         )
 
     def spawn(self, name: str, command: list[str]) -> None:
+        # PostgreSQL shows each connection's application_name (pg_stat_activity, its logs): the part of
+        # the service it serves, unless the user named them all with PGAPPNAME.
+        env = {"PGAPPNAME": f"opsflow {name}", **os.environ}
         # A session of its own: Ctrl-C reaches the supervisor only, which stops children in order.
-        process = subprocess.Popen(command, cwd=ROOT, start_new_session=True)
+        process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
         self.children[name] = (command, process)
 
     def watch(self) -> None:

@@ -14,6 +14,7 @@ import time
 
 import click
 import psutil
+import psycopg
 import pytest
 from sqlalchemy import event
 
@@ -21,6 +22,7 @@ from app import create_app
 from app.cli import gunicorn_options, refuse_busy_port
 from app.config import ROOT, Settings
 from app.extensions import db
+from tests.conftest import postgres_database
 from tests.running import RunningService, free_port
 
 
@@ -128,3 +130,23 @@ def test_run_starts_again_at_once_after_serving_a_keep_alive_client(tmp_path):
     finally:
         second.stop()
     assert "Address already in use" not in second.logged()
+
+
+def test_every_part_names_its_postgresql_connections_after_itself(tmp_path):
+    databases = postgres_database()
+    url = next(databases)
+    if url is None:
+        pytest.skip("no PostgreSQL server on 127.0.0.1:5432")
+    service = RunningService(tmp_path / "data", DATABASE_URL=url).start()
+    try:
+        service.wait_healthy()
+        name = url.rsplit("/", 1)[1]
+        query = "SELECT DISTINCT application_name FROM pg_stat_activity WHERE datname = %s"
+        with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
+            names = {row[0] for row in admin.execute(query, (name,))}
+    finally:
+        assert service.stop() == 0
+        next(databases, None)
+    assert {"opsflow api", "opsflow ingester"} <= names
+    parts = {"api", "ingester", "scheduler", "worker-1", "worker-2", "engine-1", "engine-2"}
+    assert names <= {f"opsflow {part}" for part in parts}, names
