@@ -154,7 +154,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     # gunicorn's worker processes and each one's threads: a launch mostly waits on the database, so
-    # threads serve the launches arriving meanwhile (each takes one of the pool's 15 connections).
+    # threads serve the launches arriving meanwhile (the database pool keeps a connection for each).
     api_processes: int = 2
     api_threads: int = 12
     workers: int = 2

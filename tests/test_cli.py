@@ -1,8 +1,9 @@
-"""`make run`'s start: the busy-port probe, gunicorn's processes and threads, their database pool, and
-its control socket."""
+"""`make run`'s start: the busy-port probe, gunicorn's processes and threads, their database pool, its
+control socket, and the names its parts give their database connections."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import http.client
 import os
@@ -22,7 +23,7 @@ from app import create_app
 from app.cli import gunicorn_options, refuse_busy_port
 from app.config import ROOT, Settings
 from app.extensions import db
-from tests.conftest import postgres_database
+from tests.conftest import POSTGRES_ADMIN_URL, postgres_database
 from tests.running import RunningService, free_port
 
 
@@ -133,20 +134,17 @@ def test_run_starts_again_at_once_after_serving_a_keep_alive_client(tmp_path):
 
 
 def test_every_part_names_its_postgresql_connections_after_itself(tmp_path):
-    databases = postgres_database()
-    url = next(databases)
-    if url is None:
-        pytest.skip("no PostgreSQL server on 127.0.0.1:5432")
-    service = RunningService(tmp_path / "data", DATABASE_URL=url).start()
-    try:
-        service.wait_healthy()
-        name = url.rsplit("/", 1)[1]
-        query = "SELECT DISTINCT application_name FROM pg_stat_activity WHERE datname = %s"
-        with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
-            names = {row[0] for row in admin.execute(query, (name,))}
-    finally:
-        assert service.stop() == 0
-        next(databases, None)
+    with contextlib.contextmanager(postgres_database)() as url:
+        if url is None:
+            pytest.skip("no PostgreSQL server on 127.0.0.1:5432")
+        service = RunningService(tmp_path / "data", DATABASE_URL=url).start()
+        try:
+            service.wait_healthy()
+            query = "SELECT DISTINCT application_name FROM pg_stat_activity WHERE datname = %s"
+            with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+                names = {row[0] for row in admin.execute(query, (url.rsplit("/", 1)[1],))}
+        finally:
+            assert service.stop() == 0
     assert {"opsflow api", "opsflow ingester"} <= names
     parts = {"api", "ingester", "scheduler", "worker-1", "worker-2", "engine-1", "engine-2"}
     assert names <= {f"opsflow {part}" for part in parts}, names
